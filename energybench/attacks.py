@@ -1,0 +1,158 @@
+"""L-inf attacks in [0, 1] pixel units: PGD (any steps, restarts), FGSM with random start.
+
+One engine, `pgd`, serves every attack here; its objective is either cross-entropy (paper eq. 14)
+or the joint energy E(x, y) (the energy attack, paper eq. 18). Both are *ascended*. FGSM with
+random start (the JEAT inner step, Algorithm 1) is PGD with one step.
+
+The model is put in eval mode for the attack and restored afterwards; parameters receive no
+gradients (we differentiate with respect to the input only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from energybench.energy import joint_energy
+from energybench.errors import UserError
+
+OBJECTIVES = ("ce", "energy")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Temporarily put `model` in eval mode; restores the previous mode on exit."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def parse_eps(value: str | float) -> float:
+    """'8/255', '0.0314' or a float -> float in (0, 1]; anything else is a UserError."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if "/" in text:
+                num, den = text.split("/", 1)
+                result = float(num) / float(den)
+            else:
+                result = float(text)
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"cannot read eps {value!r}; write it like 8/255 or 0.0314") from None
+    else:
+        result = float(value)
+    check_eps(result)
+    return result
+
+
+def check_eps(eps: float, name: str = "eps") -> None:
+    if not (0.0 < eps <= 1.0):
+        hint = f" (did you mean {eps:g}/255?)" if 1.0 < eps <= 255 else ""
+        raise UserError(f"{name} {eps:g} is out of range: budgets are in [0, 1] pixel units{hint}")
+
+
+@dataclass(frozen=True)
+class PGDConfig:
+    """An L-inf PGD attack. eps/step_size in [0, 1] pixel units."""
+
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 20
+    restarts: int = 1
+    objective: str = "ce"  # "ce" (eq. 14) or "energy" (ascend E(x, y), eq. 18)
+    random_start: bool = True
+
+    def __post_init__(self):
+        check_eps(self.eps)
+        check_eps(self.step_size, "step_size")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown attack objective {self.objective!r}; use one of {OBJECTIVES}")
+        if self.steps < 1 or self.restarts < 1:
+            raise UserError("attack steps and restarts must be >= 1")
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
+    """The summed per-example quantity the attack ascends. logits (N, K), y (N,) -> scalar."""
+    if objective == "ce":
+        return F.cross_entropy(logits, y, reduction="sum")
+    return joint_energy(logits, y).sum()
+
+
+def _single_run(model, x, y, cfg: PGDConfig, generator) -> torch.Tensor:
+    if cfg.random_start:
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        delta = noise.mul_(2 * cfg.eps).sub_(cfg.eps)
+        x_adv = (x + delta).clamp_(0.0, 1.0)
+    else:
+        x_adv = x.clone()
+    lower, upper = (x - cfg.eps).clamp_(min=0.0), (x + cfg.eps).clamp_(max=1.0)
+    for _ in range(cfg.steps):
+        x_adv.requires_grad_(True)
+        loss = attack_loss(model(x_adv), y, cfg.objective)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach().add_(grad.sign_(), alpha=cfg.step_size)
+        x_adv = torch.minimum(torch.maximum(x_adv, lower), upper)
+    return x_adv.detach()
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: PGDConfig = PGDConfig(),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Adversarial examples for one batch.
+
+    x: float32 (N, C, H, W) in [0, 1]; y: int64 (N,). Returns x_adv with ||x_adv - x||_inf <= eps
+    and values in [0, 1]. With restarts > 1, each example keeps the first run that fools the model
+    (else the last run).
+    """
+    with eval_mode(model), torch.enable_grad():
+        best = _single_run(model, x, y, cfg, generator)
+        if cfg.restarts == 1:
+            return best
+        with torch.no_grad():
+            fooled = model(best).argmax(1) != y
+        for _ in range(cfg.restarts - 1):
+            if bool(fooled.all()):
+                break
+            candidate = _single_run(model, x, y, cfg, generator)
+            with torch.no_grad():
+                now_fooled = model(candidate).argmax(1) != y
+            take = ~fooled
+            best[take] = candidate[take]
+            fooled |= now_fooled
+        return best
+
+
+def fgsm_rs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float = 8 / 255,
+    step_size: float | None = None,
+    objective: str = "ce",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """FGSM with uniform random start (JEAT Algorithm 1 uses step_size = eps, objective='energy').
+
+    delta ~ U(-eps, eps); delta += step * sign(grad); delta clipped to [-eps, eps]; x + delta in [0, 1].
+    """
+    cfg = PGDConfig(eps=eps, step_size=eps if step_size is None else step_size, steps=1,
+                    objective=objective, random_start=True)
+    return pgd(model, x, y, cfg, generator)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """argmax predictions in eval mode, batched. x (N, C, H, W) -> (N,) int64."""
+    with eval_mode(model):
+        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])

@@ -1,0 +1,203 @@
+"""Command line: `energybench train | eval | list | data`.
+
+Every user error (missing data, unknown name, bad option, corrupt checkpoint) ends in one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from energybench.errors import UserError
+
+
+def _device(name: str):
+    from energybench.runtime import resolve_device
+
+    return resolve_device(name)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="energybench")
+def cli():
+    """Train and evaluate classifiers that are also energy-based generative models."""
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@cli.command()
+@click.argument("recipe")
+@click.option("--preset", default="smoke", show_default=True, help="paper or smoke")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a config value, e.g. optim.lr=0.05 or recipe.sigma=16/255 (repeatable)")
+@click.option("--data", "data_spec", default=None,
+              help="data spec: cifar10, a torchvision folder, an image tree or .tar.gz, an .npz")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="run folder (default runs/<recipe>-<preset>)")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--show-config", is_flag=True, help="print the resolved config and exit")
+def train(recipe, preset, overrides, data_spec, out_dir, device, resume, show_config):
+    """Train RECIPE (see `energybench list recipes`) with a preset and overrides."""
+    from dataclasses import replace
+
+    from energybench.config import apply_overrides, describe
+    from energybench.recipes import preset_config
+    from energybench.trainer import train as run_training
+
+    cfg = preset_config(recipe, preset)
+    if data_spec is not None:
+        cfg = replace(cfg, data=replace(cfg.data, source=data_spec))
+    cfg = apply_overrides(cfg, list(overrides))
+    if show_config:
+        for key, value in describe(cfg):
+            click.echo(f"{key} = {value!r}")
+        return
+    out_dir = out_dir or Path("runs") / f"{recipe}-{preset}"
+    path = run_training(cfg, out_dir, _device(device), resume=resume)
+    click.echo(f"checkpoint: {path}")
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+@cli.command("eval")
+@click.option("--ckpt", "model_path", required=True, type=click.Path(path_type=Path),
+              help="an energybench checkpoint (.pt) or a torch.export program (.pt2)")
+@click.option("--data", "data_spec", default=None,
+              help="test data (default: the data the checkpoint was trained on)")
+@click.option("--n", type=int, default=None, help="evaluate the first N test images (default all)")
+@click.option("--suite", "suites", multiple=True, help="metric suite(s): see `energybench list suites`")
+@click.option("--metric", "metrics", multiple=True, help="single metric(s), repeatable")
+@click.option("--eps", default=None, help="L-inf budget for attack metrics, e.g. 8/255 (default protocol)")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="records folder (default eval-<ckpt name>/ beside the checkpoint)")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="recompute metrics that are already recorded")
+def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, batch_size, seed, force):
+    """Evaluate a model; one JSON record per metric, then a summary table."""
+    from energybench.attacks import parse_eps
+    from energybench.evaluate import default_out_dir, evaluate
+    from energybench.metrics import resolve_metrics
+    from energybench.results import format_summary, write_json_atomic
+
+    names = resolve_metrics(list(suites), list(metrics))
+    overrides = {"eps": parse_eps(eps) if eps is not None else None}
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    records = evaluate(model_path, names, data_spec=data_spec, n=n, out_dir=out_dir,
+                       device=_device(device), batch_size=batch_size, seed=seed,
+                       overrides=overrides, force=force, log=lambda m: click.echo(m, err=True))
+    table = format_summary(records)
+    out = out_dir or default_out_dir(model_path)
+    (Path(out) / "summary.md").write_text(
+        f"# {model_path}\n\nData: {records[0]['data']['label']}\n\n{table}\n")
+    click.echo(f"\n{model_path} on {records[0]['data']['label']}\n{table}\n\nrecords: {out}")
+
+
+# ----------------------------------------------------------------------------- list
+
+
+@cli.command("list")
+@click.argument("what", required=False,
+                type=click.Choice(["recipes", "models", "metrics", "suites", "presets"]))
+def list_cmd(what):
+    """Show recipes, models, metrics, suites and presets."""
+    from energybench.metrics import METRICS, SUITES
+    from energybench.models import MODELS
+    from energybench.recipes import RECIPES
+
+    sections = {
+        "recipes": [(n, RECIPES.get(n).summary) for n in RECIPES.names()],
+        "models": [(n, (MODELS.get(n).__doc__ or "").strip().splitlines()[0]
+                    if MODELS.get(n).__doc__ else "") for n in MODELS.names()],
+        "metrics": [(n, METRICS.get(n).summary) for n in METRICS.names()],
+        "suites": [(n, ", ".join(m)) for n, m in sorted(SUITES.items())],
+        "presets": [(n, ", ".join(RECIPES.get(n).presets())) for n in RECIPES.names()],
+    }
+    for name, rows in sections.items():
+        if what not in (None, name):
+            continue
+        click.echo(f"{name}:")
+        width = max(len(r[0]) for r in rows)
+        for key, text in rows:
+            click.echo(f"  {key.ljust(width)}  {text}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@cli.group()
+def data():
+    """Inspect, import and verify datasets."""
+
+
+@data.command("info")
+@click.argument("spec", required=False)
+def data_info(spec):
+    """Where SPEC resolves to, its splits, sizes and classes (default: cifar10 in the data home)."""
+    from energybench import data as datalib
+
+    source = datalib.resolve_source(spec)
+    click.echo(f"source: {source.kind} {source.path}")
+    click.echo(f"data home: {datalib.data_home()}   cache: {datalib.cache_dir()}")
+    for split in datalib.SPLITS:
+        try:
+            d = datalib.load_split(spec, split)
+        except UserError as exc:
+            click.echo(f"{split}: none ({exc})")
+            continue
+        click.echo(f"{split}: {len(d)} images {tuple(d.images.shape[1:])} uint8, "
+                   f"{d.num_classes} classes; {d.source.get('label')}")
+    click.echo(f"classes: {', '.join(d.classes)}")
+
+
+@data.command("import")
+@click.argument("spec")
+@click.option("--name", default="cifar10", show_default=True, help="dataset name in the data home")
+@click.option("--download", is_flag=True, help="let torchvision download SPEC (cifar10/cifar100)")
+def data_import(spec, name, download):
+    """Decode SPEC into the data home as NAME.npz, so `--data NAME` (the default) finds it."""
+    from energybench import data as datalib
+
+    if download and spec in datalib.TORCHVISION_FOLDERS:
+        spec = str(datalib.download_torchvision(spec))
+    path = datalib.import_source(spec, name)
+    click.echo(f"imported {spec} -> {path}")
+
+
+@data.command("verify")
+@click.argument("spec", required=False)
+@click.option("--reference", type=click.Path(exists=True, path_type=Path), default=None,
+              help="an .npz of exact test images to compare the first test images against")
+def data_verify(spec, reference):
+    """Check counts, shapes, labels and checksums of SPEC; optionally compare with exact pixels."""
+    from energybench.data_checks import verify_source
+
+    report, ok = verify_source(spec, reference)
+    click.echo(report)
+    if not ok:
+        raise UserError(f"{spec or 'cifar10'} failed verification (see above)")
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="energybench", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"energybench: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("energybench: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("energybench: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,224 @@
+"""Run configuration: frozen dataclasses, dict round trip, and `--set key=value` overrides.
+
+A TrainConfig is fully resolved before training starts and stored in every checkpoint, so a
+checkpoint rebuilds its model and resumes its run with no flags. Overrides address fields by dotted
+path (`optim.lr=0.05`, `recipe.sigma=16/255`, `model.kwargs.width=64`, shorthand `model.width=64`);
+an unknown key is an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from energybench.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "tiny-cnn"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str | None = None  # data spec (see energybench.data); None -> "cifar10" in the data home
+    train_subset: int | None = None  # class-balanced subset of the training split; None = all
+    eval_subset: int | None = 1000  # first n test images for the per-epoch accuracy; 0 = none
+    augment: bool = True  # random crop (4 px zero padding) + horizontal flip
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    epochs: int = 200
+    schedule: str = "multistep"  # multistep | cosine | constant
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for multistep
+    gamma: float = 0.1
+    warmup_steps: int = 0  # linear warm-up from 0 (JEM uses 1000)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    amp: bool = True  # bfloat16 autocast on CUDA (CPU always trains in float32)
+    channels_last: bool = True  # on CUDA
+    deterministic: bool = False
+    checkpoint_every_steps: int = 0  # extra mid-epoch checkpoints; 0 = only at epoch ends
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    recipe: str
+    params: Any  # the recipe's own frozen dataclass of hyper-parameters
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    run: RunConfig = RunConfig()
+
+
+# ----------------------------------------------------------------------------- dict round trip
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses -> nested dicts of plain types (tuples become lists)."""
+    if is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Rebuild dataclass `cls` from `to_dict` output; unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"unknown config key(s) {', '.join(where + k for k in unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value, f"{where}{name}.")
+        elif _origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def train_config_from_dict(data: dict, params_cls: type) -> TrainConfig:
+    """Rebuild a TrainConfig from `to_dict` output, the params as `params_cls`."""
+    data = dict(data)
+    params = from_dict(params_cls, data.pop("params"), "params.")
+    sections = {name: from_dict(typing.get_type_hints(TrainConfig)[name], data[name], f"{name}.")
+                for name in ("model", "data", "optim", "run") if name in data}
+    return TrainConfig(recipe=data["recipe"], params=params, **sections)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def _origin(hint):
+    return typing.get_origin(hint)
+
+
+def _parse_value(text: str, hint, key: str) -> Any:
+    """Parse `text` as a value of type `hint` (int, float incl. 8/255, bool, str, tuple, None)."""
+    origin = _origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if type(None) in args and text.strip().lower() in ("none", "null"):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _parse_value(text, inner[0], key)
+    if hint is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"{key} must be true or false, got {text!r}")
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise UserError(f"{key} must be an integer, got {text!r}") from None
+    if hint is float:
+        try:
+            if "/" in text:
+                num, den = text.split("/", 1)
+                return float(num) / float(den)
+            return float(text)
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"{key} must be a number (e.g. 0.1 or 8/255), got {text!r}") from None
+    if origin is tuple:
+        (inner, *_) = typing.get_args(hint)
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        return tuple(_parse_value(p.strip(), inner, key) for p in parts)
+    if hint is str:
+        return text
+    if hint is dict or origin is dict:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise UserError(f"{key} must be a dict literal like {{'width': 64}}, got {text!r}") from None
+        if not isinstance(value, dict):
+            raise UserError(f"{key} must be a dict literal, got {text!r}")
+        return value
+    raise UserError(f"{key} cannot be set from the command line")
+
+
+def _literal(text: str) -> Any:
+    """A free-form value (model kwargs): Python literal if it parses, else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _set_path(obj: Any, path: list[str], text: str, full_key: str) -> Any:
+    name, rest = path[0], path[1:]
+    if isinstance(obj, dict):
+        if rest:
+            raise UserError(f"{full_key}: cannot go deeper than {name}")
+        return {**obj, name: _literal(text)}
+    names = [f.name for f in fields(obj)]
+    if name not in names:
+        if isinstance(obj, ModelConfig):  # shorthand: model.width=64 -> model.kwargs.width=64
+            return replace(obj, kwargs=_set_path(obj.kwargs, path, text, full_key))
+        raise UserError(f"unknown config key {full_key!r}; valid here: {', '.join(names)}")
+    current = getattr(obj, name)
+    if rest:
+        if not (is_dataclass(current) or isinstance(current, dict)):
+            raise UserError(f"{full_key}: {name} has no sub-keys")
+        return replace(obj, **{name: _set_path(current, rest, text, full_key)})
+    if is_dataclass(current):
+        raise UserError(f"{full_key} is a section; set one of its keys, e.g. {full_key}.<key>=...")
+    hint = typing.get_type_hints(type(obj))[name]
+    if hint is Any:
+        raise UserError(f"{full_key} cannot be set from the command line")
+    return replace(obj, **{name: _parse_value(text, hint, full_key)})
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply `key=value` strings in order; `recipe.x` is an alias of `params.x`."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like key=value (e.g. optim.lr=0.05)")
+        key, text = item.split("=", 1)
+        path = key.strip().split(".")
+        if path[0] == "recipe" and len(path) > 1:
+            path[0] = "params"
+        if path == ["recipe"]:
+            raise UserError("the recipe is chosen on the command line, not with --set")
+        cfg = _set_path(cfg, path, text.strip(), key.strip())
+    return cfg
+
+
+def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Flatten a config into (dotted key, value) pairs, for printing."""
+    out = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            out += describe(value, f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", value))
+    return out
+
+
+__all__ = [
+    "ModelConfig", "DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "to_dict",
+    "from_dict", "train_config_from_dict", "apply_overrides", "describe",
+]

@@ -1,0 +1,392 @@
+"""CIFAR-10/100 as uint8 tensors with labels, from any of three kinds of source.
+
+A *data spec* is one of
+  - a dataset name, ``cifar10`` or ``cifar100``: the data home ($ENERGYBENCH_HOME/data, default
+    ~/.energybench/data) is searched for ``<name>.npz`` (written by ``energybench data import``)
+    and then for torchvision's folder (``cifar-10-batches-py`` / ``cifar-100-python``), which
+    torchvision downloads there when ``download=True`` and the machine is online;
+  - a torchvision folder (or its parent);
+  - an image-folder tree ``<root>/{train,test}/<class>/<file>`` or a .tar/.tar.gz of one;
+  - an .npz with ``images`` (N,32,32,3 uint8) and ``labels`` (a test split), or with
+    ``train_images``/``train_labels``/``test_images``/``test_labels``.
+
+Images come back as uint8 NCHW tensors; decoding happens once per source and is cached under
+$ENERGYBENCH_HOME/cache, keyed by the source's content. Every split carries a provenance dict
+(kind, path, sha256, a human label) that results record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from energybench.errors import UserError
+
+SPLITS = ("train", "test")
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+# Sources whose bytes we know: sha256 -> human label that results must carry.
+KNOWN_SOURCES = {
+    "b27b0ac43712cda5a4f8785e9cf7526458ddd8b3685d1e891a6f795bf4ef5c8e": "CIFAR-10 (JPEG q75 copy)",
+    "4c7117781c9b83912783d20bddb037d5b4ddb449294bb795258504e67e83de31": (
+        "CIFAR-10 test, exact pixels, first 1,017 images"
+    ),
+}
+CACHE_FORMAT = 1
+
+
+def energybench_home() -> Path:
+    """$ENERGYBENCH_HOME, default ~/.energybench: data/ and cache/ live here."""
+    return Path(os.environ.get("ENERGYBENCH_HOME", Path.home() / ".energybench")).expanduser()
+
+
+def data_home() -> Path:
+    return energybench_home() / "data"
+
+
+def cache_dir() -> Path:
+    return energybench_home() / "cache"
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """One split of a dataset.
+
+    images: uint8 (N, 3, H, W) in [0, 255]; labels: int64 (N,) in [0, num_classes).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    source: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, n: int | None, offset: int = 0) -> "LabeledImages":
+        """The first n images (from offset), in source order; n=None keeps all."""
+        end = len(self) if n is None else min(len(self), offset + n)
+        source = dict(self.source, subset={"offset": offset, "n": end - offset})
+        return LabeledImages(self.images[offset:end], self.labels[offset:end], self.classes, source)
+
+    def float_images(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """All images as float32 (N, 3, H, W) in [0, 1] on `device`."""
+        return to_float(self.images.to(device))
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [0, 1], same shape."""
+    return images.float().div_(255.0)
+
+
+# ----------------------------------------------------------------------------- spec resolution
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "npz" | "torchvision" | "image-tree" | "image-tar"
+    path: Path
+    dataset: str | None = None  # "cifar10" / "cifar100" where known
+
+
+def resolve_source(spec: str | os.PathLike | None) -> Source:
+    """Turn a data spec (see module docstring) into a Source, or fail with a one-line reason."""
+    spec = "cifar10" if spec is None else str(spec)
+    if spec in TORCHVISION_FOLDERS:
+        home = data_home()
+        imported = home / f"{spec}.npz"
+        if imported.is_file():
+            return Source("npz", imported, spec)
+        if (home / TORCHVISION_FOLDERS[spec]).is_dir():
+            return Source("torchvision", home, spec)
+        raise UserError(
+            f"no {spec} data in {home} (looked for {imported.name} and {TORCHVISION_FOLDERS[spec]}/); "
+            f"run `energybench data import PATH` with a local copy, `energybench data import {spec} "
+            f"--download` when online, or pass --data PATH"
+        )
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"data not found: {path} does not exist; pass --data with a torchvision CIFAR folder, "
+            f"an image-folder tree or .tar/.tar.gz of one, or an .npz"
+        )
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith(".npz"):
+            return Source("npz", path)
+        if name.endswith((".tar", ".tar.gz", ".tgz")):
+            return Source("image-tar", path)
+        raise UserError(f"unsupported data file {path}: expected .npz, .tar, .tar.gz or .tgz")
+    for dataset, folder in TORCHVISION_FOLDERS.items():
+        if path.name == folder:
+            return Source("torchvision", path.parent, dataset)
+        if (path / folder).is_dir():
+            return Source("torchvision", path, dataset)
+    if any((path / split).is_dir() for split in SPLITS):
+        return Source("image-tree", path)
+    nested = [p for p in path.iterdir() if p.is_dir() and any((p / s).is_dir() for s in SPLITS)]
+    if len(nested) == 1:
+        return Source("image-tree", nested[0])
+    raise UserError(
+        f"{path} is not a data source: expected {'/'.join(TORCHVISION_FOLDERS.values())}, "
+        f"train/ and test/ class folders, or one folder holding them"
+    )
+
+
+def load_split(spec: str | os.PathLike | None, split: str, download: bool = False) -> LabeledImages:
+    """Load one split ('train' or 'test') of a data spec, decoding once and caching."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; use train or test")
+    source = resolve_source(spec)
+    if source.kind == "torchvision":
+        return _load_torchvision(source, split, download)
+    arrays, meta = _cached_decode(source)
+    if f"{split}_images" not in arrays:
+        have = [s for s in SPLITS if f"{s}_images" in arrays]
+        raise UserError(
+            f"{source.path} has no {split} split (it holds: {', '.join(have) or 'nothing'}); "
+            f"give a source with a {split} split via --data"
+        )
+    images = torch.from_numpy(np.ascontiguousarray(arrays[f"{split}_images"])).permute(0, 3, 1, 2)
+    labels = torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
+    provenance = dict(meta["provenance"], split=split)
+    return LabeledImages(images.contiguous(), labels, tuple(meta["classes"]), provenance)
+
+
+# ----------------------------------------------------------------------------- decoding + cache
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _content_key(source: Source) -> str:
+    """sha256 of a file source; for folders a hash of names, sizes and mtimes."""
+    if source.path.is_file():
+        return file_sha256(source.path)
+    digest = hashlib.sha256()
+    for p in sorted(source.path.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            digest.update(f"{p.relative_to(source.path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return "tree-" + digest.hexdigest()
+
+
+def _label_for(source: Source, key: str, classes: list[str], lossy: bool) -> str:
+    if key in KNOWN_SOURCES:
+        return KNOWN_SOURCES[key]
+    name = {10: "CIFAR-10", 100: "CIFAR-100"}.get(len(classes), f"{len(classes)}-class images")
+    suffix = " (JPEG copy; lossy)" if lossy else ""
+    return f"{name}{suffix} from {source.kind} {source.path.name}"
+
+
+def _cached_decode(source: Source) -> tuple[dict[str, np.ndarray], dict]:
+    """Decoded arrays {split_images: (N,H,W,3) uint8, split_labels: (N,)} and metadata."""
+    key = _content_key(source)
+    cache = cache_dir() / f"{key[:40]}.v{CACHE_FORMAT}"
+    meta_path = cache / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        arrays = {name: np.load(cache / f"{name}.npy") for name in meta["arrays"]}
+        return arrays, meta
+    label = None
+    if source.kind == "npz":
+        arrays, classes, lossy, label = _decode_npz(source.path)
+    else:
+        arrays, classes, lossy = _decode_image_tree(source)
+    provenance = {
+        "kind": source.kind,
+        "path": str(source.path.resolve()),
+        "sha256" if source.path.is_file() else "tree_hash": key,
+        "label": label or _label_for(source, key, classes, lossy),
+    }
+    meta = {"arrays": sorted(arrays), "classes": classes, "provenance": provenance}
+    _write_cache(cache, arrays, meta)
+    return arrays, meta
+
+
+def _write_cache(cache: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write arrays then meta.json, atomically per file; meta last marks the cache complete."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        tmp = cache / f".{name}.npy.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(arr))
+        os.replace(tmp, cache / f"{name}.npy")
+    tmp = cache / ".meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, cache / "meta.json")
+
+
+def _check_images(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise UserError(
+            f"{where}: images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise UserError(f"{where}: labels must be (N,) with N={len(images)}, got {tuple(labels.shape)}")
+
+
+def _decode_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str], bool, str | None]:
+    try:
+        npz = np.load(path, allow_pickle=False)
+        files = set(npz.files)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path} as .npz ({exc}); is the file complete?") from None
+    arrays = {}
+    if {"images", "labels"} <= files:
+        arrays["test_images"], arrays["test_labels"] = npz["images"], npz["labels"]
+    for split in SPLITS:
+        if {f"{split}_images", f"{split}_labels"} <= files:
+            arrays[f"{split}_images"], arrays[f"{split}_labels"] = (
+                npz[f"{split}_images"], npz[f"{split}_labels"])
+    if not arrays:
+        raise UserError(
+            f"{path} has neither images/labels nor train_images/train_labels/test_images/test_labels"
+        )
+    for split in SPLITS:
+        if f"{split}_images" in arrays:
+            _check_images(arrays[f"{split}_images"], arrays[f"{split}_labels"], f"{path} ({split})")
+    if "label_names" in files:
+        classes = [str(c) for c in npz["label_names"]]
+    else:
+        top = max(int(arrays[k].max()) for k in arrays if k.endswith("_labels")) + 1
+        classes = list(CIFAR10_CLASSES) if top <= 10 else [str(i) for i in range(top)]
+    lossy = bool(npz["lossy"]) if "lossy" in files else False
+    label = str(npz["source_label"]) + " (imported)" if "source_label" in files else None
+    return arrays, classes, lossy, label
+
+
+_TREE_PATTERN = re.compile(r"^(?:.*/)?(train|test)/([^/]+)/([^/]+)$")
+
+
+def _tree_members(source: Source):
+    """Yield (split, class, filename, bytes) for every image of a tree or tar."""
+    if source.kind == "image-tar":
+        try:
+            with tarfile.open(source.path, "r:*") as tar:
+                for member in tar:
+                    match = _TREE_PATTERN.match(member.name)
+                    if member.isfile() and match and Path(match[3]).suffix.lower() in IMAGE_SUFFIXES:
+                        yield match[1], match[2], match[3], tar.extractfile(member).read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise UserError(f"cannot read {source.path} as a tar archive ({exc}); is it complete?") from None
+    else:
+        for split in SPLITS:
+            for path in sorted((source.path / split).glob("*/*")):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    yield split, path.parent.name, path.name, path.read_bytes()
+
+
+def _decode_image_tree(source: Source) -> tuple[dict[str, np.ndarray], list[str], bool]:
+    """Decode `<root>/{train,test}/<class>/<file>`; classes sorted by name (CIFAR's label order).
+
+    Order within a split: by the integer file stem when all stems are distinct integers (the
+    official test order for the JPEG copy), else by (class, file name).
+    """
+    from PIL import Image
+
+    from energybench.progress import progress
+
+    found: dict[str, list[tuple[str, str, np.ndarray]]] = {s: [] for s in SPLITS}
+    lossy = False
+    for split, cls, name, blob in progress(_tree_members(source), desc=f"decoding {source.path.name}"):
+        with Image.open(io.BytesIO(blob)) as img:
+            lossy |= img.format == "JPEG"
+            found[split].append((cls, name, np.asarray(img.convert("RGB"), dtype=np.uint8)))
+    classes = sorted({cls for items in found.values() for cls, _, _ in items})
+    if not classes:
+        raise UserError(f"no images found in {source.path}; expected <root>/{{train,test}}/<class>/<image>")
+    index = {c: i for i, c in enumerate(classes)}
+    arrays = {}
+    for split, items in found.items():
+        if not items:
+            continue
+        stems = [Path(name).stem for _, name, _ in items]
+        if all(s.isdigit() for s in stems) and len(set(map(int, stems))) == len(stems):
+            items = [it for _, it in sorted(zip(map(int, stems), items), key=lambda p: p[0])]
+        else:
+            items = sorted(items, key=lambda it: (it[0], it[1]))
+        shapes = {it[2].shape for it in items}
+        if len(shapes) != 1:
+            raise UserError(f"{source.path} ({split}): images differ in size {sorted(shapes)[:3]}")
+        arrays[f"{split}_images"] = np.stack([it[2] for it in items])
+        arrays[f"{split}_labels"] = np.array([index[it[0]] for it in items], dtype=np.int64)
+    return arrays, classes, lossy
+
+
+def _load_torchvision(source: Source, split: str, download: bool) -> LabeledImages:
+    import torchvision
+
+    dataset = source.dataset or "cifar10"
+    cls = torchvision.datasets.CIFAR10 if dataset == "cifar10" else torchvision.datasets.CIFAR100
+    try:
+        ds = cls(str(source.path), train=(split == "train"), download=download)
+    except RuntimeError as exc:
+        raise UserError(f"torchvision {dataset} at {source.path}: {exc}") from None
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor(ds.targets, dtype=torch.int64)
+    provenance = {
+        "kind": "torchvision",
+        "path": str((source.path / TORCHVISION_FOLDERS[dataset]).resolve()),
+        "label": {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset],
+        "split": split,
+    }
+    return LabeledImages(images, labels, tuple(ds.classes), provenance)
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def download_torchvision(dataset: str) -> Path:
+    """Let torchvision download `dataset` (cifar10/cifar100) into the data home; needs internet."""
+    folder = data_home()
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        _load_torchvision(Source("torchvision", folder, dataset), split, download=True)
+    return folder / TORCHVISION_FOLDERS[dataset]
+
+
+def import_source(spec: str, name: str = "cifar10") -> Path:
+    """Decode any source into the data home as `<name>.npz` (train and test) and return its path."""
+    splits = {}
+    for split in SPLITS:
+        try:
+            splits[split] = load_split(spec, split)
+        except UserError:
+            if split == "test" or not splits:
+                raise
+    first = next(iter(splits.values()))
+    out = data_home() / f"{name}.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, data in splits.items():
+        arrays[f"{split}_images"] = data.images.permute(0, 2, 3, 1).numpy()
+        arrays[f"{split}_labels"] = data.labels.numpy()
+    label = first.source.get("label", "")
+    tmp = out.with_name(f".{out.name}.tmp.npz")
+    np.savez(tmp, label_names=np.array(first.classes), lossy=np.array("JPEG" in label),
+             source_label=np.array(label), **arrays)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,31 @@
+"""Metric registry and suites. Each metric writes one JSON record (see energybench.results)."""
+
+from energybench.metrics.base import (
+    METRICS, SUITES, EvalContext, Metric, MetricResult, register_metric, register_suite,
+)
+from energybench.metrics import accuracy, robustness  # noqa: F401  (registers)
+
+register_suite("smoke", ["clean", "pgd20"])
+register_suite("robust", ["clean", "pgd20"])
+register_suite("all", ["clean", "pgd20"])
+
+
+def resolve_metrics(suites: list[str], metrics: list[str]) -> list[str]:
+    """Metric names from --suite and --metric, in order, without repeats (default: suite smoke)."""
+    from energybench.errors import UserError
+
+    names: list[str] = []
+    for suite in suites:
+        if suite not in SUITES:
+            raise UserError(f"unknown suite {suite!r}; known suites: {', '.join(sorted(SUITES))}")
+        names += SUITES[suite]
+    for metric in metrics:
+        METRICS.get(metric)
+        names.append(metric)
+    if not names:
+        names = list(SUITES["smoke"])
+    return list(dict.fromkeys(names))
+
+
+__all__ = ["METRICS", "SUITES", "EvalContext", "Metric", "MetricResult", "register_metric",
+           "register_suite", "resolve_metrics"]

@@ -1,0 +1,53 @@
+"""Robust accuracy under L-inf PGD (DESIGN.md protocol): `pgd20` (cross-entropy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from energybench.attacks import PGDConfig, pgd
+from energybench.metrics.base import (
+    EvalContext, Metric, MetricResult, binomial_stderr, register_metric,
+)
+from energybench.progress import progress
+from energybench.runtime import derive_seed, make_generator
+
+
+@dataclass(frozen=True)
+class PGDParams:
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 20
+    restarts: int = 1
+    objective: str = "ce"
+    random_start: bool = True
+
+
+class PGDRobustAccuracy(Metric):
+    """Accuracy on PGD adversarial examples; the image counts as robust only if the model is
+    right on the clean image too (its adversarial example starts inside the eps-ball)."""
+
+    Params = PGDParams
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        cfg = PGDConfig(**vars(self.params))
+        robust = clean = 0
+        total = -(-len(ctx.data) // ctx.batch_size)
+        for x, y, offset in progress(ctx.batches(), desc=self.name, total=total):
+            gen = make_generator(derive_seed(ctx.seed, offset), ctx.device)
+            x_adv = pgd(ctx.model, x, y, cfg, gen)
+            with torch.no_grad():
+                right_clean = ctx.model(x).argmax(1) == y
+                right_adv = ctx.model(x_adv).argmax(1) == y
+            clean += int(right_clean.sum())
+            robust += int((right_clean & right_adv).sum())
+        n = len(ctx.data)
+        acc = robust / n
+        return MetricResult(acc, n, binomial_stderr(acc, n), {"clean_accuracy": clean / n})
+
+
+@register_metric
+class PGD20(PGDRobustAccuracy):
+    name = "pgd20"
+    summary = "robust accuracy, L-inf PGD-20 on cross-entropy, eps 8/255, step 2/255, random start"

@@ -1,0 +1,36 @@
+"""Model registry: `create_model(name, **kwargs)` builds a classifier taking [0, 1] NCHW images.
+
+Every model normalises inside its forward (a `Normalize` first layer with its mean/std stored in
+the state dict), so attacks and samplers always work in [0, 1] pixel units.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch.nn as nn
+
+from energybench.errors import UserError
+from energybench.models.registry import MODELS
+from energybench.models import preact_resnet, tiny, wide_resnet  # noqa: F401  (registers models)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; unknown names and keyword arguments give a one-line error."""
+    factory = MODELS.get(name)
+    params = inspect.signature(factory).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise UserError(
+            f"model {name!r} takes no option(s) {', '.join(unknown)}; it takes: {', '.join(params)}"
+        )
+    model = factory(**kwargs)
+    model.energybench_spec = {"name": name, "kwargs": dict(kwargs)}
+    return model
+
+
+def model_names() -> list[str]:
+    return MODELS.names()
+
+
+__all__ = ["create_model", "model_names", "MODELS"]

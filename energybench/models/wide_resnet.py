@@ -1,0 +1,87 @@
+"""Wide ResNet (Zagoruyko & Komodakis 2016), WRN-depth-width, as used by JEM and JEAT."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from energybench.errors import UserError
+from energybench.models.registry import MODELS, activation, norm2d, normalization
+
+
+class WideBasic(nn.Module):
+    """Pre-activation wide block: norm-act-conv3x3-(dropout)-norm-act-conv3x3 + shortcut."""
+
+    def __init__(self, c_in, c_out, stride, batch_norm, act, dropout):
+        super().__init__()
+        self.bn1 = norm2d(c_in, batch_norm)
+        self.act1 = activation(act)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=1, padding=1, bias=True)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.bn2 = norm2d(c_out, batch_norm)
+        self.act2 = activation(act)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=stride, padding=1, bias=True)
+        self.shortcut = (
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=True)
+            if stride != 1 or c_in != c_out else nn.Identity()
+        )
+
+    def forward(self, x):
+        out = self.conv1(self.act1(self.bn1(x)))
+        out = self.conv2(self.act2(self.bn2(self.dropout(out))))
+        return out + self.shortcut(x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-width for 32x32 inputs; input (N, 3, 32, 32) in [0, 1] -> logits (N, num_classes)."""
+
+    def __init__(self, depth=28, width=10, num_classes=10, batch_norm=True, act="relu",
+                 dropout=0.0, normalize="cifar"):
+        super().__init__()
+        if (depth - 4) % 6 != 0:
+            raise UserError(f"WideResNet depth must be 6n+4 (e.g. 16, 22, 28), got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.normalize = normalization(normalize)
+        self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=True)
+        layers, c_in = [], widths[0]
+        for stage, stride in zip(range(1, 4), (1, 2, 2)):
+            for i in range(n):
+                layers.append(WideBasic(c_in, widths[stage], stride if i == 0 else 1,
+                                        batch_norm, act, dropout))
+                c_in = widths[stage]
+        self.blocks = nn.Sequential(*layers)
+        self.bn = norm2d(c_in, batch_norm)
+        self.act = activation(act)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(self.conv1(self.normalize(x)))
+        out = self.pool(self.act(self.bn(out))).flatten(1)
+        return self.fc(out)
+
+
+@MODELS.register("wrn")
+def wrn(depth: int = 28, width: int = 10, num_classes: int = 10, batch_norm: bool = True,
+        act: str = "relu", dropout: float = 0.0, normalize: str = "cifar") -> WideResNet:
+    """WRN-depth-width; JEM uses batch_norm=False, act='leaky_relu', normalize='pm1'."""
+    return WideResNet(depth, width, num_classes, batch_norm, act, dropout, normalize)
+
+
+@MODELS.register("wrn-28-10")
+def wrn_28_10(num_classes: int = 10, batch_norm: bool = True, act: str = "relu",
+              dropout: float = 0.0, normalize: str = "cifar") -> WideResNet:
+    """The papers' WRN-28-10 (36.5M parameters)."""
+    return WideResNet(28, 10, num_classes, batch_norm, act, dropout, normalize)
+
+
+@MODELS.register("wrn-16-4")
+def wrn_16_4(num_classes: int = 10, batch_norm: bool = True, act: str = "relu",
+             dropout: float = 0.0, normalize: str = "cifar") -> WideResNet:
+    """A reduced-scale WRN (2.7M parameters) for GPU studies."""
+    return WideResNet(16, 4, num_classes, batch_norm, act, dropout, normalize)

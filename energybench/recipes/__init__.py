@@ -1,0 +1,26 @@
+"""Training recipes, registered by name; all run on the shared loop in energybench.trainer."""
+
+from energybench.recipes.base import RECIPES, Recipe, StepOutput, register_recipe
+from energybench.recipes import normal  # noqa: F401  (registers)
+
+
+def recipe_names() -> list[str]:
+    return RECIPES.names()
+
+
+def get_recipe(name: str) -> type[Recipe]:
+    return RECIPES.get(name)
+
+
+def preset_config(recipe: str, preset: str):
+    """The named preset ('paper' or 'smoke') of a recipe as a TrainConfig."""
+    from energybench.errors import UserError
+
+    presets = get_recipe(recipe).presets()
+    if preset not in presets:
+        raise UserError(f"unknown preset {preset!r} for {recipe}; use one of {', '.join(presets)}")
+    return presets[preset]
+
+
+__all__ = ["RECIPES", "Recipe", "StepOutput", "register_recipe", "recipe_names", "get_recipe",
+           "preset_config"]

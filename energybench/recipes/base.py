@@ -1,0 +1,70 @@
+"""What a recipe is: how it makes the examples it trains on and the loss it minimises.
+
+Everything else (data, optimizer, schedule, precision, logging, checkpoints, resume) is the shared
+loop in `energybench.trainer`. A recipe subclass declares its hyper-parameters as a frozen
+dataclass `Params`, its `presets`, and implements `loss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+
+from energybench.config import TrainConfig
+from energybench.registry import Registry
+
+RECIPES: Registry = Registry("recipe")
+
+
+@dataclass
+class StepOutput:
+    """One training step's result.
+
+    loss: scalar tensor to minimise; logits: (N, K) logits on the examples whose accuracy the
+    log reports; stats: extra floats to average over the epoch (e.g. energies).
+    """
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A recipe with no hyper-parameters of its own."""
+
+
+class Recipe:
+    name: ClassVar[str]
+    Params: ClassVar[type] = NoParams
+    summary: ClassVar[str] = ""
+
+    def __init__(self, params, num_classes: int, device: torch.device):
+        self.params = params
+        self.num_classes = num_classes
+        self.device = device
+
+    @classmethod
+    def presets(cls) -> dict[str, TrainConfig]:
+        """{'paper': ..., 'smoke': ...} for this recipe."""
+        raise NotImplementedError(f"recipe {cls.name} defines no presets")
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator) -> StepOutput:
+        """x: float32 (N, 3, H, W) in [0, 1] (augmented); y: int64 (N,). Model is in train mode."""
+        raise NotImplementedError(f"recipe {self.name} implements no loss")
+
+    def state_dict(self) -> dict:
+        """Recipe state saved in checkpoints (plain types and tensors only)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    RECIPES.register(cls.name)(cls)
+    return cls

@@ -1,0 +1,31 @@
+"""Shared starting points for recipe presets: the papers' WRN-28-10 setting and a CPU smoke size."""
+
+from __future__ import annotations
+
+from energybench.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+
+
+def paper_config(recipe: str, params, **sections) -> TrainConfig:
+    """WRN-28-10, SGD(0.1, momentum 0.9, wd 5e-4), batch 128, 200 epochs, lr /10 at 50% and 75%."""
+    base = dict(
+        model=ModelConfig("wrn-28-10", {}),
+        data=DataConfig(source=None, train_subset=None, eval_subset=1000, augment=True),
+        optim=OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128,
+                          epochs=200, schedule="multistep", milestones=(0.5, 0.75), gamma=0.1),
+        run=RunConfig(seed=0),
+    )
+    base.update(sections)
+    return TrainConfig(recipe=recipe, params=params, **base)
+
+
+def smoke_config(recipe: str, params, **sections) -> TrainConfig:
+    """tiny-cnn on a class-balanced 10,000-image subset, 8 epochs: about a CPU minute for `normal`."""
+    base = dict(
+        model=ModelConfig("tiny-cnn", {}),
+        data=DataConfig(source=None, train_subset=10_000, eval_subset=1000, augment=True),
+        optim=OptimConfig(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128,
+                          epochs=8, schedule="cosine", warmup_steps=0),
+        run=RunConfig(seed=0),
+    )
+    base.update(sections)
+    return TrainConfig(recipe=recipe, params=params, **base)

@@ -1,0 +1,297 @@
+"""The one training loop every recipe runs on.
+
+Per step: a batch from a seeded permutation, tensor augmentation, the recipe's loss, one optimizer
+update with the scheduled learning rate. Per epoch: accuracy on a fixed test subset, one JSON line
+in `log.jsonl`, and `last.pt` written atomically. Every random draw is derived from
+(seed, epoch, step), so a run resumed from any checkpoint (`resume=True`) continues exactly where
+it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from energybench import data as datalib
+from energybench.attacks import predict
+from energybench.augment import random_crop_flip
+from energybench.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
+from energybench.config import OptimConfig, TrainConfig, to_dict, train_config_from_dict
+from energybench.errors import UserError
+from energybench.models import create_model
+from energybench.progress import progress
+from energybench.recipes import get_recipe
+from energybench.runtime import (
+    autocast, derive_seed, environment_info, make_generator, set_deterministic,
+)
+
+LOG_NAME = "log.jsonl"
+CHECKPOINT_NAME = "last.pt"
+_PERM, _STEP = 1, 2  # stream ids for derive_seed
+
+
+def learning_rate(cfg: OptimConfig, step: int, total_steps: int) -> float:
+    """Learning rate at optimizer step `step` (0-based) of `total_steps`."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress_frac = step / max(1, total_steps)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
+    if cfg.schedule == "multistep":
+        return cfg.lr * cfg.gamma ** sum(progress_frac >= m for m in cfg.milestones)
+    raise UserError(f"unknown schedule {cfg.schedule!r}; use multistep, cosine or constant")
+
+
+def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    if cfg.name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise UserError(f"unknown optimizer {cfg.name!r}; use sgd or adam")
+
+
+def balanced_subset(data: datalib.LabeledImages, n: int | None) -> datalib.LabeledImages:
+    """The first n // K images of each class, in source order (all when n is None)."""
+    if n is None or n >= len(data):
+        return data
+    per_class = n // data.num_classes
+    if per_class < 1:
+        raise UserError(f"train_subset {n} is smaller than the number of classes {data.num_classes}")
+    keep = torch.cat([torch.nonzero(data.labels == c).flatten()[:per_class]
+                      for c in range(data.num_classes)]).sort().values
+    source = dict(data.source, subset={"balanced_per_class": per_class, "n": len(keep)})
+    return datalib.LabeledImages(data.images[keep], data.labels[keep], data.classes, source)
+
+
+@dataclass
+class EpochTotals:
+    """Running sums over one epoch's steps (stored in checkpoints for exact resume)."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    seen: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    stats: dict | None = None
+
+    def add(self, loss: float, correct: int, seen: int, stats: dict[str, float]) -> None:
+        self.loss += loss
+        self.correct += correct
+        self.seen += seen
+        self.steps += 1
+        self.stats = self.stats or {}
+        for key, value in stats.items():
+            self.stats[key] = self.stats.get(key, 0.0) + value
+
+    def summary(self) -> dict:
+        out = {"loss": self.loss / max(1, self.steps), "train_acc": self.correct / max(1, self.seen)}
+        out.update({k: v / max(1, self.steps) for k, v in (self.stats or {}).items()})
+        out["images_per_s"] = self.seen / self.seconds if self.seconds > 0 else None
+        out["epoch_seconds"] = self.seconds
+        return out
+
+
+class Trainer:
+    """Owns model, optimizer, recipe and data for one run in `out_dir`."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: torch.device):
+        if cfg.data.source is not None and Path(cfg.data.source).exists():  # record absolute paths
+            cfg = replace(cfg, data=replace(cfg.data, source=str(Path(cfg.data.source).resolve())))
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.device = device
+        set_deterministic(cfg.run.deterministic)
+        train_full = datalib.load_split(cfg.data.source, "train")
+        self.train_data = balanced_subset(train_full, cfg.data.train_subset)
+        self.eval_data = None
+        if cfg.data.eval_subset != 0:
+            self.eval_data = datalib.load_split(cfg.data.source, "test").subset(cfg.data.eval_subset)
+        num_classes = self.train_data.num_classes
+        kwargs = dict(cfg.model.kwargs)
+        kwargs.setdefault("num_classes", num_classes)
+        self.cfg = cfg = replace(cfg, model=replace(cfg.model, kwargs=kwargs))
+        self.model = create_model(cfg.model.name, **kwargs).to(device)
+        self.channels_last = cfg.run.channels_last and device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(cfg.optim, self.model)
+        recipe_cls = get_recipe(cfg.recipe)
+        self.recipe = recipe_cls(cfg.params, num_classes=num_classes, device=device)
+        self.images = self.train_data.images.to(device)  # uint8, moved once
+        self.labels = self.train_data.labels.to(device)
+        self.steps_per_epoch = len(self.train_data) // cfg.optim.batch_size
+        if self.steps_per_epoch == 0:
+            raise UserError(
+                f"batch size {cfg.optim.batch_size} is larger than the training set "
+                f"({len(self.train_data)} images); lower optim.batch_size"
+            )
+        self.total_steps = self.steps_per_epoch * cfg.optim.epochs
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.totals = EpochTotals()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_dict(self, finished: bool = False) -> dict:
+        cfg = self.cfg
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "recipe": cfg.recipe,
+            "model": {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs)},
+            "config": to_dict(cfg),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "recipe_state": self.recipe.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "progress": {
+                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step, "finished": finished,
+                "epoch_totals": {k: v for k, v in vars(self.totals).items()},
+            },
+            "meta": {
+                "seed": cfg.run.seed,
+                "data_spec": cfg.data.source,
+                "train_source": self.train_data.source,
+                "classes": list(self.train_data.classes),
+                "num_train_images": len(self.train_data),
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **environment_info(self.device),
+            },
+        }
+
+    def save(self, finished: bool = False) -> Path:
+        path = self.out_dir / CHECKPOINT_NAME
+        save_checkpoint(self.checkpoint_dict(finished), path)
+        return path
+
+    def restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.recipe.load_state_dict(ckpt.get("recipe_state", {}))
+        prog = ckpt["progress"]
+        self.epoch, self.step_in_epoch = prog["epoch"], prog["step_in_epoch"]
+        self.global_step = prog["global_step"]
+        self.totals = EpochTotals(**prog["epoch_totals"])
+        log = self.out_dir / LOG_NAME
+        if log.exists():  # drop lines of epochs the checkpoint has not completed
+            lines = [ln for ln in log.read_text().splitlines()
+                     if ln.strip() and json.loads(ln)["epoch"] <= self.epoch]
+            log.write_text("".join(ln + "\n" for ln in lines))
+
+    # ------------------------------------------------------------------ loop
+
+    def _batch(self, order: torch.Tensor, step: int, generator: torch.Generator):
+        bs = self.cfg.optim.batch_size
+        idx = order[step * bs:(step + 1) * bs].to(self.device)
+        images = self.images[idx]
+        if self.cfg.data.augment:
+            images = random_crop_flip(images, generator)
+        x = datalib.to_float(images)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[idx]
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg.optim, self.global_step, self.total_steps)
+        self.model.train()
+        with autocast(self.device, self.cfg.run.amp):
+            out = self.recipe.loss(self.model, x, y, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        return out
+
+    def run(self, stop_after_steps: int | None = None) -> Path:
+        """Train to the configured number of epochs. `stop_after_steps` stops without saving
+        (as a killed process would), for testing resume."""
+        cfg = self.cfg
+        seed = cfg.run.seed
+        every = cfg.run.checkpoint_every_steps
+        while self.epoch < cfg.optim.epochs:
+            perm_gen = make_generator(derive_seed(seed, _PERM, self.epoch))
+            order = torch.randperm(len(self.train_data), generator=perm_gen)
+            steps = range(self.step_in_epoch, self.steps_per_epoch)
+            bar = progress(steps, desc=f"{cfg.recipe} epoch {self.epoch + 1}/{cfg.optim.epochs}",
+                           total=len(steps))
+            for step in bar:
+                if stop_after_steps is not None and self.global_step >= stop_after_steps:
+                    return self.out_dir / CHECKPOINT_NAME
+                start = time.perf_counter()
+                step_seed = derive_seed(seed, _STEP, self.epoch, step)
+                torch.manual_seed(step_seed)  # dropout and any unseeded op, reproducibly
+                generator = make_generator(step_seed, self.device)
+                x, y = self._batch(order, step, generator)
+                out = self.train_step(x, y, generator)
+                loss = out.loss.item()
+                if not math.isfinite(loss):
+                    raise UserError(
+                        f"{cfg.recipe}: loss became {loss} at epoch {self.epoch + 1} step {step}; "
+                        f"lower optim.lr or resume from {self.out_dir / CHECKPOINT_NAME}"
+                    )
+                correct = int((out.logits.detach().argmax(1) == y).sum())
+                self.totals.add(loss, correct, len(y), out.stats)
+                self.totals.seconds += time.perf_counter() - start
+                self.step_in_epoch, self.global_step = step + 1, self.global_step + 1
+                if hasattr(bar, "set_postfix") and step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / len(y):.2f}")
+                if every and self.global_step % every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                    self.save()
+            self._end_epoch()
+        return self.save(finished=True)
+
+    def _end_epoch(self) -> None:
+        record = {"epoch": self.epoch + 1, "global_step": self.global_step,
+                  "lr": self.optimizer.param_groups[0]["lr"], **self.totals.summary()}
+        if self.eval_data is not None:
+            x = self.eval_data.float_images(self.device)
+            record["eval_acc"] = float(
+                (predict(self.model, x) == self.eval_data.labels.to(self.device)).float().mean())
+            record["eval_n"] = len(self.eval_data)
+        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.totals = EpochTotals()
+        self.save(finished=self.epoch >= self.cfg.optim.epochs)
+        with open(self.out_dir / LOG_NAME, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                            if isinstance(v, float) and k in ("loss", "train_acc", "eval_acc", "images_per_s"))
+        print(f"[{self.cfg.recipe}] epoch {record['epoch']}/{self.cfg.optim.epochs}: {summary}", flush=True)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
+          stop_after_steps: int | None = None) -> Path:
+    """Train `cfg` into `out_dir` (checkpoint `last.pt`, log `log.jsonl`); returns the checkpoint.
+
+    With resume=True the run continues from `out_dir/last.pt` using the checkpoint's own config.
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    ckpt = None
+    if resume:
+        if not ckpt_path.exists():
+            raise UserError(f"nothing to resume: {ckpt_path} does not exist")
+        ckpt = read_checkpoint(ckpt_path)
+        cfg = train_config_from_dict(ckpt["config"], get_recipe(ckpt["recipe"]).Params)
+        if ckpt["progress"].get("finished"):
+            print(f"{ckpt_path} already finished {cfg.optim.epochs} epochs; nothing to do")
+            return ckpt_path
+    elif ckpt_path.exists():
+        raise UserError(
+            f"{out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to continue it "
+            f"or choose another --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, out_dir, device)
+    if ckpt is not None:
+        trainer.restore(ckpt)
+    else:
+        (out_dir / "config.json").write_text(json.dumps(to_dict(trainer.cfg), indent=1))
+    return trainer.run(stop_after_steps=stop_after_steps)
