@@ -87,13 +87,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only" in str(exc).lower() or "unsupported global" in str(exc).lower():
+        text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+        if "unsupported global" in str(exc).lower():
             raise UserError(
                 f"refusing {path}: it holds pickled Python objects, not plain tensors "
                 f"(loading it could run code); re-save its state_dict, or export the model to .pt2"
             ) from None
-        raise UserError(f"corrupt checkpoint {path}: {first}") from None
+        raise UserError(f"corrupt checkpoint {path} ({first[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"corrupt or truncated checkpoint {path} ({first})") from None
@@ -125,7 +126,11 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") ->
 
     spec = ckpt["model"]
     model = create_model(spec["name"], **spec["kwargs"])
-    result = model.load_state_dict(ckpt["state_dict"], strict=False)
+    try:
+        result = model.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as exc:
+        mismatch = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc))
+        raise UserError(f"{path}: weights do not fit model {spec['name']} ({mismatch[:200]})") from None
     if result.missing_keys or result.unexpected_keys:
         raise UserError(
             f"{path}: weights do not fit model {spec['name']} (missing {len(result.missing_keys)} "

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -336,24 +337,68 @@ def _decode_image_tree(source: Source) -> tuple[dict[str, np.ndarray], list[str]
     return arrays, classes, lossy
 
 
-def _load_torchvision(source: Source, split: str, download: bool) -> LabeledImages:
-    import torchvision
+_BATCH_FILES = {
+    "cifar10": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"],
+                "meta": ("batches.meta", "label_names"), "labels": "labels"},
+    "cifar100": {"train": ["train"], "test": ["test"], "meta": ("meta", "fine_label_names"),
+                 "labels": "fine_labels"},
+}
 
-    dataset = source.dataset or "cifar10"
-    cls = torchvision.datasets.CIFAR10 if dataset == "cifar10" else torchvision.datasets.CIFAR100
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles the official CIFAR batches (dicts of numpy arrays, lists, bytes) and refuses
+    every other global, so a doctored batch file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing global {module}.{name}")
+
+
+def _read_batch(path: Path) -> dict:
     try:
-        ds = cls(str(source.path), train=(split == "train"), download=download)
-    except RuntimeError as exc:
-        raise UserError(f"torchvision {dataset} at {source.path}: {exc}") from None
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-    labels = torch.tensor(ds.targets, dtype=torch.int64)
+        with open(path, "rb") as fh:
+            batch = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
+    except FileNotFoundError:
+        raise UserError(f"missing {path.name} in {path.parent}; is the CIFAR folder complete?") from None
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise UserError(f"cannot read {path} as a CIFAR batch ({exc})") from None
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
+def _load_torchvision(source: Source, split: str, download: bool) -> LabeledImages:
+    """Read torchvision's `cifar-10-batches-py` / `cifar-100-python` folder (the official python
+    batches); with download=True let torchvision fetch it first."""
+    dataset = source.dataset or "cifar10"
+    if download:
+        import torchvision
+
+        cls = torchvision.datasets.CIFAR10 if dataset == "cifar10" else torchvision.datasets.CIFAR100
+        try:
+            cls(str(source.path), train=(split == "train"), download=True)
+        except (RuntimeError, OSError) as exc:
+            raise UserError(f"torchvision could not download {dataset} to {source.path}: {exc}") from None
+    layout = _BATCH_FILES[dataset]
+    folder = source.path / TORCHVISION_FOLDERS[dataset]
+    batches = [_read_batch(folder / name) for name in layout[split]]
+    rows = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+    if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
+        raise UserError(f"{folder}: batch rows must hold 3072 bytes, got shape {rows.shape}")
+    labels = np.concatenate([np.asarray(b[layout["labels"]], dtype=np.int64) for b in batches])
+    meta_file, meta_key = layout["meta"]
+    classes = tuple(_read_batch(folder / meta_file)[meta_key])
     provenance = {
         "kind": "torchvision",
-        "path": str((source.path / TORCHVISION_FOLDERS[dataset]).resolve()),
+        "path": str(folder.resolve()),
         "label": {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset],
         "split": split,
     }
-    return LabeledImages(images, labels, tuple(ds.classes), provenance)
+    images = torch.from_numpy(rows.reshape(-1, 3, 32, 32).copy())
+    return LabeledImages(images, torch.from_numpy(labels), classes, provenance)
 
 
 # ----------------------------------------------------------------------------- import
@@ -370,13 +415,14 @@ def download_torchvision(dataset: str) -> Path:
 
 def import_source(spec: str, name: str = "cifar10") -> Path:
     """Decode any source into the data home as `<name>.npz` (train and test) and return its path."""
-    splits = {}
+    splits, problems = {}, []
     for split in SPLITS:
         try:
             splits[split] = load_split(spec, split)
-        except UserError:
-            if split == "test" or not splits:
-                raise
+        except UserError as exc:
+            problems.append(str(exc))
+    if not splits:
+        raise UserError(problems[0])
     first = next(iter(splits.values()))
     out = data_home() / f"{name}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)

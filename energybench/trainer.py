@@ -33,7 +33,7 @@ from energybench.runtime import (
 
 LOG_NAME = "log.jsonl"
 CHECKPOINT_NAME = "last.pt"
-_PERM, _STEP = 1, 2  # stream ids for derive_seed
+_INIT, _PERM, _STEP = 0, 1, 2  # stream ids for derive_seed
 
 
 def learning_rate(cfg: OptimConfig, step: int, total_steps: int) -> float:
@@ -119,6 +119,7 @@ class Trainer:
         kwargs = dict(cfg.model.kwargs)
         kwargs.setdefault("num_classes", num_classes)
         self.cfg = cfg = replace(cfg, model=replace(cfg.model, kwargs=kwargs))
+        torch.manual_seed(derive_seed(cfg.run.seed, _INIT))  # weight init follows the run seed
         self.model = create_model(cfg.model.name, **kwargs).to(device)
         self.channels_last = cfg.run.channels_last and device.type == "cuda"
         if self.channels_last:

@@ -1,0 +1,71 @@
+"""Shared fixtures: the real CIFAR-10 copies in ../shared/data, a private ENERGYBENCH_HOME, and a
+small model trained once per session on the JPEG copy."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("ENERGYBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+JPEG_TAR = SHARED_DATA / "cifar10-jpeg75.tar.gz"
+EXACT_NPZ = SHARED_DATA / "cifar10-test-exact-1017.npz"
+
+# One private data home per test session (decoded data cache included), set before any import
+# of energybench reads it.
+os.environ.setdefault("ENERGYBENCH_HOME", tempfile.mkdtemp(prefix="energybench-test-home-"))
+os.environ["ENERGYBENCH_PROGRESS"] = "0"
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: the tests use the CIFAR-10 copies in ../shared/data "
+            f"(or set ENERGYBENCH_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def jpeg_tar() -> Path:
+    return _require(JPEG_TAR)
+
+
+@pytest.fixture(scope="session")
+def exact_npz() -> Path:
+    return _require(EXACT_NPZ)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, jpeg_tar) -> Path:
+    """A tiny-cnn trained with `normal` for 4 epochs on 5,000 JPEG-copy images (~10 s)."""
+    from dataclasses import replace
+
+    from energybench.config import apply_overrides
+    from energybench.recipes import preset_config
+    from energybench.trainer import train
+
+    cfg = preset_config("normal", "smoke")
+    cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
+    cfg = apply_overrides(cfg, ["data.train_subset=5000", "optim.epochs=4", "data.eval_subset=500"])
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(cfg, out, torch.device("cpu"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_model(trained_run):
+    from energybench.checkpoint import load_model
+
+    return load_model(trained_run / "last.pt").model
+
+
+@pytest.fixture(scope="session")
+def exact_test(exact_npz):
+    from energybench.data import load_split
+
+    return load_split(exact_npz, "test")
