@@ -7,9 +7,11 @@ them from its logger ('auto-attack').
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 import tempfile
+from unittest import mock
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,32 @@ class _LogCollector(logging.Handler):
             self.per_attack[match[1].lower()] = float(match[2]) / 100.0
 
 
+def _state_class():
+    """pyautoattack 0.2.0 writes its set of attacks with json.dump(default=str), i.e. as the
+    string "{'apgd-ce', ...}", and reads it back as that string (so every resume fails with
+    'different set of attacks'); its run attacks come back as a list, which has no `add`.
+    This subclass restores both sets."""
+    from pyautoattack.state import EvaluationState
+
+    class ResumableState(EvaluationState):
+        @classmethod
+        def from_disk(cls, path):
+            state = super().from_disk(path)
+            attacks = state._attacks_to_run
+            state._attacks_to_run = set(ast.literal_eval(attacks) if isinstance(attacks, str) else attacks)
+            state._run_attacks = set(state._run_attacks)
+            return state
+
+    return ResumableState
+
+
+def _is_complete(state) -> bool:
+    """All attacks ran, or none was needed any more (pyautoattack stops when nothing is robust)."""
+    if state.robust_flags is None:
+        return False
+    return set(state.run_attacks) >= set(state.attacks_to_run) or not bool(state.robust_flags.any())
+
+
 def run_autoattack(
     model: nn.Module,
     x: torch.Tensor,
@@ -54,8 +82,8 @@ def run_autoattack(
 ) -> AutoAttackResult:
     """Standard AutoAttack on x (N, C, H, W) in [0, 1], y (N,). Resumable through `state_path`."""
     try:
+        import pyautoattack.autoattack as aa_module
         from pyautoattack import AutoAttack
-        from pyautoattack.state import EvaluationState
     except ImportError:
         raise UserError("AutoAttack needs pyautoattack: pip install pyautoattack==0.2.0") from None
     check_eps(eps)
@@ -64,19 +92,28 @@ def run_autoattack(
     logger.addHandler(collector)
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
+    state_cls = _state_class()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(state_path) if state_path is not None else Path(tmp) / "autoattack-state.json"
+        resuming = path.exists()
+        done = resuming and _is_complete(state_cls.from_disk(path))
         try:
-            with eval_mode(model):
-                adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed,
-                                       device=device)
-                adversary.run_standard_evaluation(x, y, batch_size=batch_size, state_path=path)
+            if not done:
+                with eval_mode(model), mock.patch.object(aa_module, "EvaluationState", state_cls):
+                    adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed,
+                                           device=device)
+                    adversary.run_standard_evaluation(x, y, batch_size=batch_size, state_path=path)
+        except UnboundLocalError:
+            # pyautoattack 0.2.0 finishes a resumed run, saves its state, then fails to return
+            # (`y_adv` is only set on a fresh run). The state file holds the result.
+            if not resuming:
+                raise
         finally:
             logger.removeHandler(collector)
             logger.setLevel(old_level)
-        # The state file holds the final robust flags, also when the run resumed a saved state
-        # (pyautoattack then returns only the examples of the current run).
-        state = EvaluationState.from_disk(path)
+        state = state_cls.from_disk(path)
+        if not _is_complete(state):
+            raise UserError(f"AutoAttack state {path} is incomplete after the run; delete it and rerun")
     flags = state.robust_flags.cpu()
-    return AutoAttackResult(float(state.clean_accuracy), float(flags.float().mean()), flags,
+    return AutoAttackResult(float(state.clean_accuracy), int(flags.sum()) / len(flags), flags,
                             collector.per_attack)

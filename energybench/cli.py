@@ -195,8 +195,12 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("energybench: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"energybench: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"energybench: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("energybench: interrupted", err=True)
