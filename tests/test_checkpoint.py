@@ -14,13 +14,13 @@ from energybench.models import create_model
 def test_round_trip_rebuilds_model_with_no_flags(trained_run, exact_test):
     raw = torch.load(trained_run / "last.pt", weights_only=True)  # plain types only
     assert raw["format"] == FORMAT and raw["recipe"] == "normal"
-    assert raw["model"] == {"name": "tiny-cnn", "kwargs": {"num_classes": 10}}
+    assert raw["model"] == {"name": "tiny-cnn", "kwargs": {"width": 48, "num_classes": 10}}
     assert raw["meta"]["train_source"]["label"] == "CIFAR-10 (JPEG q75 copy)"
     assert raw["progress"]["finished"] and raw["optimizer"]["state"]
     for key in ("seed", "energybench", "torch", "git_sha", "data_spec"):
         assert key in raw["meta"]
     loaded = load_model(trained_run / "last.pt")
-    fresh = create_model("tiny-cnn", num_classes=10).eval()
+    fresh = create_model("tiny-cnn", width=48, num_classes=10).eval()
     fresh.load_state_dict(raw["state_dict"])
     x = exact_test.images[:8].float() / 255
     assert torch.equal(loaded.model(x), fresh(x))

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv and install energybench with its test dependencies (torch from local files here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+pip_install() { .venv/bin/pip install --quiet --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  echo "installing torch==2.14.1 torchvision==0.29.1 (a few minutes)..."
+  pip_install torch==2.14.1 torchvision==0.29.1
+fi
+pip_install -e ".[test]"
+.venv/bin/python -c "import torch, torchvision, pyautoattack, torch_fidelity, skimage, energybench; print('energybench', energybench.__version__, '| torch', torch.__version__)"
