@@ -1,0 +1,89 @@
+"""PGD-20 throughput: energybench.attacks.pgd vs torchattacks.PGD (an independent implementation
+of the same algorithm: L-inf, eps 8/255, step 2/255, 20 steps, uniform random start), on the same
+model, batch and device, each in its own process. Ratio > 1 means energybench is faster.
+
+    python -m benchmarks.pgd_throughput [--device auto] [--repeats 3]
+
+torchattacks is installed with --no-deps into .cache/bench-deps (its wheel also carries a stale
+`robustbench` package, which stays out of the environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import torch
+
+from benchmarks._common import REPO, median, peak_memory_mb, run_isolated, timed, write_report
+
+DEPS = REPO / ".cache" / "bench-deps"
+CASES = [("tiny-cnn", {"width": 48}, 256), ("preact-resnet18", {}, 32)]
+
+
+def ensure_torchattacks() -> None:
+    if not (DEPS / "torchattacks").exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+                        str(DEPS), "torchattacks==3.5.1"], check=True)
+
+
+def worker(impl: str, model_name: str, kwargs: dict, batch: int, device_name: str, repeats: int):
+    from energybench.attacks import PGDConfig, pgd
+    from energybench.models import create_model
+    from energybench.runtime import resolve_device
+
+    device = resolve_device(device_name)
+    torch.manual_seed(0)
+    model = create_model(model_name, **kwargs).to(device).eval()
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    if impl == "energybench":
+        cfg = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=20)
+        gen = torch.Generator(device=device).manual_seed(0)
+        fn = lambda: pgd(model, x, y, cfg, gen)  # noqa: E731
+    else:
+        sys.path.insert(0, str(DEPS))
+        import torchattacks
+
+        attack = torchattacks.PGD(model, eps=8 / 255, alpha=2 / 255, steps=20, random_start=True)
+        fn = lambda: attack(x, y)  # noqa: E731
+    times = timed(fn, device, repeats)
+    return {"seconds": times, "images_per_s": batch / median(times), "peak_mb": peak_memory_mb(device)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--worker", nargs="*")
+    args = parser.parse_args()
+    if args.worker is not None:
+        impl, model_name, kwargs, batch = args.worker
+        print(json.dumps(worker(impl, model_name, json.loads(kwargs), int(batch), args.device,
+                                args.repeats)))
+        return
+    ensure_torchattacks()
+    rows, lines = [], ["| model | batch | energybench img/s | torchattacks img/s | ratio | "
+                       "peak MB (eb / ta) |", "|---|---:|---:|---:|---:|---:|"]
+    for model_name, kwargs, batch in CASES:
+        common = [model_name, json.dumps(kwargs), str(batch), "--device", args.device,
+                  "--repeats", str(args.repeats)]
+        ours = run_isolated("pgd_throughput", "energybench", *common)
+        theirs = run_isolated("pgd_throughput", "torchattacks", *common)
+        ratio = ours["images_per_s"] / theirs["images_per_s"]
+        rows.append({"model": model_name, "kwargs": kwargs, "batch": batch, "energybench": ours,
+                     "torchattacks": theirs, "ratio": ratio})
+        lines.append(f"| {model_name} | {batch} | {ours['images_per_s']:.1f} | "
+                     f"{theirs['images_per_s']:.1f} | {ratio:.3f} | "
+                     f"{ours['peak_mb']:.0f} / {theirs['peak_mb']:.0f} |")
+    lines.append("\nratio = energybench images/s / torchattacks images/s (median of "
+                 f"{args.repeats} runs after a warm-up run; target >= 1.0). Peak memory is the "
+                 "worker process's peak RSS on CPU (model, data and interpreter included) or peak "
+                 "CUDA memory allocated.")
+    write_report("pgd_throughput", {"device": args.device, "rows": rows}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
