@@ -147,15 +147,14 @@ def data_info(spec):
     source = datalib.resolve_source(spec)
     click.echo(f"source: {source.kind} {source.path}")
     click.echo(f"data home: {datalib.data_home()}   cache: {datalib.cache_dir()}")
-    for split in datalib.SPLITS:
-        try:
-            d = datalib.load_split(spec, split)
-        except UserError as exc:
-            click.echo(f"{split}: none ({exc})")
+    for split, d in datalib.available_splits(spec).items():
+        if isinstance(d, UserError):
+            click.echo(f"{split}: none ({d})")
             continue
         click.echo(f"{split}: {len(d)} images {tuple(d.images.shape[1:])} uint8, "
                    f"{d.num_classes} classes; {d.source.get('label')}")
-    click.echo(f"classes: {', '.join(d.classes)}")
+        classes = d.classes
+    click.echo(f"classes: {', '.join(classes)}")
 
 
 @data.command("import")

@@ -171,6 +171,17 @@ def load_split(spec: str | os.PathLike | None, split: str, download: bool = Fals
     return LabeledImages(images.contiguous(), labels, tuple(meta["classes"]), provenance)
 
 
+def available_splits(spec: str | os.PathLike | None) -> dict[str, "LabeledImages | UserError"]:
+    """Each split of a spec: its data, or the UserError that says why it is absent."""
+    out: dict[str, LabeledImages | UserError] = {}
+    for split in SPLITS:
+        try:
+            out[split] = load_split(spec, split)
+        except UserError as exc:
+            out[split] = exc
+    return out
+
+
 # ----------------------------------------------------------------------------- decoding + cache
 
 
@@ -415,14 +426,10 @@ def download_torchvision(dataset: str) -> Path:
 
 def import_source(spec: str, name: str = "cifar10") -> Path:
     """Decode any source into the data home as `<name>.npz` (train and test) and return its path."""
-    splits, problems = {}, []
-    for split in SPLITS:
-        try:
-            splits[split] = load_split(spec, split)
-        except UserError as exc:
-            problems.append(str(exc))
+    found = available_splits(spec)
+    splits = {k: v for k, v in found.items() if isinstance(v, LabeledImages)}
     if not splits:
-        raise UserError(problems[0])
+        raise found["train"]
     first = next(iter(splits.values()))
     out = data_home() / f"{name}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)

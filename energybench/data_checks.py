@@ -29,11 +29,9 @@ def verify_source(spec: str | None, reference: Path | None = None) -> tuple[str,
         known = datalib.KNOWN_SOURCES.get(digest)
         lines.append(f"sha256 {digest}: {'known: ' + known if known else 'not a known file'}")
     test = None
-    for split in datalib.SPLITS:
-        try:
-            d = datalib.load_split(spec, split)
-        except UserError as exc:
-            lines.append(f"{split}: absent ({exc})")
+    for split, d in datalib.available_splits(spec).items():
+        if isinstance(d, UserError):
+            lines.append(f"{split}: absent ({d})")
             continue
         counts = torch.bincount(d.labels, minlength=d.num_classes)
         expect = EXPECTED_COUNTS.get(d.num_classes, {}).get(split)

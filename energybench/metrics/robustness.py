@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from energybench.attacks import PGDConfig, pgd
@@ -14,24 +12,14 @@ from energybench.progress import progress
 from energybench.runtime import derive_seed, make_generator
 
 
-@dataclass(frozen=True)
-class PGDParams:
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    steps: int = 20
-    restarts: int = 1
-    objective: str = "ce"
-    random_start: bool = True
-
-
 class PGDRobustAccuracy(Metric):
     """Accuracy on PGD adversarial examples; the image counts as robust only if the model is
     right on the clean image too (its adversarial example starts inside the eps-ball)."""
 
-    Params = PGDParams
+    Params = PGDConfig  # the protocol: eps 8/255, step 2/255, 20 steps, random start, CE
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        cfg = PGDConfig(**vars(self.params))
+        cfg = self.params
         robust = clean = 0
         total = -(-len(ctx.data) // ctx.batch_size)
         for x, y, offset in progress(ctx.batches(), desc=self.name, total=total):
