@@ -85,17 +85,20 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.
     return joint_energy(logits, y).sum()
 
 
-def _single_run(model, x, y, cfg: PGDConfig, generator) -> torch.Tensor:
-    if cfg.random_start:
+def _single_run(model, x, y, cfg: PGDConfig, generator, loss_fn, x_init) -> torch.Tensor:
+    lower, upper = (x - cfg.eps).clamp_(min=0.0), (x + cfg.eps).clamp_(max=1.0)
+    if x_init is not None:
+        x_adv = torch.minimum(torch.maximum(x_init.detach(), lower), upper)
+    elif cfg.random_start:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         delta = noise.mul_(2 * cfg.eps).sub_(cfg.eps)
         x_adv = (x + delta).clamp_(0.0, 1.0)
     else:
         x_adv = x.clone()
-    lower, upper = (x - cfg.eps).clamp_(min=0.0), (x + cfg.eps).clamp_(max=1.0)
     for _ in range(cfg.steps):
         x_adv.requires_grad_(True)
-        loss = attack_loss(model(x_adv), y, cfg.objective)
+        logits = model(x_adv)
+        loss = loss_fn(logits, y) if loss_fn is not None else attack_loss(logits, y, cfg.objective)
         (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach().add_(grad.sign_(), alpha=cfg.step_size)
         x_adv = torch.minimum(torch.maximum(x_adv, lower), upper)
@@ -108,15 +111,18 @@ def pgd(
     y: torch.Tensor,
     cfg: PGDConfig = PGDConfig(),
     generator: torch.Generator | None = None,
+    loss_fn=None,
+    x_init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Adversarial examples for one batch.
 
     x: float32 (N, C, H, W) in [0, 1]; y: int64 (N,). Returns x_adv with ||x_adv - x||_inf <= eps
     and values in [0, 1]. With restarts > 1, each example keeps the first run that fools the model
-    (else the last run).
+    (else the last run). `loss_fn(logits_adv, y) -> scalar` replaces the objective (e.g. TRADES'
+    KL term); `x_init` replaces the random start (projected into the ball).
     """
     with eval_mode(model), torch.enable_grad():
-        best = _single_run(model, x, y, cfg, generator)
+        best = _single_run(model, x, y, cfg, generator, loss_fn, x_init)
         if cfg.restarts == 1:
             return best
         with torch.no_grad():
@@ -124,7 +130,7 @@ def pgd(
         for _ in range(cfg.restarts - 1):
             if bool(fooled.all()):
                 break
-            candidate = _single_run(model, x, y, cfg, generator)
+            candidate = _single_run(model, x, y, cfg, generator, loss_fn, None)
             with torch.no_grad():
                 now_fooled = model(candidate).argmax(1) != y
             take = ~fooled

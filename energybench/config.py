@@ -47,12 +47,25 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Divergence guard (see energybench.guard)."""
+
+    enabled: bool = True
+    max_abs_energy: float = 1e4  # |logit| bound
+    max_gap: float = 1e4  # bound on logged energy gaps (stats named gap_*)
+    retries: int = 3  # roll-backs before giving up
+    lr_factor: float = 0.5  # learning-rate multiplier per roll-back
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
     amp: bool = True  # bfloat16 autocast on CUDA (CPU always trains in float32)
     channels_last: bool = True  # on CUDA
     deterministic: bool = False
     checkpoint_every_steps: int = 0  # extra mid-epoch checkpoints; 0 = only at epoch ends
+    dynamics_probe: int = 128  # probe images for per-epoch energy dynamics (JEAT eq. 15); 0 = off
+    guard: GuardConfig = GuardConfig()
 
 
 @dataclass(frozen=True)
@@ -219,6 +232,6 @@ def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 __all__ = [
-    "ModelConfig", "DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "to_dict",
+    "ModelConfig", "DataConfig", "OptimConfig", "GuardConfig", "RunConfig", "TrainConfig", "to_dict",
     "from_dict", "train_config_from_dict", "apply_overrides", "describe",
 ]

@@ -23,17 +23,24 @@ from energybench.attacks import predict
 from energybench.augment import random_crop_flip
 from energybench.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
 from energybench.config import OptimConfig, TrainConfig, to_dict, train_config_from_dict
+from energybench.dynamics import EnergyDynamics
 from energybench.errors import UserError
+from energybench.guard import divergence_reason
 from energybench.models import create_model
 from energybench.progress import progress
-from energybench.recipes import get_recipe
+from energybench.recipes import RecipeContext, get_recipe
 from energybench.runtime import (
     autocast, derive_seed, environment_info, make_generator, set_deterministic,
 )
 
 LOG_NAME = "log.jsonl"
+EVENTS_NAME = "events.jsonl"
 CHECKPOINT_NAME = "last.pt"
-_INIT, _PERM, _STEP = 0, 1, 2  # stream ids for derive_seed
+_INIT, _PERM, _STEP, _RECIPE, _PROBE = 0, 1, 2, 3, 4  # stream ids for derive_seed
+
+
+class _Diverged(Exception):
+    pass
 
 
 def learning_rate(cfg: OptimConfig, step: int, total_steps: int) -> float:
@@ -125,10 +132,17 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(cfg.optim, self.model)
-        recipe_cls = get_recipe(cfg.recipe)
-        self.recipe = recipe_cls(cfg.params, num_classes=num_classes, device=device)
         self.images = self.train_data.images.to(device)  # uint8, moved once
         self.labels = self.train_data.labels.to(device)
+        recipe_cls = get_recipe(cfg.recipe)
+        ctx = RecipeContext(num_classes, device, self.images, self.labels,
+                            derive_seed(cfg.run.seed, _RECIPE))
+        self.recipe = recipe_cls(cfg.params, ctx)
+        self.dynamics = None
+        if cfg.run.dynamics_probe > 0:
+            probe = self.train_data.subset(cfg.run.dynamics_probe)  # fixed, un-augmented
+            self.dynamics = EnergyDynamics(probe.float_images(device), probe.labels.to(device),
+                                           derive_seed(cfg.run.seed, _PROBE))
         self.steps_per_epoch = len(self.train_data) // cfg.optim.batch_size
         if self.steps_per_epoch == 0:
             raise UserError(
@@ -138,6 +152,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.optim.epochs
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.totals = EpochTotals()
+        self.lr_scale, self.reseeds, self.rollbacks = 1.0, 0, 0
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -156,6 +171,8 @@ class Trainer:
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step, "finished": finished,
                 "epoch_totals": {k: v for k, v in vars(self.totals).items()},
+                "lr_scale": self.lr_scale, "reseeds": self.reseeds, "rollbacks": self.rollbacks,
+                "dynamics": self.dynamics.state_dict() if self.dynamics else {},
             },
             "meta": {
                 "seed": cfg.run.seed,
@@ -181,6 +198,10 @@ class Trainer:
         self.epoch, self.step_in_epoch = prog["epoch"], prog["step_in_epoch"]
         self.global_step = prog["global_step"]
         self.totals = EpochTotals(**prog["epoch_totals"])
+        self.lr_scale, self.reseeds = prog.get("lr_scale", 1.0), prog.get("reseeds", 0)
+        self.rollbacks = prog.get("rollbacks", 0)
+        if self.dynamics is not None:
+            self.dynamics.load_state_dict(prog.get("dynamics", {}))
         log = self.out_dir / LOG_NAME
         if log.exists():  # drop lines of epochs the checkpoint has not completed
             lines = [ln for ln in log.read_text().splitlines()
@@ -202,7 +223,8 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.cfg.optim, self.global_step, self.total_steps)
+            group["lr"] = self.lr_scale * learning_rate(self.cfg.optim, self.global_step,
+                                                        self.total_steps)
         self.model.train()
         with autocast(self.device, self.cfg.run.amp):
             out = self.recipe.loss(self.model, x, y, generator)
@@ -213,12 +235,26 @@ class Trainer:
 
     def run(self, stop_after_steps: int | None = None) -> Path:
         """Train to the configured number of epochs. `stop_after_steps` stops without saving
-        (as a killed process would), for testing resume."""
+        (as a killed process would), for testing resume. Diverged steps roll back to the last
+        checkpoint (see energybench.guard)."""
+        if self.global_step == 0 and self.step_in_epoch == 0 and self.epoch == 0:
+            self.save()  # a state to roll back to before the first update
+        while True:
+            try:
+                return self._run_epochs(stop_after_steps)
+            except _Diverged as diverged:
+                self._roll_back(str(diverged))
+
+    def _step_seed(self, step: int) -> int:
+        extra = (self.reseeds,) if self.reseeds else ()
+        return derive_seed(self.cfg.run.seed, _STEP, self.epoch, step, *extra)
+
+    def _run_epochs(self, stop_after_steps: int | None) -> Path:
         cfg = self.cfg
-        seed = cfg.run.seed
         every = cfg.run.checkpoint_every_steps
+        guard = cfg.run.guard
         while self.epoch < cfg.optim.epochs:
-            perm_gen = make_generator(derive_seed(seed, _PERM, self.epoch))
+            perm_gen = make_generator(derive_seed(cfg.run.seed, _PERM, self.epoch))
             order = torch.randperm(len(self.train_data), generator=perm_gen)
             steps = range(self.step_in_epoch, self.steps_per_epoch)
             bar = progress(steps, desc=f"{cfg.recipe} epoch {self.epoch + 1}/{cfg.optim.epochs}",
@@ -227,17 +263,19 @@ class Trainer:
                 if stop_after_steps is not None and self.global_step >= stop_after_steps:
                     return self.out_dir / CHECKPOINT_NAME
                 start = time.perf_counter()
-                step_seed = derive_seed(seed, _STEP, self.epoch, step)
+                step_seed = self._step_seed(step)
                 torch.manual_seed(step_seed)  # dropout and any unseeded op, reproducibly
                 generator = make_generator(step_seed, self.device)
                 x, y = self._batch(order, step, generator)
                 out = self.train_step(x, y, generator)
                 loss = out.loss.item()
-                if not math.isfinite(loss):
-                    raise UserError(
-                        f"{cfg.recipe}: loss became {loss} at epoch {self.epoch + 1} step {step}; "
-                        f"lower optim.lr or resume from {self.out_dir / CHECKPOINT_NAME}"
-                    )
+                reason = divergence_reason(loss, out.logits, out.stats, guard)
+                if reason is not None:
+                    if not guard.enabled:
+                        raise UserError(
+                            f"{cfg.recipe}: training diverged at epoch {self.epoch + 1} step {step} "
+                            f"({reason}); lower optim.lr or enable run.guard.enabled")
+                    raise _Diverged(f"epoch {self.epoch + 1} step {step}: {reason}")
                 correct = int((out.logits.detach().argmax(1) == y).sum())
                 self.totals.add(loss, correct, len(y), out.stats)
                 self.totals.seconds += time.perf_counter() - start
@@ -249,6 +287,29 @@ class Trainer:
             self._end_epoch()
         return self.save(finished=True)
 
+    def _roll_back(self, reason: str) -> None:
+        """Restore the last checkpoint, lower the learning rate, reseed, and log the event."""
+        guard = self.cfg.run.guard
+        rollbacks = self.rollbacks + 1
+        if rollbacks > guard.retries:
+            raise UserError(
+                f"{self.cfg.recipe}: training diverged {rollbacks} times (last at {reason}); "
+                f"giving up after run.guard.retries={guard.retries}. Lower optim.lr or loosen "
+                f"run.guard bounds; the last good state is {self.out_dir / CHECKPOINT_NAME}")
+        lr_scale, reseeds = self.lr_scale * guard.lr_factor, self.reseeds + 1
+        self.restore(read_checkpoint(self.out_dir / CHECKPOINT_NAME))
+        self.lr_scale, self.reseeds, self.rollbacks = lr_scale, reseeds, rollbacks
+        event = {"event": "diverged", "at": reason, "rolled_back_to": {
+                     "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                     "global_step": self.global_step},
+                 "lr_scale": lr_scale, "reseeds": reseeds, "rollback": rollbacks,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        with open(self.out_dir / EVENTS_NAME, "a") as fh:
+            fh.write(json.dumps(event) + "\n")
+        print(f"[{self.cfg.recipe}] diverged at {reason}; rolled back to global step "
+              f"{self.global_step}, learning rate x{lr_scale:g}, reseeded "
+              f"(roll-back {rollbacks}/{guard.retries})", flush=True)
+
     def _end_epoch(self) -> None:
         record = {"epoch": self.epoch + 1, "global_step": self.global_step,
                   "lr": self.optimizer.param_groups[0]["lr"], **self.totals.summary()}
@@ -257,6 +318,8 @@ class Trainer:
             record["eval_acc"] = float(
                 (predict(self.model, x) == self.eval_data.labels.to(self.device)).float().mean())
             record["eval_n"] = len(self.eval_data)
+        if self.dynamics is not None:
+            record.update(self.dynamics.measure(self.model))
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.totals = EpochTotals()
         self.save(finished=self.epoch >= self.cfg.optim.epochs)

@@ -1,7 +1,9 @@
 """Training recipes, registered by name; all run on the shared loop in energybench.trainer."""
 
-from energybench.recipes.base import RECIPES, Recipe, StepOutput, register_recipe
-from energybench.recipes import normal  # noqa: F401  (registers)
+from energybench.recipes.base import RECIPES, Recipe, RecipeContext, StepOutput, register_recipe
+from energybench.recipes import (  # noqa: F401  (registers)
+    eb_jdat, jeat, jem, noise, normal, pgd_at, prejeat, trades,
+)
 
 
 def recipe_names() -> list[str]:
@@ -22,5 +24,5 @@ def preset_config(recipe: str, preset: str):
     return presets[preset]
 
 
-__all__ = ["RECIPES", "Recipe", "StepOutput", "register_recipe", "recipe_names", "get_recipe",
-           "preset_config"]
+__all__ = ["RECIPES", "Recipe", "RecipeContext", "StepOutput", "register_recipe", "recipe_names",
+           "get_recipe", "preset_config"]

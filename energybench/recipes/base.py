@@ -37,15 +37,33 @@ class NoParams:
     """A recipe with no hyper-parameters of its own."""
 
 
+@dataclass
+class RecipeContext:
+    """What a recipe may use besides its params: the training images (uint8 (N, C, H, W) on
+    `device`) and labels, the number of classes, and a seed for its own random state."""
+
+    num_classes: int
+    device: torch.device
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    seed: int
+
+
 class Recipe:
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
     summary: ClassVar[str] = ""
 
-    def __init__(self, params, num_classes: int, device: torch.device):
+    def __init__(self, params, ctx: RecipeContext):
         self.params = params
-        self.num_classes = num_classes
-        self.device = device
+        self.ctx = ctx
+        self.num_classes = ctx.num_classes
+        self.device = ctx.device
+
+    def passes_per_step(self) -> int:
+        """Forward+backward passes (each over one batch) a training step needs: attack or SGLD
+        steps plus the update. Used by the overhead benchmark."""
+        return 1
 
     @classmethod
     def presets(cls) -> dict[str, TrainConfig]:

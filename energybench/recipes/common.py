@@ -1,0 +1,61 @@
+"""Pieces several recipes share: the SGLD parameter block and replay-buffer negatives, input noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from energybench.recipes.base import RecipeContext
+from energybench.runtime import derive_seed, make_generator
+from energybench.sampling import ReplayBuffer, SGLDConfig, make_init, sgld
+
+
+@dataclass(frozen=True)
+class SGLDParams:
+    """Persistent SGLD on E(x) from a replay buffer, in pixel units (see energybench.sampling).
+
+    Defaults are JEM's: 20 steps of step 1 and noise 0.01 on [-1, 1] inputs (0.25 and 0.005 in
+    pixel units), buffer 10,000, reinitialisation 0.05 from uniform noise."""
+
+    sgld_steps: int = 20
+    sgld_step_size: float = 0.25
+    sgld_noise: float = 0.005
+    buffer_size: int = 10_000
+    reinit_prob: float = 0.05
+    sgld_init: str = "uniform"  # or "class-gaussian" (fitted on the training split)
+
+
+class BufferSampler:
+    """Draws SGLD negatives x_sgld ~ p_theta(x) from a replay buffer (JEM's PCD)."""
+
+    def __init__(self, params: SGLDParams, ctx: RecipeContext):
+        init = make_init(params.sgld_init, ctx.train_images, ctx.train_labels, ctx.num_classes,
+                         ctx.device)
+        gen = make_generator(derive_seed(ctx.seed, 7), ctx.device)
+        self.buffer = ReplayBuffer(params.buffer_size, init, ctx.num_classes, ctx.device,
+                                   params.reinit_prob, gen)
+        self.cfg = SGLDConfig(steps=params.sgld_steps, step_size=params.sgld_step_size,
+                              noise_scale=params.sgld_noise, target="marginal")
+
+    def negatives(self, model, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n samples after `sgld_steps` SGLD steps on E(x); written back to the buffer."""
+        x0, idx = self.buffer.draw(n, generator)
+        x = sgld(model, x0, self.cfg, generator)
+        self.buffer.write(idx, x)
+        return x
+
+    def state_dict(self) -> dict:
+        return {"replay_buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "replay_buffer" in state:
+            self.buffer.load_state_dict(state["replay_buffer"])
+
+
+def add_noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """x + sigma * N(0, I), clamped to [0, 1]. sigma in pixel units; 0 returns x."""
+    if sigma == 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x + sigma * noise).clamp_(0.0, 1.0)

@@ -1,0 +1,66 @@
+"""`trades`: TRADES (Zhang et al. 2019), a baseline of EB-JDAT.
+
+loss = CE(f(x), y) + beta * KL(p(.|x) || p(.|x_adv)), with x_adv from PGD ascending that KL
+(start x + 0.001 N(0, I), 10 steps of 2/255 inside eps 8/255), beta 6, as in the official code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from energybench.attacks import PGDConfig, pgd
+from energybench.recipes.base import Recipe, StepOutput, register_recipe
+from energybench.recipes.presets import paper_config, smoke_config
+
+
+@dataclass(frozen=True)
+class TradesParams:
+    beta: float = 6.0
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10
+
+
+def kl_to(clean_logits: torch.Tensor):
+    """loss_fn(adv_logits, y) = sum KL(p_clean || p_adv), for the attack."""
+    p_clean = F.softmax(clean_logits.detach(), dim=1)
+
+    def loss_fn(adv_logits, y):
+        return F.kl_div(F.log_softmax(adv_logits, dim=1), p_clean, reduction="sum")
+
+    return loss_fn
+
+
+@register_recipe
+class Trades(Recipe):
+    name = "trades"
+    Params = TradesParams
+    summary = "TRADES: CE(x) + beta * KL(p(x) || p(x_adv)), beta 6, PGD-10 on the KL"
+
+    @classmethod
+    def presets(cls):
+        return {"paper": paper_config(cls.name, TradesParams()),
+                "smoke": smoke_config(cls.name, TradesParams(steps=5))}
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self.attack = PGDConfig(eps=params.eps, step_size=params.step_size, steps=params.steps,
+                                random_start=False)
+
+    def passes_per_step(self):
+        return self.params.steps + 2  # attack steps, clean logits for it, the update
+
+    def loss(self, model, x, y, generator):
+        with torch.no_grad():
+            model.eval()
+            clean_for_attack = model(x)
+            model.train()
+        start = x + 0.001 * torch.randn(x.shape, generator=generator, device=x.device)
+        x_adv = pgd(model, x, y, self.attack, generator, loss_fn=kl_to(clean_for_attack), x_init=start)
+        logits = model(x)
+        adv_logits = model(x_adv)
+        robust = F.kl_div(F.log_softmax(adv_logits, 1), F.softmax(logits, 1), reduction="batchmean")
+        loss = F.cross_entropy(logits, y) + self.params.beta * robust
+        return StepOutput(loss, logits, {"kl": robust.item()})

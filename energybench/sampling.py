@@ -1,0 +1,174 @@
+"""SGLD on a classifier's energies, a replay buffer, and the initial distributions it draws from.
+
+One SGLD step (x in [0, 1] pixel units):
+    x <- x - step_size * grad_x U(x) + noise_scale * N(0, I)
+with U one of
+    "marginal"     E(x)                 (JEM's p(x), JEAT Algorithm 1 training)
+    "joint"        E(x, y)              (conditional generation, paper eq. 17)
+    "conditional"  E(x, y) - E(x)       (the classic robust-classifier procedure, eq. 16)
+The papers' form x - a/2 grad U + sqrt(a) N is step_size = a/2, noise_scale = sqrt(a). JEM's
+published values (step 1, noise 0.01 on [-1, 1] inputs) are step_size 0.25, noise_scale 0.005 in
+pixel units. The model is in eval mode and runs in float32 while sampling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from energybench.attacks import eval_mode
+from energybench.energy import joint_energy, marginal_energy
+from energybench.errors import UserError
+
+TARGETS = ("marginal", "joint", "conditional")
+INITS = ("uniform", "class-gaussian")
+
+
+@dataclass(frozen=True)
+class SGLDConfig:
+    steps: int = 20
+    step_size: float = 0.25
+    noise_scale: float = 0.005
+    target: str = "marginal"
+    clamp: bool = True  # keep samples in [0, 1] after every step
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise UserError(f"unknown SGLD target {self.target!r}; use one of {', '.join(TARGETS)}")
+        if self.steps < 0 or self.step_size < 0 or self.noise_scale < 0:
+            raise UserError("SGLD steps, step_size and noise_scale must be >= 0")
+
+
+def sgld_energy(logits: torch.Tensor, y: torch.Tensor | None, target: str) -> torch.Tensor:
+    """The per-example energy U that SGLD descends. logits (N, K) -> (N,)."""
+    if target == "marginal":
+        return marginal_energy(logits)
+    if y is None:
+        raise UserError(f"SGLD target {target!r} needs labels y")
+    if target == "joint":
+        return joint_energy(logits, y)
+    return joint_energy(logits, y) - marginal_energy(logits)
+
+
+def sgld(model: nn.Module, x0: torch.Tensor, cfg: SGLDConfig, generator: torch.Generator,
+         y: torch.Tensor | None = None) -> torch.Tensor:
+    """Run `cfg.steps` SGLD steps from x0 (N, C, H, W); returns the detached samples."""
+    x = x0.detach().clone()
+    with eval_mode(model), torch.enable_grad():
+        for _ in range(cfg.steps):
+            x.requires_grad_(True)
+            energy = sgld_energy(model(x), y, cfg.target).sum()
+            (grad,) = torch.autograd.grad(energy, x)
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x.detach().sub_(grad, alpha=cfg.step_size).add_(noise, alpha=cfg.noise_scale)
+            if cfg.clamp:
+                x.clamp_(0.0, 1.0)
+    return x.detach()
+
+
+class UniformInit:
+    """x0 ~ U(0, 1)^D (JEM's uniform noise, [-1, 1] in its own units)."""
+
+    name = "uniform"
+
+    def __init__(self, shape=(3, 32, 32)):
+        self.shape = tuple(shape)
+
+    def sample(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.rand((len(y), *self.shape), generator=generator, device=y.device)
+
+
+class ClassGaussianInit:
+    """x0 ~ N(mu_y, Sigma_y) per class, fitted on training images (full covariance, as in JEAT
+    sec. 2.2 and the informative initialisation of JEM++ / SADA-JEM / EB-JDAT), clamped to [0, 1].
+
+    images: uint8 (N, C, H, W); labels (N,). Memory: K * D^2 floats (377 MB for CIFAR-10).
+    `jitter` is added to the covariance diagonal, as those codebases do (1e-4 there).
+    """
+
+    name = "class-gaussian"
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                 device: torch.device, jitter: float = 1e-4):
+        self.shape = tuple(images.shape[1:])
+        dim = math.prod(self.shape)
+        self.mean = torch.zeros(num_classes, dim, device=device)
+        self.scale_tril = torch.zeros(num_classes, dim, dim, device=device)
+        eye = torch.eye(dim, device=device, dtype=torch.float64)
+        for c in range(num_classes):
+            xc = images[labels == c].reshape(-1, dim).to(device, torch.float64) / 255.0
+            if len(xc) < 2:
+                raise UserError(f"class {c} has {len(xc)} training images; need at least 2 to fit")
+            mu = xc.mean(0)
+            centred = xc - mu
+            cov = centred.T @ centred / len(xc)
+            chol, info = torch.linalg.cholesky_ex(cov + jitter * eye)
+            if int(info) != 0:
+                raise UserError(f"class {c}: covariance is not positive definite; raise the jitter")
+            self.mean[c], self.scale_tril[c] = mu.float(), chol.float()
+
+    def sample(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        z = torch.randn((len(y), self.mean.shape[1], 1), generator=generator, device=self.mean.device)
+        x = self.mean[y] + torch.bmm(self.scale_tril[y], z).squeeze(2)
+        return x.clamp_(0.0, 1.0).view(len(y), *self.shape).to(y.device)
+
+
+class ReplayBuffer:
+    """Persistent SGLD chains (JEM): draw a batch of chain states, each replaced with
+    probability `reinit_prob` by a fresh draw from `init`; after SGLD, write them back.
+
+    images: float32 (size, C, H, W) in [0, 1]; labels: (size,) the class each chain was
+    initialised from (used by the class-conditional initialiser).
+    """
+
+    def __init__(self, size: int, init, num_classes: int, device: torch.device,
+                 reinit_prob: float, generator: torch.Generator):
+        if size < 1:
+            raise UserError(f"replay buffer size must be >= 1, got {size}")
+        if not 0.0 <= reinit_prob <= 1.0:
+            raise UserError(f"reinit probability must be in [0, 1], got {reinit_prob}")
+        self.init, self.num_classes, self.reinit_prob = init, num_classes, reinit_prob
+        self.labels = torch.randint(0, num_classes, (size,), generator=generator, device=device)
+        self.images = init.sample(self.labels, generator)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0 (n, C, H, W), indices (n,)) for a batch of chains."""
+        device = self.images.device
+        idx = torch.randint(0, len(self), (n,), generator=generator, device=device)
+        x0 = self.images[idx].clone()
+        reinit = torch.rand(n, generator=generator, device=device) < self.reinit_prob
+        if bool(reinit.any()):
+            fresh_labels = torch.randint(0, self.num_classes, (int(reinit.sum()),),
+                                         generator=generator, device=device)
+            x0[reinit] = self.init.sample(fresh_labels, generator)
+            self.labels[idx[reinit]] = fresh_labels
+        return x0, idx
+
+    def write(self, idx: torch.Tensor, x: torch.Tensor) -> None:
+        self.images[idx] = x.detach()
+
+    def state_dict(self) -> dict:
+        # clone: on CPU .cpu() would return the live tensor, which later draws overwrite
+        return {"images": self.images.detach().cpu().clone(), "labels": self.labels.cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["images"].shape[1:] != self.images.shape[1:]:
+            raise UserError("replay buffer in the checkpoint has another image shape")
+        self.images = state["images"].to(self.images.device).clone()
+        self.labels = state["labels"].to(self.labels.device).clone()
+
+
+def make_init(kind: str, train_images: torch.Tensor, train_labels: torch.Tensor, num_classes: int,
+              device: torch.device):
+    """'uniform' or 'class-gaussian' (fitted on the given training images)."""
+    if kind == "uniform":
+        return UniformInit(tuple(train_images.shape[1:]))
+    if kind == "class-gaussian":
+        return ClassGaussianInit(train_images, train_labels, num_classes, device)
+    raise UserError(f"unknown SGLD init {kind!r}; use one of {', '.join(INITS)}")
