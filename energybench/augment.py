@@ -14,18 +14,19 @@ def random_crop_flip(
     images: (N, C, H, W) any dtype, on the generator's device -> same shape and dtype.
     Matches torchvision's RandomCrop(H, padding) + RandomHorizontalFlip() in distribution.
     """
-    n, _, h, w = images.shape
+    n, c, h, w = images.shape
     device = images.device
+    dy = dx = torch.zeros(n, dtype=torch.long, device=device)
     if padding > 0:
-        padded = F.pad(images, (padding, padding, padding, padding))
+        images = F.pad(images, (padding, padding, padding, padding))
         dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
         dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
-        rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]  # (N,1,H,1)
-        cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]  # (N,1,1,W)
-        batch = torch.arange(n, device=device)[:, None, None, None]
-        chans = torch.arange(images.shape[1], device=device)[None, :, None, None]
-        images = padded[batch, chans, rows, cols]
-    if flip:
+    cols = torch.arange(w, device=device).expand(n, w)
+    if flip:  # flipping the crop = reading its columns right to left
         mask = torch.rand(n, generator=generator, device=device) < 0.5
-        images = torch.where(mask[:, None, None, None], images.flip(3), images)
-    return images
+        cols = torch.where(mask[:, None], w - 1 - cols, cols)
+    rows = dy[:, None] + torch.arange(h, device=device)  # (N, H)
+    cols = dx[:, None] + cols  # (N, W)
+    width = images.shape[3]
+    flat = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    return images.flatten(2).gather(2, flat).view(n, c, h, w)

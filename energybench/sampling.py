@@ -111,8 +111,13 @@ class ClassGaussianInit:
             self.mean[c], self.scale_tril[c] = mu.float(), chol.float()
 
     def sample(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        z = torch.randn((len(y), self.mean.shape[1], 1), generator=generator, device=self.mean.device)
-        x = self.mean[y] + torch.bmm(self.scale_tril[y], z).squeeze(2)
+        """One draw per label. y: (n,) -> (n, C, H, W) in [0, 1]; one matmul per class present."""
+        z = torch.randn((len(y), self.mean.shape[1]), generator=generator, device=self.mean.device)
+        x = torch.empty_like(z)
+        y_local = y.to(self.mean.device)
+        for c in torch.unique(y_local).tolist():
+            rows = y_local == c
+            x[rows] = self.mean[c] + z[rows] @ self.scale_tril[c].T
         return x.clamp_(0.0, 1.0).view(len(y), *self.shape).to(y.device)
 
 

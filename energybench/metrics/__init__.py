@@ -6,8 +6,8 @@ from energybench.metrics.base import (
 from energybench.metrics import accuracy, robustness  # noqa: F401  (registers)
 
 register_suite("smoke", ["clean", "pgd20"])
-register_suite("robust", ["clean", "pgd20"])
-register_suite("all", ["clean", "pgd20"])
+register_suite("robust", ["clean", "pgd20", "pgd20-energy"])
+register_suite("all", ["clean", "pgd20", "pgd20-energy"])
 
 
 def resolve_metrics(suites: list[str], metrics: list[str]) -> list[str]:

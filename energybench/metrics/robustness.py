@@ -1,8 +1,11 @@
-"""Robust accuracy under L-inf PGD (DESIGN.md protocol): `pgd20` (cross-entropy)."""
+"""Robust accuracy under L-inf PGD (DESIGN.md protocol): `pgd20` (ascends cross-entropy, eq. 14)
+and `pgd20-energy` (ascends E(x, y), the energy attack of eq. 18; JEAT Table 1)."""
 
 from __future__ import annotations
 
 import torch
+
+from dataclasses import dataclass
 
 from energybench.attacks import PGDConfig, pgd
 from energybench.metrics.base import (
@@ -39,3 +42,15 @@ class PGDRobustAccuracy(Metric):
 class PGD20(PGDRobustAccuracy):
     name = "pgd20"
     summary = "robust accuracy, L-inf PGD-20 on cross-entropy, eps 8/255, step 2/255, random start"
+
+
+@dataclass(frozen=True)
+class EnergyPGDConfig(PGDConfig):
+    objective: str = "energy"
+
+
+@register_metric
+class PGD20Energy(PGDRobustAccuracy):
+    name = "pgd20-energy"
+    summary = "robust accuracy, L-inf PGD-20 ascending E(x, y) (eq. 18), eps 8/255, step 2/255"
+    Params = EnergyPGDConfig
