@@ -57,9 +57,16 @@ def train(recipe, preset, overrides, data_spec, out_dir, device, resume, show_co
         for key, value in describe(cfg):
             click.echo(f"{key} = {value!r}")
         return
+    from energybench.distributed import init_world, shutdown
+
     out_dir = out_dir or Path("runs") / f"{recipe}-{preset}"
-    path = run_training(cfg, out_dir, _device(device), resume=resume)
-    click.echo(f"checkpoint: {path}")
+    world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench train ...
+    try:
+        path = run_training(cfg, out_dir, dev, resume=resume, world=world)
+    finally:
+        shutdown(world)
+    if world.is_main:
+        click.echo(f"checkpoint: {path}")
 
 
 # ----------------------------------------------------------------------------- eval

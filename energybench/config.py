@@ -173,7 +173,13 @@ def _parse_value(text: str, hint, key: str) -> Any:
 
 
 def _literal(text: str) -> Any:
-    """A free-form value (model kwargs): Python literal if it parses, else the string."""
+    """A free-form value (model kwargs): true/false/none in any case, a Python literal if it
+    parses, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

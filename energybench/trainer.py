@@ -23,6 +23,9 @@ from energybench.attacks import predict
 from energybench.augment import random_crop_flip
 from energybench.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
 from energybench.config import OptimConfig, TrainConfig, to_dict, train_config_from_dict
+from energybench.distributed import (
+    World, all_sum, any_rank, barrier, check_batch, gather_to_main,
+)
 from energybench.dynamics import EnergyDynamics
 from energybench.errors import UserError
 from energybench.guard import divergence_reason
@@ -107,15 +110,34 @@ class EpochTotals:
         return out
 
 
+class RecipeStep(nn.Module):
+    """One recipe step as a single module call, so DistributedDataParallel sees exactly one
+    forward per iteration however many forward passes (attack, SGLD, data, samples) the recipe
+    makes inside it. Attack and SGLD passes differentiate only the inputs, so they trigger no
+    gradient synchronisation."""
+
+    def __init__(self, model: nn.Module, recipe):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+
+    def forward(self, x, y, generator):
+        out = self.recipe.loss(self.model, x, y, generator)
+        return out.loss, out.logits, out.stats
+
+
 class Trainer:
     """Owns model, optimizer, recipe and data for one run in `out_dir`."""
 
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: torch.device):
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: torch.device,
+                 world: World = World()):
         if cfg.data.source is not None and Path(cfg.data.source).exists():  # record absolute paths
             cfg = replace(cfg, data=replace(cfg.data, source=str(Path(cfg.data.source).resolve())))
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.device = device
+        self.world = world
+        self.local_batch = check_batch(cfg.optim.batch_size, world)
         set_deterministic(cfg.run.deterministic)
         train_full = datalib.load_split(cfg.data.source, "train")
         self.train_data = balanced_subset(train_full, cfg.data.train_subset)
@@ -136,8 +158,14 @@ class Trainer:
         self.labels = self.train_data.labels.to(device)
         recipe_cls = get_recipe(cfg.recipe)
         ctx = RecipeContext(num_classes, device, self.images, self.labels,
-                            derive_seed(cfg.run.seed, _RECIPE))
+                            derive_seed(cfg.run.seed, _RECIPE, *((world.rank,) if world.enabled else ())))
         self.recipe = recipe_cls(cfg.params, ctx)
+        self.step_module = RecipeStep(self.model, self.recipe)
+        if world.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
         self.dynamics = None
         if cfg.run.dynamics_probe > 0:
             probe = self.train_data.subset(cfg.run.dynamics_probe)  # fixed, un-augmented
@@ -156,8 +184,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint_dict(self, finished: bool = False) -> dict:
+    def checkpoint_dict(self, finished: bool = False, recipe_state: dict | None = None) -> dict:
         cfg = self.cfg
+        if recipe_state is None:
+            recipe_state = self.recipe.state_dict()
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -165,7 +195,7 @@ class Trainer:
             "model": {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs)},
             "config": to_dict(cfg),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "recipe_state": self.recipe.state_dict(),
+            "recipe_state": recipe_state,
             "optimizer": self.optimizer.state_dict(),
             "progress": {
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
@@ -180,20 +210,33 @@ class Trainer:
                 "train_source": self.train_data.source,
                 "classes": list(self.train_data.classes),
                 "num_train_images": len(self.train_data),
+                "world_size": self.world.size,
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 **environment_info(self.device),
             },
         }
 
     def save(self, finished: bool = False) -> Path:
+        """Write last.pt (rank 0; with several ranks, every rank's recipe state goes in it)."""
         path = self.out_dir / CHECKPOINT_NAME
-        save_checkpoint(self.checkpoint_dict(finished), path)
+        states = gather_to_main(self.recipe.state_dict(), self.world)
+        if self.world.is_main:
+            recipe_state = {"per_rank": states} if self.world.enabled else states[0]
+            save_checkpoint(self.checkpoint_dict(finished, recipe_state), path)
+        barrier(self.world)
         return path
 
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.recipe.load_state_dict(ckpt.get("recipe_state", {}))
+        recipe_state = ckpt.get("recipe_state", {})
+        saved_world = ckpt["meta"].get("world_size", 1)
+        if saved_world != self.world.size:
+            raise UserError(f"{self.out_dir / CHECKPOINT_NAME} was trained with {saved_world} "
+                            f"process(es); resume it with the same number (now {self.world.size})")
+        if self.world.enabled:
+            recipe_state = recipe_state["per_rank"][self.world.rank]
+        self.recipe.load_state_dict(recipe_state)
         prog = ckpt["progress"]
         self.epoch, self.step_in_epoch = prog["epoch"], prog["step_in_epoch"]
         self.global_step = prog["global_step"]
@@ -203,7 +246,7 @@ class Trainer:
         if self.dynamics is not None:
             self.dynamics.load_state_dict(prog.get("dynamics", {}))
         log = self.out_dir / LOG_NAME
-        if log.exists():  # drop lines of epochs the checkpoint has not completed
+        if self.world.is_main and log.exists():  # drop lines of epochs the checkpoint has not completed
             lines = [ln for ln in log.read_text().splitlines()
                      if ln.strip() and json.loads(ln)["epoch"] <= self.epoch]
             log.write_text("".join(ln + "\n" for ln in lines))
@@ -211,11 +254,16 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def _batch(self, order: torch.Tensor, step: int, generator: torch.Generator):
+        """This rank's share of the global batch. Every rank augments the whole global batch
+        with the same generator, so N ranks see exactly the images one process would."""
         bs = self.cfg.optim.batch_size
         idx = order[step * bs:(step + 1) * bs].to(self.device)
         images = self.images[idx]
         if self.cfg.data.augment:
             images = random_crop_flip(images, generator)
+        if self.world.enabled:
+            mine = slice(self.world.rank * self.local_batch, (self.world.rank + 1) * self.local_batch)
+            images, idx = images[mine], idx[mine]
         x = datalib.to_float(images)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -227,11 +275,11 @@ class Trainer:
                                                         self.total_steps)
         self.model.train()
         with autocast(self.device, self.cfg.run.amp):
-            out = self.recipe.loss(self.model, x, y, generator)
+            loss, logits, stats = self.step_module(x, y, generator)
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         self.optimizer.step()
-        return out
+        return loss, logits, stats
 
     def run(self, stop_after_steps: int | None = None) -> Path:
         """Train to the configured number of epochs. `stop_after_steps` stops without saving
@@ -267,17 +315,20 @@ class Trainer:
                 torch.manual_seed(step_seed)  # dropout and any unseeded op, reproducibly
                 generator = make_generator(step_seed, self.device)
                 x, y = self._batch(order, step, generator)
-                out = self.train_step(x, y, generator)
-                loss = out.loss.item()
-                reason = divergence_reason(loss, out.logits, out.stats, guard)
-                if reason is not None:
+                if self.world.enabled:  # each rank's attacks and SGLD draw their own noise
+                    generator = make_generator(derive_seed(step_seed, self.world.rank), self.device)
+                loss_t, logits, stats = self.train_step(x, y, generator)
+                loss = loss_t.item()
+                reason = divergence_reason(loss, logits, stats, guard)
+                if any_rank(reason is not None, self.world, self.device):
+                    reason = reason or "another process diverged"
                     if not guard.enabled:
                         raise UserError(
                             f"{cfg.recipe}: training diverged at epoch {self.epoch + 1} step {step} "
                             f"({reason}); lower optim.lr or enable run.guard.enabled")
                     raise _Diverged(f"epoch {self.epoch + 1} step {step}: {reason}")
-                correct = int((out.logits.detach().argmax(1) == y).sum())
-                self.totals.add(loss, correct, len(y), out.stats)
+                correct = int((logits.detach().argmax(1) == y).sum())
+                self.totals.add(loss, correct, len(y), stats)
                 self.totals.seconds += time.perf_counter() - start
                 self.step_in_epoch, self.global_step = step + 1, self.global_step + 1
                 if hasattr(bar, "set_postfix") and step % 10 == 0:
@@ -299,6 +350,8 @@ class Trainer:
         lr_scale, reseeds = self.lr_scale * guard.lr_factor, self.reseeds + 1
         self.restore(read_checkpoint(self.out_dir / CHECKPOINT_NAME))
         self.lr_scale, self.reseeds, self.rollbacks = lr_scale, reseeds, rollbacks
+        if not self.world.is_main:
+            return
         event = {"event": "diverged", "at": reason, "rolled_back_to": {
                      "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                      "global_step": self.global_step},
@@ -311,18 +364,29 @@ class Trainer:
               f"(roll-back {rollbacks}/{guard.retries})", flush=True)
 
     def _end_epoch(self) -> None:
+        totals = self.totals
+        if self.world.enabled:  # epoch statistics over all ranks
+            keys = sorted(totals.stats or {})
+            summed = all_sum([totals.loss, totals.correct, totals.seen]
+                             + [totals.stats[k] for k in keys], self.world, self.device)
+            size = self.world.size
+            totals = EpochTotals(summed[0] / size, summed[1], int(summed[2]), totals.steps,
+                                 totals.seconds, {k: v / size for k, v in zip(keys, summed[3:])})
         record = {"epoch": self.epoch + 1, "global_step": self.global_step,
-                  "lr": self.optimizer.param_groups[0]["lr"], **self.totals.summary()}
-        if self.eval_data is not None:
-            x = self.eval_data.float_images(self.device)
-            record["eval_acc"] = float(
-                (predict(self.model, x) == self.eval_data.labels.to(self.device)).float().mean())
-            record["eval_n"] = len(self.eval_data)
-        if self.dynamics is not None:
-            record.update(self.dynamics.measure(self.model))
+                  "lr": self.optimizer.param_groups[0]["lr"], **totals.summary()}
+        if self.world.is_main:
+            if self.eval_data is not None:
+                x = self.eval_data.float_images(self.device)
+                record["eval_acc"] = float(
+                    (predict(self.model, x) == self.eval_data.labels.to(self.device)).float().mean())
+                record["eval_n"] = len(self.eval_data)
+            if self.dynamics is not None:
+                record.update(self.dynamics.measure(self.model))
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.totals = EpochTotals()
         self.save(finished=self.epoch >= self.cfg.optim.epochs)
+        if not self.world.is_main:
+            return
         with open(self.out_dir / LOG_NAME, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
@@ -331,7 +395,7 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
-          stop_after_steps: int | None = None) -> Path:
+          stop_after_steps: int | None = None, world: World = World()) -> Path:
     """Train `cfg` into `out_dir` (checkpoint `last.pt`, log `log.jsonl`); returns the checkpoint.
 
     With resume=True the run continues from `out_dir/last.pt` using the checkpoint's own config.
@@ -352,10 +416,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: b
             f"{out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to continue it "
             f"or choose another --out"
         )
+    barrier(world)  # every rank has looked at out_dir before rank 0 creates files in it
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, out_dir, device)
+    trainer = Trainer(cfg, out_dir, device, world)
     if ckpt is not None:
         trainer.restore(ckpt)
-    else:
+    elif world.is_main:
         (out_dir / "config.json").write_text(json.dumps(to_dict(trainer.cfg), indent=1))
     return trainer.run(stop_after_steps=stop_after_steps)

@@ -10,11 +10,11 @@ def test_overrides_parse_types():
     cfg = apply_overrides(cfg, [
         "optim.lr=0.2", "optim.epochs=3", "optim.milestones=0.3,0.6", "run.amp=false",
         "data.train_subset=none", "model.width=64", "model.kwargs.act=swish",
-        "data.source=/tmp/x", "optim.weight_decay=1/1000",
+        "data.source=/tmp/x", "optim.weight_decay=1/1000", "model.batch_norm=false",
     ])
     assert cfg.optim.lr == 0.2 and cfg.optim.epochs == 3 and cfg.optim.milestones == (0.3, 0.6)
     assert cfg.run.amp is False and cfg.data.train_subset is None and cfg.data.source == "/tmp/x"
-    assert cfg.model.kwargs == {"width": 64, "act": "swish"}
+    assert cfg.model.kwargs == {"width": 64, "act": "swish", "batch_norm": False}
     assert cfg.optim.weight_decay == pytest.approx(0.001)
 
 

@@ -1,0 +1,88 @@
+"""Multi-process training with torch.distributed (launched by torchrun).
+
+`torchrun --nproc_per_node N -m energybench train ...` sets RANK / WORLD_SIZE / LOCAL_RANK; each
+process trains 1/N of every global batch (the config's batch size stays the global one), gradients
+are averaged by DistributedDataParallel, each rank keeps its own replay buffer, and rank 0 writes
+checkpoints and logs. Backend: NCCL on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from energybench.errors import UserError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_world(device_name: str) -> tuple[World, torch.device]:
+    """The process group from torchrun's environment (or a single process) and this rank's device."""
+    from energybench.runtime import resolve_device
+
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World(), resolve_device(device_name)
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    world = World(dist.get_rank(), dist.get_world_size(), local_rank)
+    return world, torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
+
+
+def check_batch(batch_size: int, world: World) -> int:
+    """The per-rank batch size; the global batch must split evenly."""
+    if batch_size % world.size:
+        raise UserError(f"optim.batch_size {batch_size} does not split over {world.size} processes")
+    return batch_size // world.size
+
+
+def all_sum(values: list[float], world: World, device: torch.device) -> list[float]:
+    if not world.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(flag: bool, world: World, device: torch.device) -> bool:
+    """True on every rank if `flag` is True on any (keeps roll-backs in step)."""
+    return bool(all_sum([float(flag)], world, device)[0] > 0)
+
+
+def gather_to_main(obj, world: World) -> list | None:
+    """[obj of rank 0, obj of rank 1, ...] on rank 0; None elsewhere."""
+    if not world.enabled:
+        return [obj]
+    out = [None] * world.size if world.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def barrier(world: World) -> None:
+    if world.enabled:
+        dist.barrier()
+
+
+def shutdown(world: World) -> None:
+    if world.enabled and dist.is_initialized():
+        dist.destroy_process_group()
