@@ -87,7 +87,10 @@ def train(recipe, preset, overrides, data_spec, out_dir, device, resume, show_co
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="recompute metrics that are already recorded")
-def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, batch_size, seed, force):
+@click.option("--inception-weights", default=None,
+              help="torch-fidelity Inception weights for is/fid: a path, or 'download' when online")
+def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, batch_size, seed, force,
+             inception_weights):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     from energybench.attacks import parse_eps
     from energybench.evaluate import default_out_dir, evaluate
@@ -95,7 +98,8 @@ def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, ba
     from energybench.results import format_summary, write_json_atomic
 
     names = resolve_metrics(list(suites), list(metrics))
-    overrides = {"eps": parse_eps(eps) if eps is not None else None}
+    overrides = {"eps": parse_eps(eps) if eps is not None else None,
+                 "inception_weights": inception_weights}
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     records = evaluate(model_path, names, data_spec=data_spec, n=n, out_dir=out_dir,
@@ -106,6 +110,34 @@ def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, ba
     (Path(out) / "summary.md").write_text(
         f"# {model_path}\n\nData: {records[0]['data']['label']}\n\n{table}\n")
     click.echo(f"\n{model_path} on {records[0]['data']['label']}\n{table}\n\nrecords: {out}")
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+@cli.command()
+@click.option("--ckpt", "model_path", required=True, type=click.Path(path_type=Path))
+@click.option("--n-per-class", type=int, default=10, show_default=True)
+@click.option("--mode", default="joint", show_default=True,
+              help="joint (eq. 17, E(x,y)), conditional (eq. 16, E(x,y)-E(x)), marginal (E(x))")
+@click.option("--init", "init", default="class-gaussian", show_default=True,
+              help="uniform, class-gaussian (fitted on the training data) or buffer (checkpoint's)")
+@click.option("--steps", type=int, default=100, show_default=True)
+@click.option("--step-size", type=float, default=0.25, show_default=True, help="pixel units")
+@click.option("--noise", type=float, default=0.005, show_default=True, help="pixel units")
+@click.option("--train-data", default=None, help="training data for class-gaussian (default: the checkpoint's)")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="folder for samples.npz and grid PNGs (default samples-<ckpt name>/)")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sample(model_path, n_per_class, mode, init, steps, step_size, noise, train_data, out_dir, device, seed):
+    """Generate images by SGLD; saves samples.npz and one PNG grid per class plus an overview."""
+    from energybench.sample_io import sample_model
+
+    out = sample_model(model_path, n_per_class=n_per_class, mode=mode, init=init, steps=steps,
+                       step_size=step_size, noise_scale=noise, train_data=train_data,
+                       out_dir=out_dir, device=_device(device), seed=seed)
+    click.echo(f"samples: {out}")
 
 
 # ----------------------------------------------------------------------------- list

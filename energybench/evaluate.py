@@ -63,7 +63,7 @@ def evaluate(
             f"give the matching dataset with --data"
         )
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_path)
-    ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir)
+    ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded)
     model_info = {
         "path": str(model_path.resolve()), "sha256": loaded.sha256, "kind": loaded.kind,
         "recipe": loaded.checkpoint["recipe"] if loaded.checkpoint else None,

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from energybench.config import apply_overrides  # noqa: E402
+from energybench.errors import UserError  # noqa: E402
 from energybench.evaluate import evaluate  # noqa: E402
 from energybench.recipes import preset_config, recipe_names  # noqa: E402
 from energybench.trainer import train  # noqa: E402
@@ -46,7 +47,12 @@ def main():
         cfg = apply_overrides(cfg, [f"data.train_subset={args.images}", f"optim.epochs={args.epochs}"])
         run = runs / name
         start = time.perf_counter()
-        ckpt = train(cfg, run, device, resume=(run / "last.pt").exists())
+        try:
+            ckpt = train(cfg, run, device, resume=(run / "last.pt").exists())
+        except UserError as exc:  # e.g. the divergence guard gave up: report it, go on
+            results[name] = {"failed": str(exc)}
+            print(f"{name}: FAILED: {exc}", flush=True)
+            continue
         train_seconds = time.perf_counter() - start
         records = evaluate(ckpt, ["clean", "pgd20", "pgd20-energy"], n=args.n, out_dir=run / "eval",
                            device=device, log=lambda m: print(m, flush=True))
@@ -81,6 +87,9 @@ def write_markdown(results, args, path):
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
+        if "failed" in r:
+            lines.append(f"| {name} | failed: {r['failed']} | | | | | |")
+            continue
         m, e = r["metrics"], r["last_epoch"]
         lines.append(f"| {name} | {pct(m['clean'])} | {pct(m['pgd20'])} | {pct(m['pgd20-energy'])} | "
                      f"{e.get('dxE_joint', float('nan')):.3f} | {e.get('dthetaE_joint', float('nan')):.3f} | "
@@ -89,6 +98,9 @@ def write_markdown(results, args, path):
               "(energy PGD-10 at 8/255; see energybench/dynamics.py).", "", "## Claims checked", ""]
     normal = results["normal"]["metrics"]
     for name in ADVERSARIAL:
+        if "failed" in results[name]:
+            lines.append(f"- {name}: training failed, no measurement.")
+            continue
         m = results[name]["metrics"]
         gain = m["pgd20"]["value"] - normal["pgd20"]["value"]
         se = (m["pgd20"]["stderr"] ** 2 + normal["pgd20"]["stderr"] ** 2) ** 0.5
@@ -101,6 +113,8 @@ def write_markdown(results, args, path):
                  f"{100 * normal['pgd20']['value']:.1f}% ({100 * diff:+.1f} points): "
                  f"**{'holds' if abs(diff) <= 0.02 else 'does NOT hold'}** (within 2 points).")
     for name in ("jeat", "eb-jdat"):
+        if "failed" in results[name] or "failed" in results["jem"]:
+            continue
         m = results[name]["metrics"]
         lines.append(f"- {name} vs jem robustness: {100 * m['pgd20']['value']:.1f}% vs "
                      f"{100 * results['jem']['metrics']['pgd20']['value']:.1f}% PGD-20.")

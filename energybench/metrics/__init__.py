@@ -3,7 +3,7 @@
 from energybench.metrics.base import (
     METRICS, SUITES, EvalContext, Metric, MetricResult, register_metric, register_suite,
 )
-from energybench.metrics import accuracy, fisher, robustness  # noqa: F401  (registers)
+from energybench.metrics import accuracy, fisher, generative, robustness  # noqa: F401  (registers)
 
 register_suite("smoke", ["clean", "pgd20"])
 register_suite("robust", ["clean", "pgd20", "pgd20-energy"])

@@ -33,6 +33,7 @@ class EvalContext:
     batch_size: int
     seed: int
     out_dir: object  # pathlib.Path: where records and figures go
+    loaded: object = None  # energybench.checkpoint.LoadedModel: provenance, replay buffer, train data
 
     def batches(self):
         """(x float32 (B, 3, H, W) in [0, 1] on device, y int64 (B,), offset) over the data."""

@@ -24,19 +24,19 @@ recorded in every checkpoint (it is part of the recipe params).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from energybench.attacks import PGDConfig, pgd
-from energybench.config import ModelConfig, OptimConfig
+from energybench.config import OptimConfig
 from energybench.energy import joint_energy, marginal_energy
 from energybench.errors import UserError
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.common import BufferSampler, SGLDParams, add_noise
 from energybench.recipes.jem import JEM_MODEL
-from energybench.recipes.presets import paper_config, smoke_config
+from energybench.recipes.presets import ebm_smoke_config, paper_config
 
 EBJDAT_OPTIM = OptimConfig(name="adam", lr=1e-4, weight_decay=0.0, batch_size=64, epochs=150,
                            schedule="multistep", milestones=(0.4, 0.6, 0.8, 0.9), gamma=0.2,
@@ -72,13 +72,9 @@ class EBJDAT(Recipe):
 
     @classmethod
     def presets(cls):
-        smoke = smoke_config(cls.name, EBJDATParams(sgld_steps=5, buffer_size=2000, adv_steps=3))
-        smoke = replace(smoke, model=ModelConfig("tiny-cnn", {"width": 48, "batch_norm": False,
-                                                              "act": "leaky_relu", "normalize": "pm1"}),
-                        optim=replace(EBJDAT_OPTIM, lr=1e-3, epochs=smoke.optim.epochs,
-                                      warmup_steps=100))
+        smoke = EBJDATParams(sgld_steps=5, buffer_size=2000, adv_steps=3)
         return {"paper": paper_config(cls.name, EBJDATParams(), model=JEM_MODEL, optim=EBJDAT_OPTIM),
-                "smoke": smoke}
+                "smoke": ebm_smoke_config(cls.name, smoke, EBJDAT_OPTIM)}
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

@@ -14,7 +14,8 @@ from energybench.attacks import fgsm_rs
 from energybench.energy import joint_energy, marginal_energy
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.common import BufferSampler, SGLDParams
-from energybench.recipes.presets import paper_config, smoke_config
+from energybench.config import OptimConfig
+from energybench.recipes.presets import ebm_smoke_config, paper_config
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,13 @@ class JEAT(Recipe):
 
     @classmethod
     def presets(cls):
+        # Smoke: at this scale SGLD chains from uniform noise never reached the data's energy and the
+        # p(x) gap ran away (-1e4) even without batch norm; chains start from the class-conditional
+        # Gaussian instead (as EB-JDAT / JEM++ do), with 10 steps.
+        smoke = JEATParams(sgld_steps=10, buffer_size=2000, sgld_init="class-gaussian")
         return {"paper": paper_config(cls.name, JEATParams()),
-                "smoke": smoke_config(cls.name, JEATParams(sgld_steps=5, buffer_size=2000))}
+                "smoke": ebm_smoke_config(cls.name, smoke,
+                                          OptimConfig(name="adam", weight_decay=0.0, batch_size=64))}
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

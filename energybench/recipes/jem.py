@@ -9,7 +9,7 @@ the p(x) batch and the labelled batch separately; here both terms use the same b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 
@@ -17,7 +17,7 @@ from energybench.config import ModelConfig, OptimConfig
 from energybench.energy import marginal_energy
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.common import BufferSampler, SGLDParams, add_noise
-from energybench.recipes.presets import paper_config, smoke_config
+from energybench.recipes.presets import ebm_smoke_config, paper_config
 
 JEM_MODEL = ModelConfig("wrn-28-10", {"batch_norm": False, "act": "leaky_relu", "normalize": "pm1"})
 JEM_OPTIM = OptimConfig(name="adam", lr=1e-4, weight_decay=0.0, batch_size=64, epochs=200,
@@ -39,13 +39,9 @@ class JEM(Recipe):
 
     @classmethod
     def presets(cls):
-        smoke = smoke_config(cls.name, JEMParams(sgld_steps=10, buffer_size=2000))
-        smoke = replace(smoke, model=ModelConfig("tiny-cnn", {"width": 48, "batch_norm": False,
-                                                              "act": "leaky_relu", "normalize": "pm1"}),
-                        optim=replace(JEM_OPTIM, lr=1e-3, epochs=smoke.optim.epochs, batch_size=64,
-                                      warmup_steps=100))
         return {"paper": paper_config(cls.name, JEMParams(), model=JEM_MODEL, optim=JEM_OPTIM),
-                "smoke": smoke}
+                "smoke": ebm_smoke_config(cls.name, JEMParams(sgld_steps=10, buffer_size=2000),
+                                          JEM_OPTIM)}
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from energybench.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 
 
@@ -30,3 +32,17 @@ def smoke_config(recipe: str, params, **sections) -> TrainConfig:
     )
     base.update(sections)
     return TrainConfig(recipe=recipe, params=params, **base)
+
+
+EBM_SMOKE_MODEL = ModelConfig("tiny-cnn", {"width": 48, "batch_norm": False, "act": "leaky_relu",
+                                           "normalize": "pm1"})
+
+
+def ebm_smoke_config(recipe: str, params, optim: OptimConfig) -> TrainConfig:
+    """The smoke size for recipes that train an energy with SGLD negatives (jem, jeat, eb-jdat):
+    as `smoke_config`, but JEM's stabilisers: no batch norm, leaky ReLU, [-1, 1] inputs, Adam
+    (lr 1e-3 at this scale) with 100 warm-up steps. With batch norm and SGD 0.05 the smoke JEAT
+    run diverged (energies past 1e4) four times in a row."""
+    base = smoke_config(recipe, params)
+    smoke_optim = replace(optim, lr=1e-3, epochs=base.optim.epochs, warmup_steps=100)
+    return replace(base, model=EBM_SMOKE_MODEL, optim=smoke_optim)

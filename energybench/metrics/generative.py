@@ -1,0 +1,149 @@
+"""Generation quality: `is` and `fid` by torch-fidelity on quantised SGLD samples.
+
+Protocol (DESIGN.md): samples from energybench.generation (balanced classes), quantised to uint8 by
+rounding; IS with 10 splits; FID against the training split the model saw, whose statistics
+torch-fidelity caches under a name that includes the data source and the weights' sha256 (its own
+cache key ignores the weights path). 50,000 samples at paper scale (n_per_class 5000).
+
+Real Inception-v3 weights (torch-fidelity's weights-inception-2015-12-05-6726825d.pth) come from
+`--inception-weights PATH`, from torch-fidelity's download cache ($TORCH_HOME/hub/checkpoints), or
+from its download when `--inception-weights download` is given on a machine with internet.
+Without them these metrics refuse: no number is ever printed as IS or FID from other features.
+Tests run the same pipeline with a substitute extractor through `compute_fidelity`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+from energybench.errors import UserError
+from energybench.generation import GenerationConfig, Samples
+from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION = "inception-v3-compat"
+
+
+def find_inception_weights(given: str | None) -> str | None:
+    """A weights path, None for torch-fidelity's own download, or a UserError (refusal)."""
+    if given == "download":
+        return None
+    if given:
+        if not Path(given).is_file():
+            raise UserError(f"--inception-weights {given} does not exist")
+        return str(Path(given).resolve())
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    cached = torch_home / "hub" / "checkpoints" / INCEPTION_FILE
+    if cached.is_file():
+        return str(cached)
+    raise UserError(
+        f"IS/FID need torch-fidelity's Inception-v3 weights ({INCEPTION_FILE}), which are not on "
+        f"this machine (looked in {cached.parent}); pass --inception-weights PATH, or "
+        f"--inception-weights download where the internet is reachable. No IS/FID value is computed "
+        f"without them."
+    )
+
+
+class UInt8Images(torch.utils.data.Dataset):
+    """uint8 (N, 3, H, W) images as torch-fidelity wants them."""
+
+    def __init__(self, images: torch.Tensor):
+        if images.dtype != torch.uint8:
+            raise TypeError("torch-fidelity needs uint8 images")
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]
+
+
+def compute_fidelity(samples_uint8: torch.Tensor, train_uint8: torch.Tensor | None, *, isc: bool,
+                     fid: bool, device: torch.device, feature_extractor: str = INCEPTION,
+                     weights: str | None = None, train_cache_name: str | None = None,
+                     splits: int = 10, batch_size: int = 200) -> dict:
+    """torch-fidelity's IS / FID of uint8 samples (against uint8 training images for FID)."""
+    import torch_fidelity
+
+    kwargs = dict(input1=UInt8Images(samples_uint8), cuda=device.type == "cuda", isc=isc, fid=fid,
+                  feature_extractor=feature_extractor, isc_splits=splits, verbose=False,
+                  batch_size=batch_size, cache=train_cache_name is not None)
+    if weights is not None:
+        kwargs["feature_extractor_weights_path"] = weights
+    if fid:
+        kwargs["input2"] = UInt8Images(train_uint8)
+        if train_cache_name is not None:
+            kwargs["input2_cache_name"] = train_cache_name
+    return torch_fidelity.calculate_metrics(**kwargs)
+
+
+@dataclass(frozen=True)
+class GenerativeParams(GenerationConfig):
+    n_per_class: int = 100
+    inception_weights: str = ""  # path, "download", or "" (torch-fidelity's cache)
+    isc_splits: int = 10
+
+
+def samples_for(ctx: EvalContext, params) -> Samples:
+    """The samples this protocol asks for, generated once per evaluation folder and config."""
+    from energybench.generation import load_samples, save_samples
+    from energybench.sample_io import generate_for
+
+    gen_cfg = GenerationConfig(**{f.name: getattr(params, f.name) for f in fields(GenerationConfig)})
+    path = Path(ctx.out_dir) / f"samples-{gen_cfg.key()}.npz"
+    if path.is_file():
+        return load_samples(path)
+    samples = generate_for(ctx.loaded, gen_cfg, ctx.device)
+    save_samples(samples, gen_cfg, path, {"model_sha256": ctx.loaded.sha256})
+    return samples
+
+
+def train_uint8(ctx: EvalContext):
+    from energybench.sample_io import training_split
+
+    return training_split(ctx.loaded, None)
+
+
+class FidelityMetric(Metric):
+    Params = GenerativeParams
+    unit = "score"
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        weights = find_inception_weights(self.params.inception_weights or None)  # refuse early
+        samples = samples_for(ctx, self.params)
+        train = train_uint8(ctx) if self.name == "fid" else None
+        cache_name = None
+        if train is not None:
+            digest = hashlib.sha256(f"{train.source}|{weights}".encode())
+            if weights:
+                digest.update(Path(weights).read_bytes()[:1 << 20])
+            cache_name = f"energybench-train-{digest.hexdigest()[:16]}"
+        out = compute_fidelity(samples.uint8(), train.images if train is not None else None,
+                               isc=self.name == "is", fid=self.name == "fid", device=ctx.device,
+                               weights=weights, train_cache_name=cache_name,
+                               splits=self.params.isc_splits)
+        if self.name == "is":
+            std = out["inception_score_std"]
+            return MetricResult(out["inception_score_mean"], len(samples.labels),
+                                std / self.params.isc_splits ** 0.5,
+                                {"splits": self.params.isc_splits, "std_over_splits": std})
+        return MetricResult(out["frechet_inception_distance"], len(samples.labels), None,
+                            {"reference": train.source, "reference_n": len(train)})
+
+
+@register_metric
+class InceptionScore(FidelityMetric):
+    name = "is"
+    summary = "Inception Score of SGLD samples (torch-fidelity, 10 splits; needs Inception weights)"
+
+
+@register_metric
+class FrechetInceptionDistance(FidelityMetric):
+    name = "fid"
+    summary = "FID of SGLD samples vs the training split (torch-fidelity; needs Inception weights)"

@@ -1,0 +1,106 @@
+"""The IS/FID pipeline with a substitute feature extractor (never presented as IS or FID), checked
+against an independent computation from the same features; the real metrics refuse without weights."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch_fidelity
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+from energybench.errors import UserError
+from energybench.metrics.generative import compute_fidelity, find_inception_weights
+
+NAME = "energybench-test-random-features"
+
+
+class RandomFeatures(FeatureExtractorBase):
+    """A fixed random conv net: 16 'pool' features and 10 logits. Only for testing the pipeline."""
+
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+        gen = torch.Generator().manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 16, 5, stride=4)
+        self.head = torch.nn.Linear(16, 10)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+
+    def forward(self, x):
+        pool = torch.tanh(self.conv(x.float() / 255)).mean((2, 3))
+        feats = {"pool": pool.double(), "logits_unbiased": self.head(pool).double()}
+        return tuple(feats[f] for f in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "pool", "logits_unbiased"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits_unbiased", "fid": "pool"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+
+if NAME not in torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(NAME, RandomFeatures)
+
+
+def features(images):
+    with torch.no_grad():
+        pool, logits = RandomFeatures(NAME, ["pool", "logits_unbiased"])(images)
+    return pool.numpy(), logits.numpy()
+
+
+def reference_fid(a, b):
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def reference_is(logits, splits):
+    rng = np.random.RandomState(2020)  # torch-fidelity shuffles with this seed before splitting
+    logits = logits[rng.permutation(len(logits))]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    scores = []
+    for part in np.array_split(p, splits):
+        kl = part * (np.log(part) - np.log(part.mean(0, keepdims=True)))
+        scores.append(np.exp(kl.sum(1).mean()))
+    return float(np.mean(scores))
+
+
+def test_pipeline_matches_independent_computation(exact_test):
+    real = exact_test.images[:400]
+    fake = (real.float() * 0.8 + 20).round().clamp(0, 255).to(torch.uint8)
+    out = compute_fidelity(fake, real, isc=True, fid=True, device=torch.device("cpu"),
+                           feature_extractor=NAME, splits=10)
+    pool_f, logits_f = features(fake)
+    pool_r, _ = features(real)
+    assert out["frechet_inception_distance"] == pytest.approx(reference_fid(pool_f, pool_r), rel=1e-4, abs=1e-8)
+    assert out["inception_score_mean"] == pytest.approx(reference_is(logits_f, 10), rel=1e-4)
+    self_fid = compute_fidelity(real, real, isc=False, fid=True, device=torch.device("cpu"),
+                                feature_extractor=NAME)["frechet_inception_distance"]
+    assert abs(self_fid) < 1e-6
+
+
+def test_is_and_fid_refuse_without_inception_weights(trained_run, exact_npz, tmp_path, monkeypatch):
+    from energybench.evaluate import evaluate
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    with pytest.raises(UserError, match="need torch-fidelity's Inception-v3 weights"):
+        find_inception_weights(None)
+    for metric in ("is", "fid"):
+        with pytest.raises(UserError, match="No IS/FID value is computed"):
+            evaluate(trained_run / "last.pt", [metric], data_spec=str(exact_npz), n=10,
+                     out_dir=tmp_path / "e", log=lambda m: None)
+        assert not (tmp_path / "e" / f"{metric}.json").exists()
+    with pytest.raises(UserError, match="does not exist"):
+        find_inception_weights(str(tmp_path / "nope.pth"))
