@@ -102,14 +102,20 @@ def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, ba
                  "inception_weights": inception_weights}
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    refused: dict[str, str] = {}
     records = evaluate(model_path, names, data_spec=data_spec, n=n, out_dir=out_dir,
                        device=_device(device), batch_size=batch_size, seed=seed,
-                       overrides=overrides, force=force, log=lambda m: click.echo(m, err=True))
-    table = format_summary(records)
+                       overrides=overrides, force=force, log=lambda m: click.echo(m, err=True),
+                       refused=refused if len(names) > 1 else None)
     out = out_dir or default_out_dir(model_path)
-    (Path(out) / "summary.md").write_text(
-        f"# {model_path}\n\nData: {records[0]['data']['label']}\n\n{table}\n")
-    click.echo(f"\n{model_path} on {records[0]['data']['label']}\n{table}\n\nrecords: {out}")
+    if records:
+        table = format_summary(records)
+        not_run = "".join(f"\n- {k}: not computed ({v})" for k, v in refused.items())
+        (Path(out) / "summary.md").write_text(
+            f"# {model_path}\n\nData: {records[0]['data']['label']}\n\n{table}\n{not_run}\n")
+        click.echo(f"\n{model_path} on {records[0]['data']['label']}\n{table}\n\nrecords: {out}")
+    if refused:
+        raise UserError(f"not computed: {', '.join(refused)} (first reason: {next(iter(refused.values()))})")
 
 
 # ----------------------------------------------------------------------------- sample

@@ -46,8 +46,12 @@ def evaluate(
     overrides: dict | None = None,
     force: bool = False,
     log=print,
+    refused: dict | None = None,
 ) -> list[dict]:
-    """Evaluate `metrics` on the first n test images; returns the records (new and reused)."""
+    """Evaluate `metrics` on the first n test images; returns the records (new and reused).
+
+    A metric that cannot run here (e.g. IS/FID without Inception weights) raises its UserError,
+    or, when a `refused` dict is given, is recorded there by name and the others still run."""
     model_path = Path(model_path)
     loaded: LoadedModel = load_model(model_path, device)
     spec = data_spec if data_spec is not None else loaded.train_source
@@ -85,7 +89,15 @@ def evaluate(
             records.append(old)
             continue
         start = time.perf_counter()
-        result = metric.compute(ctx)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = metric.compute(ctx)
+        except UserError as exc:
+            if refused is None:
+                raise
+            refused[name] = str(exc)
+            log(f"{name}: not computed: {exc}")
+            continue
         record = {
             "record_version": RECORD_VERSION,
             "metric": name,

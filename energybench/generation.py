@@ -65,7 +65,7 @@ class Samples:
 
 def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.device,
              train_images: torch.Tensor | None = None, train_labels: torch.Tensor | None = None,
-             buffer: dict | None = None) -> Samples:
+             buffer: dict | None = None, train_key: str | None = None) -> Samples:
     """Generate cfg.n_per_class images per class. train_* are needed for 'class-gaussian',
     `buffer` (a checkpoint's replay buffer state) for 'buffer'."""
     labels = torch.arange(num_classes).repeat_interleave(cfg.n_per_class)
@@ -82,7 +82,7 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
             raise UserError("init 'class-gaussian' needs the training images (--train-data)")
         shape_source = train_images if train_images is not None else torch.zeros(1, 3, 32, 32)
         init = make_init(cfg.init, shape_source, train_labels if train_labels is not None
-                         else torch.zeros(1, dtype=torch.long), num_classes, device)
+                         else torch.zeros(1, dtype=torch.long), num_classes, device, train_key)
         starts = None
     sgld_cfg = SGLDConfig(steps=cfg.steps, step_size=cfg.step_size, noise_scale=cfg.noise_scale,
                           target=MODES[cfg.mode])

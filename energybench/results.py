@@ -69,7 +69,7 @@ def format_summary(records: list[dict]) -> str:
     for r in records:
         pct = r.get("unit") == "fraction"
         scale = 100.0 if pct else 1.0
-        value = f"{r['value'] * scale:.2f}{' %' if pct else ''}"
+        value = f"{r['value'] * scale:.2f}{' %' if pct else ''}" if pct else f"{r['value']:.4g}"
         err = "" if r.get("stderr") is None else f"{r['stderr'] * scale:.2f}"
         lines.append(f"| {r['metric']} | {value} | {err} | {r['n']} | {r['wall_seconds']:.1f} |")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None =
     num_classes = loaded.checkpoint["model"]["kwargs"].get("num_classes", 10) if loaded.checkpoint \
         else getattr(loaded.model, "num_classes", 10)
     buffer = None
-    train_images = train_labels = None
+    train_images = train_labels = train_key = None
     if cfg.init == "buffer" and loaded.checkpoint is not None:
         state = loaded.checkpoint.get("recipe_state", {})
         state = state["per_rank"][0] if "per_rank" in state else state
@@ -34,7 +35,9 @@ def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None =
     if cfg.init == "class-gaussian":
         train = training_split(loaded, train_data)
         train_images, train_labels = train.images, train.labels
-    return generate(loaded.model, cfg, num_classes, device, train_images, train_labels, buffer)
+        train_key = json.dumps(train.source, sort_keys=True)
+    return generate(loaded.model, cfg, num_classes, device, train_images, train_labels, buffer,
+                    train_key)
 
 
 def sample_model(model_path, n_per_class, mode, init, steps, step_size, noise_scale, train_data,

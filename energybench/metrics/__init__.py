@@ -3,11 +3,15 @@
 from energybench.metrics.base import (
     METRICS, SUITES, EvalContext, Metric, MetricResult, register_metric, register_suite,
 )
-from energybench.metrics import accuracy, fisher, generative, robustness  # noqa: F401  (registers)
+from energybench.metrics import (  # noqa: F401  (registers)
+    accuracy, fisher, generative, landscape, memorization, robustness,
+)
 
 register_suite("smoke", ["clean", "pgd20"])
-register_suite("robust", ["clean", "pgd20", "pgd20-energy"])
-register_suite("all", ["clean", "pgd20", "pgd20-energy"])
+register_suite("robust", ["clean", "pgd20", "pgd20-energy", "autoattack"])
+register_suite("generative", ["is", "fid", "memorization"])
+register_suite("landscape", ["jfs", "mfs", "energy-hist", "energy-contour", "energy-dynamics"])
+register_suite("all", SUITES["robust"] + SUITES["generative"] + SUITES["landscape"])
 
 
 def resolve_metrics(suites: list[str], metrics: list[str]) -> list[str]:

@@ -54,3 +54,33 @@ class PGD20Energy(PGDRobustAccuracy):
     name = "pgd20-energy"
     summary = "robust accuracy, L-inf PGD-20 ascending E(x, y) (eq. 18), eps 8/255, step 2/255"
     Params = EnergyPGDConfig
+
+
+@dataclass(frozen=True)
+class AutoAttackParams:
+    eps: float = 8 / 255
+    version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square
+    max_images: int = 1000  # the first images of --n (AutoAttack is slow); full test set at paper scale
+
+
+@register_metric
+class AutoAttackMetric(Metric):
+    name = "autoattack"
+    summary = "robust accuracy under standard AutoAttack (pyautoattack), L-inf 8/255, first 1,000 images"
+    Params = AutoAttackParams
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        from pathlib import Path
+
+        from energybench.autoattack import run_autoattack
+
+        n = min(self.params.max_images, len(ctx.data))
+        x = ctx.data.images[:n].float().div(255)
+        y = ctx.data.labels[:n]
+        state = Path(ctx.out_dir) / f"autoattack-state-{n}.json"  # resumable
+        result = run_autoattack(ctx.model, x, y, eps=self.params.eps, seed=ctx.seed,
+                                batch_size=ctx.batch_size, device=ctx.device, state_path=state,
+                                version=self.params.version)
+        return MetricResult(result.robust_accuracy, n, binomial_stderr(result.robust_accuracy, n),
+                            {"clean_accuracy": result.clean_accuracy, "per_attack": result.per_attack,
+                             "state_file": state.name})

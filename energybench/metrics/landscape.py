@@ -1,0 +1,193 @@
+"""Energy landscapes: `energy-hist` (EB-JDAT Fig. 2), `energy-contour` (JEAT Fig. 2) and
+`energy-dynamics` (JEAT Fig. 3, from a training run's log). Figures are PNGs with raw data beside."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from energybench.attacks import PGDConfig, pgd
+from energybench.energy import joint_energy
+from energybench.errors import UserError
+from energybench.generation import GenerationConfig
+from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
+from energybench.metrics.generative import samples_for
+from energybench.runtime import derive_seed, make_generator
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@torch.no_grad()
+def joint_energies(model, x: torch.Tensor, y: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
+    """E(x, y) for (N, C, H, W) images in batches -> (N,) on CPU."""
+    return torch.cat([joint_energy(model(x[i:i + batch].to(device)), y[i:i + batch].to(device)).cpu()
+                      for i in range(0, len(x), batch)])
+
+
+def overlap(a: np.ndarray, b: np.ndarray, bins: np.ndarray) -> float:
+    """Histogram intersection of two samples' densities on shared bins, in [0, 1]."""
+    ha, _ = np.histogram(a, bins=bins)
+    hb, _ = np.histogram(b, bins=bins)
+    return float(np.minimum(ha / max(1, ha.sum()), hb / max(1, hb.sum())).sum())
+
+
+@dataclass(frozen=True)
+class HistParams(GenerationConfig):
+    """The generated set's SGLD protocol (GenerationConfig fields) plus the PGD-20 protocol."""
+
+    eps: float = 8 / 255
+    pgd_step_size: float = 2 / 255
+    pgd_steps: int = 20
+    bins: int = 60
+
+
+@register_metric
+class EnergyHistogram(Metric):
+    name = "energy-hist"
+    summary = "E(x,y) of clean, PGD-20 and generated images (EB-JDAT Fig. 2); value: mean gap adv - clean"
+    Params = HistParams
+    unit = "energy"
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        p = self.params
+        cfg = PGDConfig(eps=p.eps, step_size=p.pgd_step_size, steps=p.pgd_steps)
+        clean_x = ctx.data.images.float() / 255
+        y = ctx.data.labels
+        adv = torch.cat([pgd(ctx.model, x, yy, cfg, make_generator(derive_seed(ctx.seed, off), ctx.device)).cpu()
+                         for x, yy, off in ctx.batches()])
+        samples = samples_for(ctx, p)
+        e = {"clean": joint_energies(ctx.model, clean_x, y, ctx.device).numpy(),
+             "adversarial": joint_energies(ctx.model, adv, y, ctx.device).numpy(),
+             "generated": joint_energies(ctx.model, samples.images, samples.labels, ctx.device).numpy()}
+        lo = min(v.min() for v in e.values())
+        hi = max(v.max() for v in e.values())
+        bins = np.linspace(lo, hi, p.bins + 1)
+        out = Path(ctx.out_dir)
+        np.savez(out / "energy-hist.npz", **e)
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, colour in (("clean", "tab:blue"), ("adversarial", "tab:red"), ("generated", "tab:green")):
+            ax.hist(e[label], bins=bins, alpha=0.5, density=True, color=colour,
+                    label=f"{label} (mean {e[label].mean():.2f})")
+        ax.set_xlabel("E(x, y)")
+        ax.set_ylabel("density")
+        ax.legend()
+        ax.set_title("Energy of clean, PGD-20 and generated images")
+        fig.tight_layout()
+        fig.savefig(out / "energy-hist.png", dpi=120)
+        plt.close(fig)
+        stats = {k: {"mean": float(v.mean()), "std": float(v.std()), "n": len(v)} for k, v in e.items()}
+        gap_adv = stats["adversarial"]["mean"] - stats["clean"]["mean"]
+        gap_gen = stats["generated"]["mean"] - stats["clean"]["mean"]
+        return MetricResult(gap_adv, len(y), None, {
+            "energies": stats, "gap_adv_clean": gap_adv, "gap_generated_clean": gap_gen,
+            "overlap_clean_adv": overlap(e["clean"], e["adversarial"], bins),
+            "overlap_clean_generated": overlap(e["clean"], e["generated"], bins),
+            "figure": "energy-hist.png", "raw": "energy-hist.npz"})
+
+
+@dataclass(frozen=True)
+class ContourParams:
+    images: int = 4  # the first test images
+    radius: float = 16 / 255  # L-inf extent of the grid along each direction (pixel units)
+    grid: int = 21
+    flat_radius: float = 8 / 255  # flatness: mean energy rise within this L-inf radius
+
+
+@register_metric
+class EnergyContour(Metric):
+    name = "energy-contour"
+    summary = "E(x,y) around test images along two random sign directions (JEAT Fig. 2); value: mean rise within 8/255"
+    Params = ContourParams
+    unit = "energy"
+
+    @torch.no_grad()
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        p = self.params
+        n = min(p.images, len(ctx.data))
+        x = ctx.data.images[:n].float().div(255).to(ctx.device)
+        y = ctx.data.labels[:n].to(ctx.device)
+        gen = make_generator(derive_seed(ctx.seed, 5), ctx.device)
+        # Random Rademacher directions: each pixel moves by +-1 per unit (L-inf norm 1). The grid is
+        # not clamped to [0, 1]: it maps the function around the image.
+        d1 = torch.randint(0, 2, x.shape, generator=gen, device=ctx.device).float().mul_(2).sub_(1)
+        d2 = torch.randint(0, 2, x.shape, generator=gen, device=ctx.device).float().mul_(2).sub_(1)
+        steps = torch.linspace(-p.radius, p.radius, p.grid, device=ctx.device)
+        grid = torch.zeros(n, p.grid, p.grid)
+        for i, a in enumerate(steps):
+            for j, b in enumerate(steps):
+                grid[:, i, j] = joint_energy(ctx.model(x + a * d1 + b * d2), y).cpu()
+        centre = grid[:, p.grid // 2, p.grid // 2]
+        near = (steps.abs() <= p.flat_radius + 1e-9).cpu()
+        rise = (grid[:, near][:, :, near] - centre[:, None, None]).mean(dim=(1, 2))
+        out = Path(ctx.out_dir)
+        np.savez(out / "energy-contour.npz", grid=grid.numpy(), steps=steps.cpu().numpy(),
+                 labels=y.cpu().numpy())
+        plt = _pyplot()
+        fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
+        ticks = (steps * 255).cpu().numpy()
+        for k, ax in enumerate(axes[0]):
+            cs = ax.contourf(ticks, ticks, grid[k].numpy().T, levels=20, cmap="viridis")
+            ax.plot(0, 0, marker="*", color="tab:blue", markersize=12)
+            ax.set_title(f"test image {k}, rise {rise[k]:.2f}")
+            ax.set_xlabel("direction 1 (x/255)")
+            fig.colorbar(cs, ax=ax)
+        axes[0][0].set_ylabel("direction 2 (x/255)")
+        fig.tight_layout()
+        fig.savefig(out / "energy-contour.png", dpi=110)
+        plt.close(fig)
+        return MetricResult(float(rise.mean()), n, float(rise.std() / n**0.5) if n > 1 else None, {
+            "rise_per_image": rise.tolist(), "centre_energy": centre.tolist(),
+            "figure": "energy-contour.png", "raw": "energy-contour.npz"})
+
+
+@dataclass(frozen=True)
+class DynamicsParams:
+    pass
+
+
+@register_metric
+class EnergyDynamicsFigure(Metric):
+    name = "energy-dynamics"
+    summary = "JEAT Fig. 3 from the run's log: Delta_x E and Delta_theta E per epoch; value: last Delta_x E(x,y)"
+    Params = DynamicsParams
+    unit = "energy"
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        log = Path(ctx.loaded.path).parent / "log.jsonl"
+        if ctx.loaded.checkpoint is None or not log.is_file():
+            raise UserError(f"energy-dynamics needs the training log beside the checkpoint ({log})")
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "dxE_joint" in r]
+        if not rows:
+            raise UserError(f"{log} has no energy dynamics (trained with run.dynamics_probe=0?)")
+        epochs = [r["epoch"] for r in rows]
+        plt = _pyplot()
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        for ax, kind in zip(axes, ("joint", "marginal")):
+            ax.plot(epochs, [r[f"dxE_{kind}"] for r in rows], "o-", color="tab:red", label="Δx E (attack)")
+            theta = [(r["epoch"], r[f"dthetaE_{kind}"]) for r in rows if f"dthetaE_{kind}" in r]
+            if theta:
+                ax.plot(*zip(*theta), "s-", color="tab:blue", label="Δθ E (update)")
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set_title("E(x, y)" if kind == "joint" else "E(x)")
+            ax.set_xlabel("epoch")
+            ax.legend()
+        fig.tight_layout()
+        out = Path(ctx.out_dir)
+        fig.savefig(out / "energy-dynamics.png", dpi=120)
+        plt.close(fig)
+        (out / "energy-dynamics.json").write_text(json.dumps(rows, indent=1))
+        return MetricResult(float(rows[-1]["dxE_joint"]), len(rows), None, {
+            "epochs": len(rows), "figure": "energy-dynamics.png", "raw": "energy-dynamics.json"})
