@@ -89,16 +89,25 @@ def train(recipe, preset, overrides, data_spec, out_dir, device, resume, show_co
 @click.option("--force", is_flag=True, help="recompute metrics that are already recorded")
 @click.option("--inception-weights", default=None,
               help="torch-fidelity Inception weights for is/fid: a path, or 'download' when online")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="override a metric protocol value, e.g. n_per_class=5000 or probes=20 (repeatable)")
 def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, batch_size, seed, force,
-             inception_weights):
+             inception_weights, params):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     from energybench.attacks import parse_eps
-    from energybench.evaluate import default_out_dir, evaluate
+    from energybench.evaluate import check_param_keys, default_out_dir, evaluate
     from energybench.metrics import resolve_metrics
     from energybench.results import format_summary, write_json_atomic
 
     names = resolve_metrics(list(suites), list(metrics))
-    overrides = {"eps": parse_eps(eps) if eps is not None else None,
+    raw = {}
+    for item in params:
+        if "=" not in item:
+            raise UserError(f"--param {item!r} must look like KEY=VALUE (e.g. n_per_class=50)")
+        key, value = item.split("=", 1)
+        raw[key.strip()] = value.strip()
+    check_param_keys(names, raw)
+    overrides = {**raw, "eps": parse_eps(eps) if eps is not None else raw.get("eps"),
                  "inception_weights": inception_weights}
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")

@@ -172,6 +172,11 @@ def _parse_value(text: str, hint, key: str) -> Any:
     raise UserError(f"{key} cannot be set from the command line")
 
 
+def parse_field(cls: type, name: str, text: str, key: str | None = None) -> Any:
+    """Parse `text` as the value of dataclass field `name` of `cls` (by its type)."""
+    return _parse_value(text, typing.get_type_hints(cls)[name], key or name)
+
+
 def _literal(text: str) -> Any:
     """A free-form value (model kwargs): true/false/none in any case, a Python literal if it
     parses, else the string."""

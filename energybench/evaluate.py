@@ -28,10 +28,27 @@ def default_out_dir(model_path: Path) -> Path:
 
 
 def metric_params(name: str, overrides: dict) -> object:
-    """The metric's protocol with the applicable overrides (e.g. eps) applied."""
+    """The metric's protocol with the applicable overrides applied. Override values may be typed
+    (eps=0.03) or strings from `--param KEY=VALUE`, parsed by the field's type."""
+    from energybench.config import parse_field
+
     cls = METRICS.get(name)
     fields = {f.name for f in dataclasses.fields(cls.Params)}
-    return cls.Params(**{k: v for k, v in overrides.items() if k in fields and v is not None})
+    values = {}
+    for key, value in overrides.items():
+        if key in fields and value is not None:
+            values[key] = parse_field(cls.Params, key, value) if isinstance(value, str) and \
+                key != "inception_weights" else value
+    return cls.Params(**values)
+
+
+def check_param_keys(metrics: list[str], keys) -> None:
+    """Every --param key must belong to at least one selected metric's protocol."""
+    known = {f.name for m in metrics for f in dataclasses.fields(METRICS.get(m).Params)}
+    unknown = sorted(set(keys) - known)
+    if unknown:
+        raise UserError(f"--param {', '.join(unknown)}: no selected metric takes it; they take: "
+                        f"{', '.join(sorted(known)) or 'nothing'}")
 
 
 def evaluate(

@@ -4,7 +4,7 @@ the first test images of the same copy, plus the per-epoch energy dynamics of th
 Writes reports/smoke-study/{README.md, results.json} and the runs under runs/smoke-study/.
 Re-running resumes unfinished runs and reuses finished evaluations.
 
-    python scripts/smoke_study.py [--images 10000] [--epochs 8] [--n 500]
+    python scripts/smoke_study.py [--images 10000] [--epochs 8] [--n 500] [--figures]
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def main():
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--figures", action="store_true",
+                        help="also draw each model's sample gallery and landscape figures into "
+                             "reports/smoke-study/<recipe>/ (after training)")
     args = parser.parse_args()
     runs, out = REPO / "runs" / "smoke-study", REPO / "reports" / "smoke-study"
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +67,40 @@ def main():
             "params": {k: v for k, v in vars(cfg.params).items()},
         }
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    if args.figures:
+        figures(results, runs, out, device)
     write_markdown(results, args, out / "README.md")
+
+
+FIGURE_METRICS = ["energy-hist", "energy-contour", "energy-dynamics", "memorization", "jfs", "mfs"]
+GALLERY = {"n_per_class": 10, "steps": 100, "init": "class-gaussian", "mode": "joint"}
+
+
+def figures(results, runs, out, device):
+    """Per recipe: a class-conditional sample gallery (eq. 17 from the class Gaussian), the energy
+    histogram, contour and dynamics figures, the memorization grid and the Fisher scores."""
+    import shutil
+
+    from energybench.sample_io import sample_model
+
+    for name, r in results.items():
+        if "failed" in r:
+            continue
+        ckpt = runs / name / "last.pt"
+        dest = out / name
+        sample_model(ckpt, GALLERY["n_per_class"], GALLERY["mode"], GALLERY["init"], GALLERY["steps"],
+                     0.25, 0.005, None, dest / "samples", device, 0)
+        (dest / "samples" / "samples.npz").unlink()  # keep the PNGs in the report, not the arrays
+        records = evaluate(ckpt, FIGURE_METRICS, n=200, out_dir=runs / name / "eval-figures",
+                           device=device, overrides={"n_per_class": 5, "steps": 100},
+                           log=lambda m: print(m, flush=True))
+        for record in records:
+            r.setdefault("figures", {})[record["metric"]] = {
+                "value": record["value"], "extra": {k: v for k, v in record["extra"].items()
+                                                    if not isinstance(v, (list, dict))}}
+        for png in (runs / name / "eval-figures").glob("*.png"):
+            shutil.copy(png, dest / png.name)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
 def pct(m):
@@ -75,7 +111,8 @@ def write_markdown(results, args, path):
     lines = [
         "# CPU smoke study: all recipes at the same small budget",
         "",
-        f"Command: `python scripts/smoke_study.py --images {args.images} --epochs {args.epochs} --n {args.n}`",
+        f"Command: `python scripts/smoke_study.py --images {args.images} --epochs {args.epochs} --n {args.n}"
+        f"{' --figures' if args.figures else ''}`",
         "",
         f"Scale: each recipe's `smoke` preset (tiny-cnn, width 48, ~0.2M parameters), trained for "
         f"{args.epochs} epochs on a class-balanced {args.images:,}-image subset of **CIFAR-10 (JPEG q75 "
@@ -112,6 +149,24 @@ def write_markdown(results, args, path):
                  f"Table 1): energy {100 * normal['pgd20-energy']['value']:.1f}% vs CE "
                  f"{100 * normal['pgd20']['value']:.1f}% ({100 * diff:+.1f} points): "
                  f"**{'holds' if abs(diff) <= 0.02 else 'does NOT hold'}** (within 2 points).")
+    if any("figures" in r for r in results.values()):
+        lines += ["", "## Figures and generative scores (per recipe folder)", "",
+                  "| recipe | JFS | MFS | mean best SSIM to train | E gap adv-clean | E gap gen-clean | contour rise (8/255) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r in results.items():
+            f = r.get("figures")
+            if not f:
+                continue
+            lines.append(
+                f"| [{name}]({name}/) | {f['jfs']['value']:.3g} | {f['mfs']['value']:.3g} | "
+                f"{f['memorization']['value']:.3f} | {f['energy-hist']['extra']['gap_adv_clean']:.2f} | "
+                f"{f['energy-hist']['extra']['gap_generated_clean']:.2f} | {f['energy-contour']['value']:.3f} |")
+        lines += ["", "Each folder holds `samples/grid.png` (10 samples per class by SGLD on E(x, y), "
+                  "100 steps of 0.25 / noise 0.005 from the class-conditional Gaussian), "
+                  "`energy-hist.png`, `energy-contour.png`, `energy-dynamics.png` and "
+                  "`memorization.png` (sample | its 10 nearest training images by SSIM). Fisher scores "
+                  "on 200 test images, 10 probes, pixel units; IS/FID are not computed here: no "
+                  "Inception weights on this machine."]
     for name in ("jeat", "eb-jdat"):
         if "failed" in results[name] or "failed" in results["jem"]:
             continue

@@ -69,3 +69,20 @@ def exact_test(exact_npz):
     from energybench.data import load_split
 
     return load_split(exact_npz, "test")
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the CLI in-process: run_cli(*args) -> (exit code, stdout, stderr)."""
+    from energybench.cli import main
+
+    def run(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -2,28 +2,17 @@ import json
 
 import pytest
 
-from energybench.cli import main
 
 
-def run_cli(capsys, *args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
-
-def test_train_eval_json(tmp_path, capsys, jpeg_tar):
+def test_train_eval_json(tmp_path, run_cli, jpeg_tar):
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", "normal", "--preset", "smoke", "--data", jpeg_tar,
+    code, out, err = run_cli("train", "normal", "--preset", "smoke", "--data", jpeg_tar,
                              "--out", run, "--set", "data.train_subset=1000",
                              "--set", "optim.epochs=1", "--device", "cpu")
     assert code == 0, err
     assert (run / "last.pt").exists() and (run / "log.jsonl").exists() and (run / "config.json").exists()
-    code, out, err = run_cli(capsys, "eval", "--ckpt", run / "last.pt", "--n", 64, "--suite", "smoke",
+    code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--suite", "smoke",
                              "--batch-size", 32, "--device", "cpu")
     assert code == 0, err
     assert "| clean |" in out and "| pgd20 |" in out and "CIFAR-10 (JPEG q75 copy)" in out
@@ -39,19 +28,19 @@ def test_train_eval_json(tmp_path, capsys, jpeg_tar):
     assert pgd["model"]["sha256"] and pgd["data"]["label"] == "CIFAR-10 (JPEG q75 copy)"
     assert (records / "summary.md").exists()
     # A second run reuses the records; --force recomputes; another eps is a different record.
-    code, out, err = run_cli(capsys, "eval", "--ckpt", run / "last.pt", "--n", 64, "--device", "cpu")
+    code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--device", "cpu")
     assert err.count("already recorded") == 2
-    code, out, err = run_cli(capsys, "eval", "--ckpt", run / "last.pt", "--n", 64, "--metric",
+    code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--metric",
                              "pgd20", "--eps", "2/255", "--device", "cpu")
     assert "already recorded" not in err
     assert json.loads((records / "pgd20.json").read_text())["params"]["eps"] == pytest.approx(2 / 255)
-    code, out, err = run_cli(capsys, "eval", "--ckpt", run / "last.pt", "--n", 64, "--metric", "clean",
+    code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--metric", "clean",
                              "--force", "--device", "cpu")
     assert code == 0 and "already recorded" not in err
 
 
-def test_list_shows_registries(capsys):
-    code, out, _ = run_cli(capsys, "list")
+def test_list_shows_registries(run_cli):
+    code, out, _ = run_cli("list")
     assert code == 0
     for word in ("recipes:", "normal", "models:", "wrn-28-10", "preact-resnet18", "tiny-cnn",
                  "metrics:", "pgd20", "suites:", "smoke"):
@@ -72,23 +61,25 @@ def test_list_shows_registries(capsys):
     (["eval", "--ckpt", "{garbage}"], "corrupt or truncated"),
     (["eval", "--ckpt", "{ckpt}", "--bogus"], "No such option"),
     (["data", "info", "/no/such/data"], "does not exist"),
+    (["eval", "--ckpt", "{ckpt}", "--param", "probes=4"], "--param probes: no selected metric takes it"),
+    (["eval", "--ckpt", "{ckpt}", "--metric", "jfs", "--param", "probes=many"], "must be an integer"),
 ])
-def test_bad_input_gives_one_line_error(capsys, tmp_path, trained_run, args, message):
+def test_bad_input_gives_one_line_error(run_cli, tmp_path, trained_run, args, message):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"PK\x03\x04 truncated")
     fill = {"tmp": tmp_path, "ckpt": trained_run / "last.pt", "garbage": garbage}
-    code, out, err = run_cli(capsys, *[a.format(**fill) for a in args])
+    code, out, err = run_cli(*[a.format(**fill) for a in args])
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("energybench: error:"), err
     assert __import__("re").search(message, lines[0]), lines[0]
 
 
-def test_data_commands(capsys, tmp_path, monkeypatch, exact_npz, jpeg_tar):
+def test_data_commands(run_cli, tmp_path, monkeypatch, exact_npz, jpeg_tar):
     monkeypatch.setenv("ENERGYBENCH_HOME", str(tmp_path / "home"))
-    code, out, err = run_cli(capsys, "data", "verify", jpeg_tar, "--reference", exact_npz)
+    code, out, err = run_cli("data", "verify", jpeg_tar, "--reference", exact_npz)
     assert code == 0 and "known: CIFAR-10 (JPEG q75 copy)" in out and "labels match" in out
-    code, out, err = run_cli(capsys, "data", "import", exact_npz)
+    code, out, err = run_cli("data", "import", exact_npz)
     assert code == 0 and "cifar10.npz" in out
-    code, out, err = run_cli(capsys, "data", "info")
+    code, out, err = run_cli("data", "info")
     assert "test: 1017 images" in out and "train: none" in out

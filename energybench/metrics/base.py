@@ -6,6 +6,8 @@ record already exists with the same inputs, and writes one JSON record per metri
 
 from __future__ import annotations
 
+import abc
+
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -56,7 +58,7 @@ def binomial_stderr(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else float("nan")
 
 
-class Metric:
+class Metric(abc.ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     Params: ClassVar[type]
@@ -65,8 +67,9 @@ class Metric:
     def __init__(self, params):
         self.params = params
 
+    @abc.abstractmethod
     def compute(self, ctx: EvalContext) -> MetricResult:
-        raise NotImplementedError(f"metric {self.name} implements no compute")
+        """Run the metric's protocol on ctx.data with ctx.model (eval mode)."""
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:

@@ -7,6 +7,8 @@ dataclass `Params`, its `presets`, and implements `loss`.
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -49,7 +51,7 @@ class RecipeContext:
     seed: int
 
 
-class Recipe:
+class Recipe(abc.ABC):
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
     summary: ClassVar[str] = ""
@@ -66,14 +68,14 @@ class Recipe:
         return 1
 
     @classmethod
+    @abc.abstractmethod
     def presets(cls) -> dict[str, TrainConfig]:
         """{'paper': ..., 'smoke': ...} for this recipe."""
-        raise NotImplementedError(f"recipe {cls.name} defines no presets")
 
+    @abc.abstractmethod
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              generator: torch.Generator) -> StepOutput:
         """x: float32 (N, 3, H, W) in [0, 1] (augmented); y: int64 (N,). Model is in train mode."""
-        raise NotImplementedError(f"recipe {self.name} implements no loss")
 
     def state_dict(self) -> dict:
         """Recipe state saved in checkpoints (plain types and tensors only)."""
