@@ -28,10 +28,20 @@ def test_nearest_neighbours_match_brute_force_with_scikit_image(exact_test):
     train = exact_test.images[:300]
     queries = train[[5, 77, 200]].float() / 255
     queries = (queries + 0.05 * torch.randn(queries.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
-    values, indices = nearest_by_ssim(queries, train, k=10, chunk=64, show_progress=False)
+    values, indices = nearest_by_ssim(queries, train, k=10, chunk=64, show_progress=False, query_block=2)
     assert indices[:, 0].tolist() == [5, 77, 200]  # each finds its own source image first
     for qi in range(3):
         ref = np.array([skimage_ssim(queries[qi], t.float() / 255) for t in train])
         order = np.argsort(-ref)[:10]
         assert indices[qi].tolist() == order.tolist()
         np.testing.assert_allclose(values[qi].numpy(), ref[order], atol=1e-4)
+
+
+def test_nearest_neighbours_do_not_depend_on_chunking(exact_test):
+    train = exact_test.images[:200]
+    queries = torch.rand(7, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    reference = nearest_by_ssim(queries, train, k=5, chunk=200, query_block=7, show_progress=False)
+    for chunk, block in [(1, 1), (13, 3), (None, 32)]:
+        values, indices = nearest_by_ssim(queries, train, k=5, chunk=chunk, query_block=block, show_progress=False)
+        assert torch.equal(indices, reference[1])
+        torch.testing.assert_close(values, reference[0], atol=1e-6, rtol=0)
