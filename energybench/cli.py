@@ -155,17 +155,77 @@ def sample(model_path, n_per_class, mode, init, steps, step_size, noise, train_d
     click.echo(f"samples: {out}")
 
 
+# ----------------------------------------------------------------------------- report
+
+
+DEFAULT_RESULTS = Path("reports/reproduce-smoke/records")
+
+
+@cli.command()
+@click.option("--table", "tables", multiple=True, required=True,
+              help="table name (see `energybench list tables`), or 'all'; repeatable")
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
+              help=f"folders or files of result records (default {DEFAULT_RESULTS} if present); repeatable")
+@click.option("--format", "fmt", default="md", show_default=True, help="md, tex or csv")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None,
+              help="write to this file instead of printing")
+def report(tables, results, fmt, out_file):
+    """A paper table with published numbers beside measured ones."""
+    from energybench.report import report as render_table, table_names
+
+    names = table_names() if "all" in tables else list(tables)
+    if not results:
+        if not DEFAULT_RESULTS.exists():
+            click.echo(f"note: no --results given and {DEFAULT_RESULTS} does not exist here: "
+                       "every measured cell is missing", err=True)
+        results = [DEFAULT_RESULTS] if DEFAULT_RESULTS.exists() else []
+    text = "\n".join(render_table(name, results, fmt) for name in names)
+    if out_file is None:
+        click.echo(text, nl=False)
+    else:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+        click.echo(f"wrote {out_file}", err=True)
+
+
+@cli.command()
+@click.option("--preset", default="smoke", show_default=True, help="ci, smoke (CPU) or paper (GPU)")
+@click.option("--only", default=None, help="comma-separated recipes to train and evaluate (default all)")
+@click.option("--data", "data_spec", default="cifar10", show_default=True,
+              help="CIFAR-10 source (name in the data home, folder, tar or npz)")
+@click.option("--data-cifar100", default="cifar100", show_default=True,
+              help="CIFAR-100 source for JEAT Table 1's second column (skipped when absent)")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="report folder (default reports/reproduce-<preset>)")
+@click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=None,
+              help="training runs folder (default runs/reproduce-<preset>)")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--inception-weights", default=None,
+              help="torch-fidelity Inception weights for IS/FID (a path, or 'download' when online)")
+def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights):
+    """Train the tables' models, evaluate them and render every table and figure with an index."""
+    from energybench.reproduce import reproduce as run_reproduction
+
+    index = run_reproduction(preset, out_dir or Path(f"reports/reproduce-{preset}"),
+                             runs_dir or Path(f"runs/reproduce-{preset}"),
+                             {"cifar10": data_spec, "cifar100": data_cifar100}, _device(device),
+                             only=only, inception_weights=inception_weights,
+                             log=lambda m: click.echo(m, err=True))
+    click.echo(f"index page: {index}")
+
+
 # ----------------------------------------------------------------------------- list
 
 
 @cli.command("list")
 @click.argument("what", required=False,
-                type=click.Choice(["recipes", "models", "metrics", "suites", "presets"]))
+                type=click.Choice(["recipes", "models", "metrics", "suites", "presets", "tables"]))
 def list_cmd(what):
     """Show recipes, models, metrics, suites and presets."""
     from energybench.metrics import METRICS, SUITES
     from energybench.models import MODELS
     from energybench.recipes import RECIPES
+    from energybench.report import load_table, table_names
 
     sections = {
         "recipes": [(n, RECIPES.get(n).summary) for n in RECIPES.names()],
@@ -174,6 +234,7 @@ def list_cmd(what):
         "metrics": [(n, METRICS.get(n).summary) for n in METRICS.names()],
         "suites": [(n, ", ".join(m)) for n, m in sorted(SUITES.items())],
         "presets": [(n, ", ".join(RECIPES.get(n).presets())) for n in RECIPES.names()],
+        "tables": [(n, load_table(n)["title"]) for n in table_names()],
     }
     for name, rows in sections.items():
         if what not in (None, name):

@@ -85,11 +85,7 @@ def evaluate(
         )
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_path)
     ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded)
-    model_info = {
-        "path": str(model_path.resolve()), "sha256": loaded.sha256, "kind": loaded.kind,
-        "recipe": loaded.checkpoint["recipe"] if loaded.checkpoint else None,
-        "model": loaded.checkpoint["model"] if loaded.checkpoint else None,
-    }
+    model_info = describe_model(loaded, model_path)
     data_info = {"spec": spec, "label": test.source.get("label"), "source": test.source}
     records = []
     for name in metrics:
@@ -140,6 +136,25 @@ def evaluate(
         log(f"{name}: {record['value']:.4f} (n={record['n']}) -> {path}")
         records.append(record)
     return records
+
+
+def describe_model(loaded: LoadedModel, model_path: Path) -> dict:
+    """What a record says about the evaluated model: identity, recipe and its parameters, and the
+    training scale (epochs, training images and their source) that tables report beside a number."""
+    ckpt = loaded.checkpoint
+    info = {"path": str(model_path.resolve()), "sha256": loaded.sha256, "kind": loaded.kind,
+            "recipe": None, "model": None, "recipe_params": None, "training": None,
+            "parameters": sum(p.numel() for p in loaded.model.parameters()) if loaded.kind == "checkpoint" else None}
+    if ckpt is None:
+        return info
+    meta, progress = ckpt.get("meta", {}), ckpt.get("progress", {})
+    info.update({
+        "recipe": ckpt["recipe"], "model": ckpt["model"], "recipe_params": ckpt["config"].get("params"),
+        "training": {"epochs": progress.get("epoch"), "planned_epochs": ckpt["config"]["optim"]["epochs"],
+                     "train_images": meta.get("num_train_images"),
+                     "data": (meta.get("train_source") or {}).get("label"), "seed": meta.get("seed")},
+    })
+    return info
 
 
 @torch.no_grad()

@@ -1,0 +1,282 @@
+"""Paper tables: published numbers beside measured ones (the `energybench report` command).
+
+A table is data (energybench/tables/<name>.json): its entries (models: a recipe, its dataset and
+recipe parameters, or no recipe for a method energybench does not train), its measures (which
+metric and protocol fills a cell, display scale and precision), the published values as the paper
+prints them, and which of those come from secondary sources.
+
+Each measured cell is filled from result records (`energybench eval`, `energybench reproduce`)
+matched by recipe, dataset, recipe parameters, metric and protocol. It names its scale (model,
+epochs, training images, test images, data source) in a footnote and is marked † when that scale
+differs from the paper's. A cell with no record says "missing"; a published number never fills it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from energybench.errors import UserError
+from energybench.results import read_record
+
+FORMATS = ("md", "tex", "csv")
+MISSING, NO_RECIPE, NOT_REPORTED = "missing", "no recipe", "–"
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+# ----------------------------------------------------------------------------- table specs
+
+def table_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("energybench.tables").iterdir()
+                  if p.name.endswith(".json"))
+
+
+def load_table(name: str) -> dict:
+    """The spec of table `name`, checked for consistency."""
+    if name not in table_names():
+        raise UserError(f"unknown table '{name}'; known tables: {', '.join(table_names())}")
+    spec = json.loads(resources.files("energybench.tables").joinpath(f"{name}.json").read_text())
+    entries = {e["key"] for e in spec["entries"]}
+    measures = {m["key"] for m in spec["measures"]}
+    for entry, row in spec["published"].items():
+        if entry not in entries or not set(row) <= measures:
+            raise ValueError(f"table {name}: published values name unknown entries or measures")
+    for entry in spec.get("secondary", []):
+        if entry not in entries:
+            raise ValueError(f"table {name}: secondary source for unknown entry {entry}")
+    return spec
+
+
+def run_name(entry: dict) -> str:
+    """The folder a reproduction trains this entry's model into."""
+    return entry.get("run") or (entry["recipe"] + ("" if entry["dataset"] == "cifar10" else f"-{entry['dataset']}"))
+
+
+# ----------------------------------------------------------------------------- records
+
+def collect_records(paths) -> list[dict]:
+    """Every result record (JSON with a value) under the given files or folders."""
+    records = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise UserError(f"results path {p} does not exist; give folders of `energybench eval` records")
+        for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p]):
+            record = read_record(f)
+            if record is not None and "value" in record and "model" in record:
+                record["_file"] = str(f)
+                records.append(record)
+    return records
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-9)
+    return a == b
+
+
+def matches(record: dict, entry: dict, measure: dict) -> bool:
+    """Whether a record measures this entry's model with this measure's metric and protocol."""
+    model = record["model"]
+    if record["metric"] != measure["metric"] or model.get("recipe") != entry["recipe"]:
+        return False
+    classes = ((model.get("model") or {}).get("kwargs") or {}).get("num_classes")
+    if classes != DATASET_CLASSES[entry.get("dataset", "cifar10")]:
+        return False
+    params = model.get("recipe_params") or {}
+    if any(k not in params or not _same(params[k], v) for k, v in entry.get("params", {}).items()):
+        return False
+    return all(k in record["params"] and _same(record["params"][k], v)
+               for k, v in measure.get("protocol", {}).items())
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a measured number was measured at."""
+
+    model: str
+    parameters: int | None
+    epochs: int | None
+    train_images: int | None
+    train_data: str | None
+    test_images: int
+    test_data: str | None
+
+    @classmethod
+    def of(cls, record: dict) -> "Scale":
+        model, training = record["model"], record["model"].get("training") or {}
+        return cls((model.get("model") or {}).get("name", model.get("kind", "?")), model.get("parameters"),
+                   training.get("epochs"), training.get("train_images"), training.get("data"),
+                   record["n"], record["data"].get("label"))
+
+    def differences(self, paper: dict, dataset: str) -> list[str]:
+        out = []
+        if self.model != paper["model"]:
+            out.append(f"model (paper: {paper['model']})")
+        want = paper["test_images"].get(dataset)
+        if want and self.test_images < want:
+            out.append(f"test images (paper: {want:,})")
+        if self.test_data and "JPEG" in self.test_data:
+            out.append("JPEG-compressed data (paper: original pixels)")
+        return out
+
+    def describe(self) -> str:
+        size = f" ({self.parameters / 1e6:.2f}M parameters)" if self.parameters else ""
+        train = (f", {self.epochs} epochs on {self.train_images:,} training images of {self.train_data}"
+                 if self.epochs is not None and self.train_images else "")
+        return f"{self.model}{size}{train}; {self.test_images:,} test images of {self.test_data}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    value: float  # in display units (scale applied)
+    stderr: float | None
+    scale: Scale
+    differs: tuple[str, ...]
+    file: str
+
+
+def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) -> Measured | None:
+    """The one record filling this cell, or None. Several distinct matches are an error."""
+    found = [r for r in records if matches(r, entry, measure)]
+    if not found:
+        return None
+    distinct = {(r["model"]["sha256"], r["n"], json.dumps(r["params"], sort_keys=True)): r for r in found}
+    if len(distinct) > 1:
+        files = ", ".join(sorted(r["_file"] for r in distinct.values())[:3])
+        raise UserError(f"{len(distinct)} different records fit '{entry['label']}' / '{measure['label']}' "
+                        f"({files}); pass --results folders holding one model per table entry")
+    r = next(iter(distinct.values()))
+    scale = Scale.of(r)
+    k = measure["scale"]
+    return Measured(r["value"] * k, None if r.get("stderr") is None else r["stderr"] * k, scale,
+                    tuple(scale.differences(paper, entry.get("dataset", "cifar10"))), r["_file"])
+
+
+# ----------------------------------------------------------------------------- the table
+
+def fmt_number(value: float, measure: dict) -> str:
+    digits = measure["digits"]
+    if not math.isfinite(value):
+        return str(value)
+    if measure["format"] == "sig" and value != 0:
+        digits = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}"
+
+
+@dataclass
+class Grid:
+    """A rendered table before formatting: header, body rows of text cells, footnotes."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    footnotes: list[str]
+    tidy: list[dict]  # one dict per (entry, measure) for CSV
+
+
+def build(spec: dict, records: list[dict]) -> Grid:
+    paper = spec["paper_scale"]
+    scales: dict[Scale, str] = {}
+    secondary = set(spec.get("secondary", []))
+    any_differs = False
+    cells, tidy = {}, []
+    for entry in spec["entries"]:
+        for measure in spec["measures"]:
+            published = spec["published"].get(entry["key"], {}).get(measure["key"])
+            pub_text = NOT_REPORTED if published is None else published + ("§" if entry["key"] in secondary else "")
+            row = {"table": spec["name"], "entry": entry["label"], "measure": measure["label"],
+                   "display_scale": measure["scale"],
+                   "metric": measure["metric"], "published": published,
+                   "published_source": None if published is None else
+                   ("secondary" if entry["key"] in secondary else "paper")}
+            if entry["recipe"] is None:
+                text = NO_RECIPE
+                row.update(measured=None, stderr=None, scale=None, differs_from_paper=None)
+            else:
+                m = measured_cell(records, entry, measure, paper)
+                if m is None:
+                    text = MISSING
+                    row.update(measured=None, stderr=None, scale=None, differs_from_paper=None)
+                else:
+                    label = scales.setdefault(m.scale, chr(ord("a") + len(scales)))
+                    any_differs |= bool(m.differs)
+                    text = fmt_number(m.value, measure)
+                    if m.stderr is not None and m.stderr > 0:
+                        text += f" ± {fmt_number(m.stderr, measure)}"
+                    text += f" [{label}{'†' if m.differs else ''}]"
+                    row.update(measured=m.value, stderr=m.stderr, scale=m.scale.describe(),
+                               differs_from_paper="; ".join(m.differs))
+            cells[entry["key"], measure["key"]] = (pub_text, text)
+            tidy.append(row)
+    if spec["rows_are"] == "entries":
+        outer, inner, outer_key, inner_key = spec["entries"], spec["measures"], 0, 1
+        corner = "Model"
+    else:
+        outer, inner, outer_key, inner_key = spec["measures"], spec["entries"], 1, 0
+        corner = ""
+    header = [corner] + [f"{i['label']} ({side})" for i in inner for side in ("paper", "measured")]
+    rows = []
+    for o in outer:
+        row = [o["label"]]
+        for i in inner:
+            key = (o["key"], i["key"]) if outer_key == 0 else (i["key"], o["key"])
+            row.extend(cells[key])
+        rows.append(row)
+    notes = []
+    for scale, label in scales.items():
+        notes.append(f"[{label}] {scale.describe()}.")
+    if any_differs:
+        notes.append(f"† measured at a scale that differs from the paper's ({paper['model']}, "
+                     f"{', '.join(f'{v:,} {k} test images' for k, v in paper['test_images'].items())}): "
+                     "compare orderings, not values.")
+    if secondary:
+        notes.append("§ published value taken from secondary notes of the paper, not its text.")
+    notes.append(f"Published: {spec['paper']}. {NOT_REPORTED}: not reported. Measured: value ± standard "
+                 f"error. {MISSING}: no record in the given results. {NO_RECIPE}: not an energybench recipe.")
+    notes.extend(spec.get("notes", []))
+    return Grid(spec["title"], header, rows, notes, tidy)
+
+
+def render(grid: Grid, fmt: str) -> str:
+    if fmt == "md":
+        lines = [f"### {grid.title}", "", "| " + " | ".join(grid.header) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * (len(grid.header) - 1)) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in grid.rows]
+        return "\n".join(lines + [""] + [f"- {n}" for n in grid.footnotes]) + "\n"
+    if fmt == "tex":
+        cols = "l" + "r" * (len(grid.header) - 1)
+        lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{_tex(grid.title)}}}", "\\small",
+                 f"\\begin{{tabular}}{{{cols}}}", "\\toprule", " & ".join(map(_tex, grid.header)) + " \\\\",
+                 "\\midrule"]
+        lines += [" & ".join(map(_tex, r)) + " \\\\" for r in grid.rows]
+        lines += ["\\bottomrule", "\\end{tabular}", "\\par\\smallskip\\footnotesize"]
+        lines += [_tex(n) + "\\\\" for n in grid.footnotes]
+        return "\n".join(lines + ["\\end{table}"]) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(grid.tidy[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(grid.tidy)
+        return out.getvalue()
+    raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "†": r"$^\dagger$",
+        "§": r"\S{}", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "–": "--"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in text)
+
+
+def report(name: str, results, fmt: str = "md") -> str:
+    """Table `name` rendered from the records under `results` (files or folders)."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    return render(build(load_table(name), collect_records(results)), fmt)

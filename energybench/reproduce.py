@@ -1,0 +1,256 @@
+"""One command from nothing to the papers' tables (`energybench reproduce`).
+
+The models to train are read off the table specs (energybench/tables): every entry with a recipe
+is one run, named by `report.run_name`, and it is evaluated with every metric any table asks of it.
+A reproduction preset fixes the scale: which recipe preset, how much data, how many test images
+per metric, and whether to draw the figures. Everything resumes: a finished run is not retrained
+and an existing record with the same inputs is not recomputed.
+
+Output folder:
+    README.md            index page: scale, tables, figures, what could not run and why
+    tables/<name>.{md,tex,csv}
+    records/<run>/<metric>.json
+    figures/<run>/       sample gallery and landscape / memorization figures
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from energybench import data as datalib
+from energybench.config import apply_overrides
+from energybench.errors import UserError
+from energybench.evaluate import evaluate
+from energybench.recipes import preset_config, recipe_names
+from energybench.report import FORMATS, build, collect_records, load_table, render, run_name, table_names
+from energybench.results import write_json_atomic
+
+
+@dataclass(frozen=True)
+class ReproductionPreset:
+    """The scale of a reproduction."""
+
+    name: str
+    recipe_preset: str  # which preset of each recipe ("smoke" or "paper")
+    train_overrides: tuple[str, ...]  # --set style, applied to every run
+    test_images: dict  # metric -> first n test images ("default" for the rest; None = all)
+    metric_params: dict = field(default_factory=dict)  # metric -> protocol overrides
+    figures: bool = False  # sample gallery + landscape and memorization figures per run
+    summary: str = ""
+
+    def n_for(self, metric: str) -> int | None:
+        return self.test_images.get(metric, self.test_images["default"])
+
+
+PRESETS = {
+    "ci": ReproductionPreset(
+        "ci", "smoke",
+        ("data.train_subset=1000", "optim.epochs=2", "data.eval_subset=0", "run.deterministic=true",
+         "run.dynamics_probe=0"),
+        {"default": 300, "autoattack": 48, "jfs": 100, "mfs": 100},
+        {"jfs": {"probes": 4}, "mfs": {"probes": 4}},
+        summary="CPU, minutes: the regression fixture CI re-runs (1,000 images, 2 epochs)"),
+    "smoke": ReproductionPreset(
+        "smoke", "smoke", ("data.train_subset=5000", "optim.epochs=6"),
+        {"default": 500, "autoattack": 100, "jfs": 200, "mfs": 200},
+        figures=True, summary="CPU, well under an hour (tiny-cnn, 5,000 images, 6 epochs)"),
+    "paper": ReproductionPreset(
+        "paper", "paper", (), {"default": None}, figures=True,
+        summary="GPU, days: every recipe's paper preset, full test set"),
+}
+FIGURE_METRICS = ["energy-hist", "energy-contour", "energy-dynamics", "memorization"]
+GALLERY = {"n_per_class": 10, "mode": "joint", "init": "class-gaussian", "steps": 100,
+           "step_size": 0.25, "noise_scale": 0.005}
+
+
+@dataclass
+class RunPlan:
+    """One model to train and the metrics the tables need from it."""
+
+    name: str
+    recipe: str
+    dataset: str
+    params: dict
+    metrics: list[str]
+
+
+def plan(tables: list[str], only: list[str] | None = None) -> list[RunPlan]:
+    """The runs behind `tables` (optionally only those of the given recipes), in table order."""
+    runs: dict[str, RunPlan] = {}
+    for name in tables:
+        spec = load_table(name)
+        for entry in spec["entries"]:
+            if entry["recipe"] is None or (only and entry["recipe"] not in only):
+                continue
+            key = run_name(entry)
+            run = runs.setdefault(key, RunPlan(key, entry["recipe"], entry["dataset"],
+                                               dict(entry.get("params", {})), []))
+            if (run.recipe, run.dataset, run.params) != (entry["recipe"], entry["dataset"], entry.get("params", {})):
+                raise ValueError(f"table {name}: run {key} means two different models")
+            run.metrics += [m["metric"] for m in spec["measures"] if m["metric"] not in run.metrics]
+    return list(runs.values())
+
+
+def parse_only(only: str | None) -> list[str] | None:
+    if not only:
+        return None
+    names = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = [n for n in names if n not in recipe_names()]
+    if unknown:
+        raise UserError(f"--only: unknown recipe(s) {', '.join(unknown)}; known: {', '.join(recipe_names())}")
+    return names
+
+
+def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device: torch.device,
+              only: str | None = None, tables: list[str] | None = None, inception_weights: str | None = None,
+              log=print) -> Path:
+    """Train, evaluate and render; returns the index page. `data` maps dataset -> data spec."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    tables = tables or table_names()
+    runs = plan(tables, parse_only(only))
+    out_dir, runs_dir = Path(out_dir), Path(runs_dir)
+    status: dict[str, dict] = {}
+    for run in runs:
+        log(f"== {run.name}: {run.recipe} on {run.dataset}")
+        status[run.name] = _reproduce_run(p, run, runs_dir / run.name, out_dir, data, device,
+                                          inception_weights, log)
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    records = collect_records([out_dir / "records"]) if (out_dir / "records").exists() else []
+    rendered = {}
+    for name in tables:
+        grid = build(load_table(name), records)
+        rendered[name] = render(grid, "md")
+        for fmt in FORMATS:
+            _write_text(out_dir / "tables" / f"{name}.{fmt}", render(grid, fmt))
+    write_json_atomic({"preset": preset, "runs": status}, out_dir / "status.json")
+    index = out_dir / "README.md"
+    _write_text(index, index_page(p, runs, status, rendered, out_dir, data, only))
+    log(f"index page: {index}")
+    return index
+
+
+def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: Path, data: dict,
+                   device, inception_weights, log) -> dict:
+    from energybench.trainer import train
+
+    spec = data.get(run.dataset)
+    try:
+        datalib.load_split(spec, "train") if spec else None
+    except UserError as exc:
+        spec, reason = None, str(exc)
+    else:
+        reason = f"no data given for {run.dataset}"
+    if spec is None:
+        log(f"{run.name}: skipped: {reason}")
+        return {"skipped": reason}
+    cfg = preset_config(run.recipe, p.recipe_preset)
+    sets = [f"data.source={spec}", *p.train_overrides, *(f"recipe.{k}={v!r}" for k, v in run.params.items())]
+    cfg = apply_overrides(cfg, sets)
+    start = time.perf_counter()
+    try:
+        ckpt = train(cfg, run_dir, device, resume=(run_dir / "last.pt").exists())
+    except UserError as exc:  # e.g. the divergence guard gave up
+        log(f"{run.name}: training failed: {exc}")
+        return {"failed": str(exc)}
+    status = {"train_seconds_this_call": time.perf_counter() - start, "checkpoint": str(ckpt),
+              "train_seconds_total": _train_seconds(run_dir), "refused": {}}
+    overrides = {"inception_weights": inception_weights}
+    by_n: dict = {}
+    for metric in run.metrics:
+        by_n.setdefault(p.n_for(metric), []).append(metric)
+    for n, metrics in by_n.items():
+        for metric in metrics:  # one call per metric: each has its own protocol overrides
+            evaluate(ckpt, [metric], n=n, out_dir=run_dir / "eval", device=device,
+                     overrides={**overrides, **p.metric_params.get(metric, {})},
+                     refused=status["refused"], log=log)
+    records_dir = out_dir / "records" / run.name
+    records_dir.mkdir(parents=True, exist_ok=True)
+    for metric in run.metrics:
+        src = run_dir / "eval" / f"{metric}.json"
+        if src.exists():
+            shutil.copyfile(src, records_dir / src.name)
+    if p.figures:
+        status["figures"] = _figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log)
+    return status
+
+
+def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log) -> list[str]:
+    """Sample gallery (eq. 17 from the class Gaussian) and the landscape / memorization figures."""
+    from energybench.sample_io import sample_model
+
+    gallery = dest / "samples"
+    if not (gallery / "grid.png").exists():
+        sample_model(ckpt, GALLERY["n_per_class"], GALLERY["mode"], GALLERY["init"], GALLERY["steps"],
+                     GALLERY["step_size"], GALLERY["noise_scale"], None, gallery, device, 0)
+        (gallery / "samples.npz").unlink()  # the report keeps the pictures, not the arrays
+    refused: dict = {}
+    evaluate(ckpt, FIGURE_METRICS, n=200, out_dir=run_dir / "eval-figures", device=device,
+             overrides={"n_per_class": 5, "steps": 100}, refused=refused, log=log)
+    for png in sorted((run_dir / "eval-figures").glob("*.png")):
+        shutil.copyfile(png, dest / png.name)
+    return sorted(str(p.relative_to(dest.parent.parent)) for p in dest.rglob("*.png"))
+
+
+def _train_seconds(run_dir: Path) -> float:
+    log = run_dir / "log.jsonl"
+    if not log.exists():
+        return 0.0
+    return sum(json.loads(line).get("epoch_seconds", 0.0) for line in log.read_text().splitlines() if line.strip())
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendered: dict, out_dir: Path,
+               data: dict, only: str | None) -> str:
+    command = f"energybench reproduce --preset {p.name}" + (f" --only {only}" if only else "") + \
+        f" --data {data.get('cifar10')}" + f" --out {out_dir}"
+    lines = [f"# Reproduction: preset `{p.name}`", "",
+             f"Made by `{command}` ({time.strftime('%Y-%m-%d')}). Re-running it resumes: finished "
+             "runs are not retrained, existing records are reused.", "",
+             f"Scale: {p.summary}. Recipe preset `{p.recipe_preset}`"
+             + (f" with `{' '.join(p.train_overrides)}`" if p.train_overrides else "")
+             + "; test images per metric: " + ", ".join(f"{k} {v if v else 'all'}" for k, v in p.test_images.items())
+             + ". Every measured cell names its scale; † marks a scale unlike the paper's.", "",
+             "## Runs", "", "| run | recipe | dataset | training (s) | status |", "|---|---|---|---:|---|"]
+    for run in runs:
+        s = status[run.name]
+        state = ("skipped: " + s["skipped"]) if "skipped" in s else ("failed: " + s["failed"]) if "failed" in s \
+            else ("not computed: " + ", ".join(s["refused"]) if s["refused"] else "complete")
+        lines.append(f"| {run.name} | {run.recipe}{_params_text(run.params)} | {run.dataset} | "
+                     f"{s.get('train_seconds_total', 0):.0f} | {state} |")
+    reasons = {v for s in status.values() for v in s.get("refused", {}).values()}
+    if reasons:
+        lines += ["", "Metrics not computed here, and why:", ""] + [f"- {r}" for r in sorted(reasons)]
+    lines += ["", "## Tables", "", "Also as LaTeX and CSV in [tables/](tables/).", ""]
+    for text in rendered.values():
+        lines += [text, ""]
+    if p.figures:
+        lines += ["## Figures", ""]
+        for run in runs:
+            figs = status[run.name].get("figures")
+            if not figs:
+                continue
+            lines += [f"### {run.name}", ""]
+            for fig in figs:
+                if "/samples/" in fig and not fig.endswith("/samples/grid.png"):
+                    continue  # the per-class grids stay in the folder; the overview shows them all
+                lines.append(f"![{run.name}: {Path(fig).stem}]({fig})")
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _params_text(params: dict) -> str:
+    return "".join(f" ({k} = {v * 255:.0f}/255)" if k == "sigma" else f" ({k} = {v})" for k, v in params.items())

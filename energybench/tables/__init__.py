@@ -1,0 +1,1 @@
+"""Paper table specifications (one JSON file per table); see energybench.report."""
