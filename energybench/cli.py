@@ -171,9 +171,13 @@ DEFAULT_RESULTS = Path("reports/reproduce-smoke/records")
               help="write to this file instead of printing")
 def report(tables, results, fmt, out_file):
     """A paper table with published numbers beside measured ones."""
-    from energybench.report import report as render_table, table_names
+    from energybench.report import FORMATS, load_table, report as render_table, table_names
 
     names = table_names() if "all" in tables else list(tables)
+    for name in names:
+        load_table(name)  # unknown names fail before anything else is said
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if not results:
         if not DEFAULT_RESULTS.exists():
             click.echo(f"note: no --results given and {DEFAULT_RESULTS} does not exist here: "

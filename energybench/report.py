@@ -159,8 +159,10 @@ def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) 
 
 # ----------------------------------------------------------------------------- the table
 
-def fmt_number(value: float, measure: dict) -> str:
-    digits = measure["digits"]
+def fmt_number(value: float, measure: dict, stderr: bool = False) -> str:
+    """`value` at the measure's precision (fixed decimals or significant digits; one significant
+    digit fewer for a standard error)."""
+    digits = measure["digits"] - (1 if stderr and measure["format"] == "sig" else 0)
     if not math.isfinite(value):
         return str(value)
     if measure["format"] == "sig" and value != 0:
@@ -207,7 +209,7 @@ def build(spec: dict, records: list[dict]) -> Grid:
                     any_differs |= bool(m.differs)
                     text = fmt_number(m.value, measure)
                     if m.stderr is not None and m.stderr > 0:
-                        text += f" ± {fmt_number(m.stderr, measure)}"
+                        text += f" ± {fmt_number(m.stderr, measure, stderr=True)}"
                     text += f" [{label}{'†' if m.differs else ''}]"
                     row.update(measured=m.value, stderr=m.stderr, scale=m.scale.describe(),
                                differs_from_paper="; ".join(m.differs))

@@ -1,0 +1,121 @@
+"""Paper tables (energybench report) and the reproduction plan, on the committed CI records."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from energybench.errors import UserError
+from energybench.report import build, collect_records, load_table, render, table_names
+from energybench.reproduce import parse_only, plan
+
+RECORDS = Path(__file__).resolve().parent / "reference" / "ci" / "records"
+
+
+def row_of(markdown: str, label: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_jeat_t2_prints_the_published_jfs_row_beside_measured_values(run_cli):
+    code, out, err = run_cli("report", "--table", "jeat-t2", "--results", str(RECORDS))
+    assert code == 0, err
+    row = row_of(out, "JFS ↓")
+    assert row[1::2] == ["6.97", "2.83", "0.330", "0.023"]  # published, as the paper prints them
+    measured = row[2::2]
+    assert all(re.search(r" ± .* \[[a-z]†?\]$", cell) for cell in measured), measured
+    assert row_of(out, "IS ↑")[2::2] == ["missing"] * 4  # no Inception weights here: never a number
+
+
+def test_every_table_renders_every_published_number_and_never_fills_missing_cells_with_them():
+    for name in table_names():
+        spec = load_table(name)
+        grid = build(spec, [])
+        text = render(grid, "md")
+        for entry in spec["entries"]:
+            for value in spec["published"].get(entry["key"], {}).values():
+                if value is not None:
+                    assert value in text
+        measured = [row[2::2] for row in grid.rows]
+        assert {cell for row in measured for cell in row} <= {"missing", "no recipe"}
+
+
+def test_secondary_sources_are_marked():
+    text = render(build(load_table("ebjdat-jem"), []), "md")
+    assert row_of(text, "JEM")[1] == "92.90§"
+    assert "§ published value taken from secondary notes" in text
+    assert "§" not in render(build(load_table("jeat-t3"), []), "md").split("\n- ")[0]
+
+
+def test_measured_cells_name_their_scale_and_mark_a_scale_unlike_the_papers():
+    records = collect_records([RECORDS])
+    text = render(build(load_table("jeat-t3"), records), "md")
+    assert "[a†]" in row_of(text, "JEAT")[2]
+    assert "tiny-cnn (0.21M parameters), 2 epochs on 1,000 training images of CIFAR-10 (JPEG q75 copy)" in text
+    paper_like = copy.deepcopy([r for r in records if r["model"]["recipe"] == "jeat" and r["metric"] == "clean"])
+    paper_like[0]["model"]["model"]["name"] = "wrn-28-10"
+    paper_like[0]["n"] = 10000
+    paper_like[0]["data"]["label"] = "CIFAR-10"
+    text = render(build(load_table("jeat-t3"), paper_like), "md")
+    assert row_of(text, "JEAT")[2].endswith("[a]") and "†" not in text.split("\n- ")[0]
+
+
+def test_recipe_parameters_select_the_noise_runs():
+    records = collect_records([RECORDS])
+    grid = build(load_table("noise-study"), records)
+    sigma = {row["entry"]: row["measured"] for row in grid.tidy if row["metric"] == "clean"}
+    assert all(v is not None for v in sigma.values())
+    by_run = {Path(r["_file"]).parent.name: r["value"] * 100 for r in records if r["metric"] == "clean"}
+    assert sigma["noise σ = 16/255"] == pytest.approx(by_run["noise-s16"])
+
+
+def test_two_different_records_for_one_cell_is_an_error(tmp_path):
+    records = collect_records([RECORDS])
+    twin = copy.deepcopy(next(r for r in records if r["model"]["recipe"] == "jem" and r["metric"] == "clean"))
+    twin["n"], twin["_file"] = 50, "other/clean.json"
+    with pytest.raises(UserError, match="different records fit 'JEM'"):
+        build(load_table("jeat-t3"), records + [twin])
+
+
+def test_csv_is_tidy_and_tex_is_escaped():
+    records = collect_records([RECORDS])
+    rows = list(csv.DictReader(io.StringIO(render(build(load_table("jeat-t1"), records), "csv"))))
+    assert len(rows) == 6 and {r["entry"] for r in rows} == {"CIFAR-10", "CIFAR-100"}
+    c100 = [r for r in rows if r["entry"] == "CIFAR-100"]
+    assert all(r["measured"] == "" and r["published"] for r in c100)  # no CIFAR-100 here
+    tex = render(build(load_table("jeat-t1"), records), "tex")
+    assert "\\begin{tabular}" in tex and "$\\pm$" in tex and "±" not in tex
+
+
+def test_report_cli_errors_are_one_line(run_cli, tmp_path):
+    for args, message in [
+        (["report", "--table", "jeat-t9"], "unknown table 'jeat-t9'"),
+        (["report", "--table", "jeat-t2", "--format", "docx", "--results", str(RECORDS)], "unknown format 'docx'"),
+        (["report", "--table", "jeat-t2", "--results", str(tmp_path / "nowhere")], "does not exist"),
+        (["reproduce", "--preset", "huge"], "unknown preset 'huge'"),
+        (["reproduce", "--only", "jem,gan"], "unknown recipe(s) gan"),
+    ]:
+        code, out, err = run_cli(*args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_report_writes_all_tables_to_a_file(run_cli, tmp_path):
+    code, _, err = run_cli("report", "--table", "all", "--results", str(RECORDS), "--out", str(tmp_path / "t.md"))
+    assert code == 0, err
+    text = (tmp_path / "t.md").read_text()
+    assert all(load_table(n)["title"] in text for n in table_names())
+
+
+def test_the_reproduction_plan_is_read_off_the_tables():
+    runs = {r.name: r for r in plan(table_names())}
+    assert set(runs) == {"normal", "normal-cifar100", "pgd-at", "trades", "jem", "jeat", "eb-jdat",
+                         "noise-s8", "noise-s16", "noise-s24"}
+    assert set(runs["normal"].metrics) == {"clean", "pgd20", "pgd20-energy", "jfs", "mfs", "is", "fid"}
+    assert runs["noise-s8"].params == {"sigma": pytest.approx(8 / 255)}
+    assert set(runs["eb-jdat"].metrics) == {"clean", "pgd20", "autoattack", "fid", "is"}
+    assert {r.name for r in plan(table_names(), parse_only("jem, noise"))} == {"jem", "noise-s8", "noise-s16", "noise-s24"}
