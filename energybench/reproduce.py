@@ -61,8 +61,9 @@ PRESETS = {
         {"default": 500, "autoattack": 100, "jfs": 200, "mfs": 200},
         figures=True, summary="CPU, well under an hour (tiny-cnn, 5,000 images, 6 epochs)"),
     "paper": ReproductionPreset(
-        "paper", "paper", (), {"default": None}, figures=True,
-        summary="GPU, days: every recipe's paper preset, full test set"),
+        "paper", "paper", (), {"default": None},
+        {"autoattack": {"max_images": 10_000}, "is": {"n_per_class": 5000}, "fid": {"n_per_class": 5000}},
+        figures=True, summary="GPU, days: every recipe's paper preset, full test set, 50,000 IS/FID samples"),
 }
 FIGURE_METRICS = ["energy-hist", "energy-contour", "energy-dynamics", "memorization"]
 GALLERY = {"n_per_class": 10, "mode": "joint", "init": "class-gaussian", "steps": 100,

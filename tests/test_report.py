@@ -119,3 +119,19 @@ def test_the_reproduction_plan_is_read_off_the_tables():
     assert runs["noise-s8"].params == {"sigma": pytest.approx(8 / 255)}
     assert set(runs["eb-jdat"].metrics) == {"clean", "pgd20", "autoattack", "fid", "is"}
     assert {r.name for r in plan(table_names(), parse_only("jem, noise"))} == {"jem", "noise-s8", "noise-s16", "noise-s24"}
+
+
+def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
+    from energybench.config import apply_overrides
+    from energybench.evaluate import metric_params
+    from energybench.recipes import preset_config, recipe_names
+    from energybench.reproduce import PRESETS
+
+    for preset in PRESETS.values():
+        for recipe in recipe_names():
+            cfg = apply_overrides(preset_config(recipe, preset.recipe_preset), list(preset.train_overrides))
+            assert cfg.recipe == recipe
+        for metric, overrides in preset.metric_params.items():
+            params = metric_params(metric, overrides)
+            assert all(getattr(params, k) == v for k, v in overrides.items())
+    assert PRESETS["paper"].n_for("clean") is None and PRESETS["paper"].metric_params["autoattack"]["max_images"] == 10_000
