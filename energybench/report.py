@@ -125,7 +125,7 @@ class Scale:
         return out
 
     def describe(self) -> str:
-        size = f" ({self.parameters / 1e6:.2f}M parameters)" if self.parameters else ""
+        size = f" ({self.parameters:,} parameters)" if self.parameters else ""
         train = (f", {self.epochs} epochs on {self.train_images:,} training images of {self.train_data}"
                  if self.epochs is not None and self.train_images else "")
         return f"{self.model}{size}{train}; {self.test_images:,} test images of {self.test_data}"

@@ -195,9 +195,11 @@ def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log) -
     refused: dict = {}
     evaluate(ckpt, FIGURE_METRICS, n=200, out_dir=run_dir / "eval-figures", device=device,
              overrides={"n_per_class": 5, "steps": 100}, refused=refused, log=log)
-    for png in sorted((run_dir / "eval-figures").glob("*.png")):
-        shutil.copyfile(png, dest / png.name)
-    return sorted(str(p.relative_to(dest.parent.parent)) for p in dest.rglob("*.png"))
+    for metric in FIGURE_METRICS:  # each figure with its raw data and record beside it
+        for src in sorted((run_dir / "eval-figures").glob(f"{metric}.*")):
+            shutil.copyfile(src, dest / src.name)
+    pngs = [gallery / "grid.png"] + [dest / f"{m}.png" for m in FIGURE_METRICS]
+    return [str(p.relative_to(dest.parent.parent)) for p in pngs if p.exists()]
 
 
 def _train_seconds(run_dir: Path) -> float:
@@ -245,9 +247,12 @@ def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendere
             if not figs:
                 continue
             lines += [f"### {run.name}", ""]
+            lines.append(f"Samples (SGLD on E(x, y), eq. 17, {GALLERY['steps']} steps from the class "
+                         "Gaussian; one row per class), energy contour, energy dynamics, energy "
+                         "histogram and memorization grid; raw data (.npz) and records (.json) beside "
+                         f"each in [figures/{run.name}/](figures/{run.name}/).")
+            lines.append("")
             for fig in figs:
-                if "/samples/" in fig and not fig.endswith("/samples/grid.png"):
-                    continue  # the per-class grids stay in the folder; the overview shows them all
                 lines.append(f"![{run.name}: {Path(fig).stem}]({fig})")
             lines.append("")
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(obj, fh, indent=1, sort_keys=False, allow_nan=True)
         fh.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; records are for sharing
     os.replace(tmp, path)
 
 

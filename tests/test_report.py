@@ -56,7 +56,7 @@ def test_measured_cells_name_their_scale_and_mark_a_scale_unlike_the_papers():
     records = collect_records([RECORDS])
     text = render(build(load_table("jeat-t3"), records), "md")
     assert "[a†]" in row_of(text, "JEAT")[2]
-    assert "tiny-cnn (0.21M parameters), 2 epochs on 1,000 training images of CIFAR-10 (JPEG q75 copy)" in text
+    assert "tiny-cnn (210,922 parameters), 2 epochs on 1,000 training images of CIFAR-10 (JPEG q75 copy)" in text
     paper_like = copy.deepcopy([r for r in records if r["model"]["recipe"] == "jeat" and r["metric"] == "clean"])
     paper_like[0]["model"]["model"]["name"] = "wrn-28-10"
     paper_like[0]["n"] = 10000
