@@ -142,13 +142,12 @@ def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: 
                    device, inception_weights, log) -> dict:
     from energybench.trainer import train
 
-    spec = data.get(run.dataset)
-    try:
-        datalib.load_split(spec, "train") if spec else None
-    except UserError as exc:
-        spec, reason = None, str(exc)
-    else:
-        reason = f"no data given for {run.dataset}"
+    spec, reason = data.get(run.dataset), f"no data given for {run.dataset}"
+    if spec is not None:
+        try:
+            datalib.load_split(spec, "train")
+        except UserError as exc:
+            spec, reason = None, str(exc)
     if spec is None:
         log(f"{run.name}: skipped: {reason}")
         return {"skipped": reason}
@@ -163,15 +162,10 @@ def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: 
         return {"failed": str(exc)}
     status = {"train_seconds_this_call": time.perf_counter() - start, "checkpoint": str(ckpt),
               "train_seconds_total": _train_seconds(run_dir), "refused": {}}
-    overrides = {"inception_weights": inception_weights}
-    by_n: dict = {}
-    for metric in run.metrics:
-        by_n.setdefault(p.n_for(metric), []).append(metric)
-    for n, metrics in by_n.items():
-        for metric in metrics:  # one call per metric: each has its own protocol overrides
-            evaluate(ckpt, [metric], n=n, out_dir=run_dir / "eval", device=device,
-                     overrides={**overrides, **p.metric_params.get(metric, {})},
-                     refused=status["refused"], log=log)
+    for metric in run.metrics:  # one call per metric: each has its own n and protocol overrides
+        evaluate(ckpt, [metric], n=p.n_for(metric), out_dir=run_dir / "eval", device=device,
+                 overrides={"inception_weights": inception_weights, **p.metric_params.get(metric, {})},
+                 refused=status["refused"], log=log)
     records_dir = out_dir / "records" / run.name
     records_dir.mkdir(parents=True, exist_ok=True)
     for metric in run.metrics:
