@@ -135,3 +135,29 @@ def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
             params = metric_params(metric, overrides)
             assert all(getattr(params, k) == v for k, v in overrides.items())
     assert PRESETS["paper"].n_for("clean") is None and PRESETS["paper"].metric_params["autoattack"]["max_images"] == 10_000
+
+
+@pytest.mark.slow
+def test_reproduce_draws_figures_writes_an_index_and_resumes(tmp_path, jpeg_tar, monkeypatch):
+    import torch
+
+    from energybench import reproduce as rp
+
+    tiny = rp.ReproductionPreset("tiny", "smoke", ("data.train_subset=300", "optim.epochs=1", "data.eval_subset=0"),
+                                 {"default": 40}, figures=True, summary="test")
+    monkeypatch.setitem(rp.PRESETS, "tiny", tiny)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    index = rp.reproduce("tiny", out, runs, {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
+                         only="normal", tables=["jeat-t1"], log=lambda m: None)
+    page = index.read_text()
+    assert "| normal-cifar100 | normal | cifar100 | 0 | skipped: " in page  # no CIFAR-100 here: said why
+    for fig in ["samples/grid.png", "energy-hist.png", "energy-contour.png", "energy-dynamics.png", "memorization.png"]:
+        assert (out / "figures" / "normal" / fig).exists() and f"(figures/normal/{fig})" in page
+    assert (out / "figures" / "normal" / "energy-hist.npz").exists()  # raw data beside the figure
+    assert "No attack | 94.39 | " in page and (out / "tables" / "jeat-t1.tex").exists()
+    records = sorted((out / "records" / "normal").glob("*.json"))
+    assert sorted(r.stem for r in records) == ["clean", "pgd20", "pgd20-energy"]
+    stamps = {r: r.stat().st_mtime_ns for r in (runs / "normal" / "eval").glob("*.json")}
+    rp.reproduce("tiny", out, runs, {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
+                 only="normal", tables=["jeat-t1"], log=lambda m: None)
+    assert {r: r.stat().st_mtime_ns for r in stamps} == stamps  # resumed: nothing recomputed
