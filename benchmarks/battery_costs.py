@@ -129,7 +129,8 @@ def main():
                  f"then one Hessian-vector product per probe reusing that graph). Each product is a "
                  f"backward pass through the forward and backward graphs together, so it costs "
                  f"{per_probe:.2f} first-order forward+backward units here, the small constant "
-                 f"multiple of a gradient that any exact Hessian-vector product costs (Pearlmutter 1994). Both alternatives are slower on this machine.")
+                 f"multiple of a gradient that any exact Hessian-vector product costs (Pearlmutter 1994). "
+                 f"Both alternatives are slower on this machine.")
     write_report("battery_costs", {"device": str(device), "results": rows}, "\n".join(lines))
 
 

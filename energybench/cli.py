@@ -97,7 +97,7 @@ def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, ba
     from energybench.attacks import parse_eps
     from energybench.evaluate import check_param_keys, default_out_dir, evaluate
     from energybench.metrics import resolve_metrics
-    from energybench.results import format_summary, write_json_atomic
+    from energybench.results import format_summary
 
     names = resolve_metrics(list(suites), list(metrics))
     raw = {}
@@ -171,7 +171,8 @@ DEFAULT_RESULTS = Path("reports/reproduce-smoke/records")
               help="write to this file instead of printing")
 def report(tables, results, fmt, out_file):
     """A paper table with published numbers beside measured ones."""
-    from energybench.report import FORMATS, load_table, report as render_table, table_names
+    from energybench.report import FORMATS, build, collect_records, load_table, render, table_names
+    from energybench.results import write_text_atomic
 
     names = table_names() if "all" in tables else list(tables)
     for name in names:
@@ -183,12 +184,12 @@ def report(tables, results, fmt, out_file):
             click.echo(f"note: no --results given and {DEFAULT_RESULTS} does not exist here: "
                        "every measured cell is missing", err=True)
         results = [DEFAULT_RESULTS] if DEFAULT_RESULTS.exists() else []
-    text = "\n".join(render_table(name, results, fmt) for name in names)
+    records = collect_records(results)
+    text = "\n".join(render(build(load_table(name), records), fmt) for name in names)
     if out_file is None:
         click.echo(text, nl=False)
     else:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text)
+        write_text_atomic(text, out_file)
         click.echo(f"wrote {out_file}", err=True)
 
 

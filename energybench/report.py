@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from energybench.errors import UserError
-from energybench.results import read_record
+from energybench.results import read_record, write_text_atomic
 
 FORMATS = ("md", "tex", "csv")
 MISSING, NO_RECIPE, NOT_REPORTED = "missing", "no recipe", "–"
@@ -215,19 +215,14 @@ def build(spec: dict, records: list[dict]) -> Grid:
                                differs_from_paper="; ".join(m.differs))
             cells[entry["key"], measure["key"]] = (pub_text, text)
             tidy.append(row)
-    if spec["rows_are"] == "entries":
-        outer, inner, outer_key, inner_key = spec["entries"], spec["measures"], 0, 1
-        corner = "Model"
-    else:
-        outer, inner, outer_key, inner_key = spec["measures"], spec["entries"], 1, 0
-        corner = ""
-    header = [corner] + [f"{i['label']} ({side})" for i in inner for side in ("paper", "measured")]
+    by_entry = spec["rows_are"] == "entries"
+    outer, inner = (spec["entries"], spec["measures"]) if by_entry else (spec["measures"], spec["entries"])
+    header = ["Model" if by_entry else ""] + [f"{i['label']} ({side})" for i in inner for side in ("paper", "measured")]
     rows = []
     for o in outer:
         row = [o["label"]]
         for i in inner:
-            key = (o["key"], i["key"]) if outer_key == 0 else (i["key"], o["key"])
-            row.extend(cells[key])
+            row.extend(cells[(o["key"], i["key"]) if by_entry else (i["key"], o["key"])])
         rows.append(row)
     notes = []
     for scale, label in scales.items():
@@ -277,8 +272,12 @@ def _tex(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in text)
 
 
-def report(name: str, results, fmt: str = "md") -> str:
-    """Table `name` rendered from the records under `results` (files or folders)."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    return render(build(load_table(name), collect_records(results)), fmt)
+def write_tables(records: list[dict], folder: Path, names: list[str] | None = None) -> dict[str, str]:
+    """Render each table from `records` into folder/<name>.{md,tex,csv}; returns the Markdown."""
+    markdown = {}
+    for name in names or table_names():
+        grid = build(load_table(name), records)
+        for fmt in FORMATS:
+            write_text_atomic(render(grid, fmt), Path(folder) / f"{name}.{fmt}")
+        markdown[name] = render(grid, "md")
+    return markdown

@@ -28,8 +28,8 @@ from energybench.config import apply_overrides
 from energybench.errors import UserError
 from energybench.evaluate import evaluate
 from energybench.recipes import preset_config, recipe_names
-from energybench.report import FORMATS, build, collect_records, load_table, render, run_name, table_names
-from energybench.results import write_json_atomic
+from energybench.report import collect_records, load_table, run_name, table_names, write_tables
+from energybench.results import write_json_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -123,20 +123,14 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
         log(f"== {run.name}: {run.recipe} on {run.dataset}")
         status[run.name] = _reproduce_run(p, run, runs_dir / run.name, out_dir, data, device,
                                           inception_weights, log)
-    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     records = collect_records([out_dir / "records"]) if (out_dir / "records").exists() else []
-    rendered = {}
-    for name in tables:
-        grid = build(load_table(name), records)
-        rendered[name] = render(grid, "md")
-        for fmt in FORMATS:
-            _write_text(out_dir / "tables" / f"{name}.{fmt}", render(grid, fmt))
+    rendered = write_tables(records, out_dir / "tables", tables)
     write_json_atomic({"preset": preset, "runs": status}, out_dir / "status.json")
     figure_records = collect_records([out_dir / "figures"]) if (out_dir / "figures").exists() else []
     seconds = {"training": sum(s.get("train_seconds_total", 0.0) for s in status.values()),
                "evaluation": sum(r.get("wall_seconds") or 0.0 for r in records + figure_records)}
     index = out_dir / "README.md"
-    _write_text(index, index_page(p, runs, status, rendered, out_dir, data, only, seconds))
+    write_text_atomic(index_page(p, runs, status, rendered, out_dir, data, only, seconds), index)
     log(f"index page: {index}")
     return index
 
@@ -148,7 +142,7 @@ def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: 
     spec, reason = data.get(run.dataset), f"no data given for {run.dataset}"
     if spec is not None:
         try:
-            datalib.load_split(spec, "train")
+            datalib.resolve_source(spec)  # present? (train() reads and checks the data itself)
         except UserError as exc:
             spec, reason = None, str(exc)
     if spec is None:
@@ -204,13 +198,6 @@ def _train_seconds(run_dir: Path) -> float:
     if not log.exists():
         return 0.0
     return sum(json.loads(line).get("epoch_seconds", 0.0) for line in log.read_text().splitlines() if line.strip())
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendered: dict, out_dir: Path,

@@ -15,15 +15,19 @@ from pathlib import Path
 RECORD_VERSION = 1
 
 
-def write_json_atomic(obj, path: str | os.PathLike) -> None:
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write `text` to `path` via a temporary file and a rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=False, allow_nan=True)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; records are for sharing
+        fh.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for sharing
     os.replace(tmp, path)
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    write_text_atomic(json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n", path)
 
 
 def record_path(out_dir: str | os.PathLike, metric: str) -> Path:

@@ -61,13 +61,9 @@ def values(out: Path) -> dict:
 def render_tables(folder: Path) -> None:
     """(Re-)render the tables of a reproduction folder from its records with the current code."""
     sys.path.insert(0, str(REPO))
-    from energybench.report import FORMATS, build, collect_records, load_table, render, table_names
+    from energybench.report import collect_records, write_tables
 
-    records = collect_records([folder / "records"])
-    for name in table_names():
-        grid = build(load_table(name), records)
-        for fmt in FORMATS:
-            (folder / "tables" / f"{name}.{fmt}").write_text(render(grid, fmt))
+    write_tables(collect_records([folder / "records"]), folder / "tables")
 
 
 def main():
