@@ -11,7 +11,7 @@ gradients (we differentiate with respect to the input only).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from energybench.energy import joint_energy
 from energybench.errors import UserError
+from energybench.validation import Checked
 
 OBJECTIVES = ("ce", "energy")
 
@@ -58,24 +59,41 @@ def check_eps(eps: float, name: str = "eps") -> None:
         raise UserError(f"{name} {eps:g} is out of range: budgets are in [0, 1] pixel units{hint}")
 
 
+STEP_PER_EPS = 1 / 4  # the standard protocol's 2/255 step at 8/255
+
+
+def default_step(eps: float) -> float:
+    """The step an attack takes when none is given: eps / 4 (8/255 -> 2/255)."""
+    return eps * STEP_PER_EPS
+
+
 @dataclass(frozen=True)
-class PGDConfig:
-    """An L-inf PGD attack. eps/step_size in [0, 1] pixel units."""
+class PGDConfig(Checked):
+    """An L-inf PGD attack. eps/step_size in [0, 1] pixel units; step_size None means
+    eps / 4, so a budget given alone keeps the protocol's step-to-budget ratio."""
+
+    LIMITS = {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)", "restarts": "[1, inf)"}
+    CHOICES = {"objective": OBJECTIVES}
 
     eps: float = 8 / 255
-    step_size: float = 2 / 255
+    step_size: float | None = None
     steps: int = 20
     restarts: int = 1
     objective: str = "ce"  # "ce" (eq. 14) or "energy" (ascend E(x, y), eq. 18)
     random_start: bool = True
 
+    @property
+    def step(self) -> float:
+        """The step actually taken (pixel units)."""
+        return default_step(self.eps) if self.step_size is None else self.step_size
+
     def __post_init__(self):
-        check_eps(self.eps)
-        check_eps(self.step_size, "step_size")
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"unknown attack objective {self.objective!r}; use one of {OBJECTIVES}")
-        if self.steps < 1 or self.restarts < 1:
-            raise UserError("attack steps and restarts must be >= 1")
+        check_eps(self.eps)  # its message suggests x/255 for values like 8
+        super().__post_init__()
+
+    def resolved(self) -> "PGDConfig":
+        """The same attack with its step written out (what records store)."""
+        return replace(self, step_size=self.step)
 
 
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
@@ -100,7 +118,7 @@ def _single_run(model, x, y, cfg: PGDConfig, generator, loss_fn, x_init) -> torc
         logits = model(x_adv)
         loss = loss_fn(logits, y) if loss_fn is not None else attack_loss(logits, y, cfg.objective)
         (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = x_adv.detach().add_(grad.sign_(), alpha=cfg.step_size)
+        x_adv = x_adv.detach().add_(grad.sign_(), alpha=cfg.step)
         x_adv = torch.minimum(torch.maximum(x_adv, lower), upper)
     return x_adv.detach()
 

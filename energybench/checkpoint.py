@@ -10,14 +10,14 @@ A checkpoint is a dict:
     optimizer                       optimizer state, for resume
     progress                        {"epoch", "step_in_epoch", "global_step", "finished"}
     meta                            seed, dataset and its source, versions, git sha, times
+    weights_sha256                  digest of state_dict (energybench.hashing.tensors_sha256),
+                                    checked on every load: a flipped bit in a weight is refused
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,25 +26,25 @@ import torch
 import torch.nn as nn
 
 from energybench.errors import UserError
+from energybench.hashing import file_sha256, tensors_sha256
+from energybench.results import atomic_output
 
 FORMAT = "energybench-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights_sha256 (version 1 files load, without the integrity check)
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            try:
+                torch.save(obj, fh)
+            except RuntimeError as exc:  # torch reports a failed write (disk full) as its own error
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor)
@@ -66,17 +66,22 @@ def check_plain(obj, where: str = "checkpoint") -> None:
 
 
 def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
-    """Check that `ckpt` holds plain types only, then write it atomically."""
+    """Check that `ckpt` holds plain types only, add the weights' digest, write it atomically."""
     check_plain(ckpt)
-    atomic_save(ckpt, path)
+    atomic_save({**ckpt, "weights_sha256": tensors_sha256(ckpt["state_dict"])}, path)
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+def check_weights(ckpt: dict, path: Path) -> None:
+    """The weights must match their stored digest (version >= 2) and be finite."""
+    stored = ckpt.get("weights_sha256")
+    if ckpt["format_version"] >= 2:
+        if not isinstance(stored, str) or tensors_sha256(ckpt["state_dict"]) != stored:
+            raise UserError(f"{path}: the weights do not match their stored digest (the file is "
+                            f"corrupt or was edited); use another copy or retrain")
+    for key, tensor in ckpt["state_dict"].items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{path}: weight {key} holds NaN or infinite values (the run diverged?); "
+                            f"use an earlier checkpoint or retrain with a lower learning rate")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -117,6 +122,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     missing = [k for k in ("recipe", "model", "config", "state_dict", "meta") if k not in ckpt]
     if missing:
         raise UserError(f"{path} is an incomplete checkpoint (missing {', '.join(missing)})")
+    if not isinstance(ckpt["state_dict"], dict) or not all(
+            isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values()):
+        raise UserError(f"{path} is a damaged checkpoint (its state_dict is not a dict of tensors)")
+    check_weights(ckpt, path)
     return ckpt
 
 
@@ -138,62 +147,6 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") ->
             f"e.g. {result.unexpected_keys[:2]})"
         )
     return model.eval()
-
-
-class ExportedClassifier(nn.Module):
-    """A `torch.export` program mapping [0, 1] NCHW images to logits, as an nn.Module.
-
-    Programs exported with a static batch size are run in chunks of that size (the last chunk
-    padded). train()/eval() only flip this wrapper's flag: an exported graph has one mode.
-    """
-
-    def __init__(self, program_module: nn.Module, fixed_batch: int | None):
-        super().__init__()
-        self.program = program_module
-        self.fixed_batch = fixed_batch
-
-    def train(self, mode: bool = True):
-        self.training = mode
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fixed_batch is None or len(x) == self.fixed_batch:
-            return self.program(x)
-        outs = []
-        for start in range(0, len(x), self.fixed_batch):
-            chunk = x[start:start + self.fixed_batch]
-            pad = self.fixed_batch - len(chunk)
-            if pad:
-                chunk = torch.cat([chunk, chunk[-1:].expand(pad, *chunk.shape[1:])])
-            outs.append(self.program(chunk)[: self.fixed_batch - pad])
-        return torch.cat(outs)
-
-
-def load_exported(path: str | os.PathLike) -> ExportedClassifier:
-    """Load a .pt2 program and check that it maps (N, 3, H, W) images to (N, K) logits."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"model file not found: {path}")
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:  # torch raises many kinds here; all mean "not a readable program"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot load {path} as a torch.export program ({first[:200]})") from None
-    inputs = [n for n in program.graph.nodes
-              if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
-    if len(inputs) != 1 or "val" not in inputs[0].meta or inputs[0].meta["val"].dim() != 4:
-        raise UserError(f"{path}: the exported program must take one (N, C, H, W) image tensor")
-    shape = inputs[0].meta["val"].shape
-    fixed_batch = shape[0] if isinstance(shape[0], int) else None
-    model = ExportedClassifier(program.module(), fixed_batch)
-    probe = torch.rand(1 if fixed_batch is None else fixed_batch, *[int(s) for s in shape[1:]])
-    with torch.no_grad():
-        out = model(probe)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise UserError(f"{path}: the exported program must return (N, num_classes) logits")
-    model.num_classes = out.shape[1]
-    model.input_shape = tuple(int(s) for s in shape[1:])
-    return model
 
 
 @dataclass
@@ -218,10 +171,12 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
     """An energybench checkpoint (.pt) or a torch.export program (.pt2), in eval mode on `device`."""
     path = Path(path)
     if path.suffix == ".pt2":
+        from energybench.exported import load_exported
+
         model, ckpt = load_exported(path), None
         kind = "export"
     else:
         ckpt = read_checkpoint(path)
         model, kind = model_from_checkpoint(ckpt, path), "checkpoint"
     model = model.to(device).eval()
-    return LoadedModel(model, kind, path, sha256_of(path), ckpt)
+    return LoadedModel(model, kind, path, file_sha256(path), ckpt)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from energybench.errors import UserError
+from energybench.validation import Checked, RangeError
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,25 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Checked):
+    LIMITS = {"train_subset": "[1, inf)", "eval_subset": "[0, inf)", "holdout": "[0, inf)"}
+    CHOICES = {"padding_mode": ("zeros", "reflect")}
+
     source: str | None = None  # data spec (see energybench.data); None -> "cifar10" in the data home
     train_subset: int | None = None  # class-balanced subset of the training split; None = all
     eval_subset: int | None = 1000  # first n test images for the per-epoch accuracy; 0 = none
-    augment: bool = True  # random crop (4 px zero padding) + horizontal flip
+    holdout: int = 0  # training images held out (class-balanced, seeded) for validation and best.pt
+    augment: bool = True  # random crop (4 px padding) + horizontal flip
+    padding_mode: str = "zeros"  # of the crop: zeros (adversarial-training codebases) or reflect (JEM's)
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(Checked):
+    LIMITS = {"lr": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)",
+              "batch_size": "[1, inf)", "epochs": "[1, inf)", "milestones": "(0, 1)",
+              "gamma": "(0, 1]", "warmup_steps": "[0, inf)"}
+    CHOICES = {"name": ("sgd", "adam"), "schedule": ("multistep", "cosine", "constant")}
+
     name: str = "sgd"  # sgd | adam
     lr: float = 0.1
     momentum: float = 0.9
@@ -47,8 +58,11 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class GuardConfig:
+class GuardConfig(Checked):
     """Divergence guard (see energybench.guard)."""
+
+    LIMITS = {"max_abs_energy": "(0, inf]", "max_gap": "(0, inf]", "retries": "[0, inf)",
+              "lr_factor": "(0, 1)"}
 
     enabled: bool = True
     max_abs_energy: float = 1e4  # |logit| bound
@@ -58,13 +72,17 @@ class GuardConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Checked):
+    LIMITS = {"seed": "[0, inf)", "checkpoint_every_steps": "[0, inf)", "dynamics_probe": "[0, inf)",
+              "robust_eval": "[0, inf)"}
+
     seed: int = 0
     amp: bool = True  # bfloat16 autocast on CUDA (CPU always trains in float32)
     channels_last: bool = True  # on CUDA
     deterministic: bool = False
     checkpoint_every_steps: int = 0  # extra mid-epoch checkpoints; 0 = only at epoch ends
     dynamics_probe: int = 128  # probe images for per-epoch energy dynamics (JEAT eq. 15); 0 = off
+    robust_eval: int = 500  # per-epoch PGD-10 (8/255) images: held-out ones select best.pt; 0 = off
     guard: GuardConfig = GuardConfig()
 
 
@@ -212,7 +230,10 @@ def _set_path(obj: Any, path: list[str], text: str, full_key: str) -> Any:
     hint = typing.get_type_hints(type(obj))[name]
     if hint is Any:
         raise UserError(f"{full_key} cannot be set from the command line")
-    return replace(obj, **{name: _parse_value(text, hint, full_key)})
+    try:
+        return replace(obj, **{name: _parse_value(text, hint, full_key)})
+    except RangeError as exc:
+        raise exc.renamed(full_key) if exc.field == name else exc from None
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:

@@ -24,6 +24,7 @@ import os
 import pickle
 import re
 import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 
 from energybench.errors import UserError
+from energybench.hashing import file_sha256
+from energybench.locking import FolderLock
 
 SPLITS = ("train", "test")
 CIFAR10_CLASSES = (
@@ -185,12 +188,10 @@ def available_splits(spec: str | os.PathLike | None) -> dict[str, "LabeledImages
 # ----------------------------------------------------------------------------- decoding + cache
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def data_identity(source: dict) -> dict:
+    """What identifies a split's content for caches and record keys: its provenance without the
+    path it happens to sit at (content hash, label, split, subset)."""
+    return {k: v for k, v in source.items() if k != "path"}
 
 
 def _content_key(source: Source) -> str:
@@ -217,11 +218,28 @@ def _cached_decode(source: Source) -> tuple[dict[str, np.ndarray], dict]:
     """Decoded arrays {split_images: (N,H,W,3) uint8, split_labels: (N,)} and metadata."""
     key = _content_key(source)
     cache = cache_dir() / f"{key[:40]}.v{CACHE_FORMAT}"
+    found = _read_cache(cache)
+    if found is not None:
+        return found
+    # One process decodes; others (a second command, torchrun ranks) wait for it, then read.
+    with FolderLock(cache_dir(), f"{key[:40]}.lock", wait=True,
+                    waiting=f"waiting for another process to decode {source.path.name}"):
+        found = _read_cache(cache)
+        if found is not None:
+            return found
+        return _decode_into_cache(source, key, cache)
+
+
+def _read_cache(cache: Path) -> tuple[dict[str, np.ndarray], dict] | None:
+    """A complete cache entry (meta.json is written last), or None."""
     meta_path = cache / "meta.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        arrays = {name: np.load(cache / f"{name}.npy") for name in meta["arrays"]}
-        return arrays, meta
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    return {name: np.load(cache / f"{name}.npy") for name in meta["arrays"]}, meta
+
+
+def _decode_into_cache(source: Source, key: str, cache: Path) -> tuple[dict[str, np.ndarray], dict]:
     label = None
     if source.kind == "npz":
         arrays, classes, lossy, label = _decode_npz(source.path)
@@ -240,53 +258,79 @@ def _cached_decode(source: Source) -> tuple[dict[str, np.ndarray], dict]:
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write arrays then meta.json, atomically per file; meta last marks the cache complete."""
-    cache.mkdir(parents=True, exist_ok=True)
+    from energybench.results import atomic_output, write_text_atomic
+
     for name, arr in arrays.items():
-        tmp = cache / f".{name}.npy.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(arr))
-        os.replace(tmp, cache / f"{name}.npy")
-    tmp = cache / ".meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, cache / "meta.json")
+        with atomic_output(cache / f"{name}.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(arr))
+    write_text_atomic(json.dumps(meta, indent=1), cache / "meta.json")
 
 
-def _check_images(images: np.ndarray, labels: np.ndarray, where: str) -> None:
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise UserError(
-            f"{where}: images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}"
-        )
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise UserError(f"{where}: labels must be (N,) with N={len(images)}, got {tuple(labels.shape)}")
+IMAGE_SHAPE = (32, 32, 3)
+
+
+def check_images(images: np.ndarray, where: str) -> None:
+    """Images must be uint8 (N, 32, 32, 3), N >= 1: the CIFAR size every model here takes."""
+    if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
+        raise UserError(f"{where}: images must be uint8 (N, 32, 32, 3) CIFAR-sized RGB, got "
+                        f"{images.dtype} {tuple(images.shape)}; resize or convert them first")
+    if len(images) == 0:
+        raise UserError(f"{where}: holds no images; give a source with at least one image per split")
+
+
+def check_labels(labels: np.ndarray, n: int, num_classes: int | None, where: str) -> np.ndarray:
+    """Labels as int64 (N,) in [0, num_classes); integral floats are accepted, NaN, fractions,
+    negatives and out-of-range values are errors."""
+    if labels.ndim != 1 or len(labels) != n:
+        raise UserError(f"{where}: labels must be (N,) with N={n}, got {tuple(labels.shape)}")
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or (labels != np.round(labels)).any():
+            raise UserError(f"{where}: labels must be whole class indices, found NaN or fractions")
+    elif labels.dtype.kind not in "iu":
+        raise UserError(f"{where}: labels must be integers, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if n and labels.min() < 0:
+        raise UserError(f"{where}: labels must be >= 0, found {int(labels.min())}")
+    if num_classes is not None and n and labels.max() >= num_classes:
+        raise UserError(f"{where}: label {int(labels.max())} is out of range for {num_classes} classes")
+    return labels
 
 
 def _decode_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str], bool, str | None]:
     try:
-        npz = np.load(path, allow_pickle=False)
-        files = set(npz.files)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path} as .npz ({exc}); is the file complete?") from None
+        with np.load(path, allow_pickle=False) as npz:
+            content = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "it holds Python objects, not plain arrays" if "allow_pickle" in str(exc) \
+            else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+        raise UserError(f"cannot read {path} as .npz ({reason}); re-save it with numpy arrays "
+                        f"of images and labels") from None
+    files = set(content)
     arrays = {}
     if {"images", "labels"} <= files:
-        arrays["test_images"], arrays["test_labels"] = npz["images"], npz["labels"]
+        arrays["test_images"], arrays["test_labels"] = content["images"], content["labels"]
     for split in SPLITS:
         if {f"{split}_images", f"{split}_labels"} <= files:
             arrays[f"{split}_images"], arrays[f"{split}_labels"] = (
-                npz[f"{split}_images"], npz[f"{split}_labels"])
+                content[f"{split}_images"], content[f"{split}_labels"])
     if not arrays:
         raise UserError(
             f"{path} has neither images/labels nor train_images/train_labels/test_images/test_labels"
         )
+    classes = [str(c) for c in content["label_names"]] if "label_names" in files else None
     for split in SPLITS:
         if f"{split}_images" in arrays:
-            _check_images(arrays[f"{split}_images"], arrays[f"{split}_labels"], f"{path} ({split})")
-    if "label_names" in files:
-        classes = [str(c) for c in npz["label_names"]]
-    else:
+            where = f"{path} ({split})"
+            check_images(arrays[f"{split}_images"], where)
+            arrays[f"{split}_labels"] = check_labels(arrays[f"{split}_labels"],
+                                                     len(arrays[f"{split}_images"]),
+                                                     None if classes is None else len(classes), where)
+    if classes is None:
         top = max(int(arrays[k].max()) for k in arrays if k.endswith("_labels")) + 1
         classes = list(CIFAR10_CLASSES) if top <= 10 else [str(i) for i in range(top)]
-    lossy = bool(npz["lossy"]) if "lossy" in files else False
-    label = str(npz["source_label"]) + " (imported)" if "source_label" in files else None
+    lossy = bool(content["lossy"]) if "lossy" in files else False
+    label = str(content["source_label"]) + " (imported)" if "source_label" in files else None
     return arrays, classes, lossy, label
 
 
@@ -317,16 +361,25 @@ def _decode_image_tree(source: Source) -> tuple[dict[str, np.ndarray], list[str]
     Order within a split: by the integer file stem when all stems are distinct integers (the
     official test order for the JPEG copy), else by (class, file name).
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     from energybench.progress import progress
 
     found: dict[str, list[tuple[str, str, np.ndarray]]] = {s: [] for s in SPLITS}
     lossy = False
     for split, cls, name, blob in progress(_tree_members(source), desc=f"decoding {source.path.name}"):
-        with Image.open(io.BytesIO(blob)) as img:
-            lossy |= img.format == "JPEG"
-            found[split].append((cls, name, np.asarray(img.convert("RGB"), dtype=np.uint8)))
+        try:
+            with Image.open(io.BytesIO(blob)) as img:
+                lossy |= img.format == "JPEG"
+                pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            why = "not an image file" if isinstance(exc, UnidentifiedImageError) else str(exc)
+            raise UserError(f"{source.path}: {split}/{cls}/{name} is not a readable image ({why}); "
+                            f"remove or replace it") from None
+        if pixels.shape != IMAGE_SHAPE:
+            raise UserError(f"{source.path}: {split}/{cls}/{name} is {pixels.shape[1]}x{pixels.shape[0]}"
+                            f"; every image must be 32x32 RGB (CIFAR-sized)")
+        found[split].append((cls, name, pixels))
     classes = sorted({cls for items in found.values() for cls, _, _ in items})
     if not classes:
         raise UserError(f"no images found in {source.path}; expected <root>/{{train,test}}/<class>/<image>")
@@ -340,9 +393,6 @@ def _decode_image_tree(source: Source) -> tuple[dict[str, np.ndarray], list[str]
             items = [it for _, it in sorted(zip(map(int, stems), items), key=lambda p: p[0])]
         else:
             items = sorted(items, key=lambda it: (it[0], it[1]))
-        shapes = {it[2].shape for it in items}
-        if len(shapes) != 1:
-            raise UserError(f"{source.path} ({split}): images differ in size {sorted(shapes)[:3]}")
         arrays[f"{split}_images"] = np.stack([it[2] for it in items])
         arrays[f"{split}_labels"] = np.array([index[it[0]] for it in items], dtype=np.int64)
     return arrays, classes, lossy
@@ -399,12 +449,14 @@ def _load_torchvision(source: Source, split: str, download: bool) -> LabeledImag
     rows = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
     if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
         raise UserError(f"{folder}: batch rows must hold 3072 bytes, got shape {rows.shape}")
-    labels = np.concatenate([np.asarray(b[layout["labels"]], dtype=np.int64) for b in batches])
     meta_file, meta_key = layout["meta"]
     classes = tuple(_read_batch(folder / meta_file)[meta_key])
+    labels = check_labels(np.concatenate([np.asarray(b[layout["labels"]]) for b in batches]),
+                          len(rows), len(classes), str(folder))
     provenance = {
         "kind": "torchvision",
         "path": str(folder.resolve()),
+        "tree_hash": _content_key(Source("torchvision", folder)),
         "label": {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset],
         "split": split,
     }
@@ -438,8 +490,10 @@ def import_source(spec: str, name: str = "cifar10") -> Path:
         arrays[f"{split}_images"] = data.images.permute(0, 2, 3, 1).numpy()
         arrays[f"{split}_labels"] = data.labels.numpy()
     label = first.source.get("label", "")
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, label_names=np.array(first.classes), lossy=np.array("JPEG" in label),
-             source_label=np.array(label), **arrays)
-    os.replace(tmp, out)
+    from energybench.results import atomic_output
+
+    with atomic_output(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, label_names=np.array(first.classes), lossy=np.array("JPEG" in label),
+                     source_label=np.array(label), **arrays)
     return out

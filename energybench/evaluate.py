@@ -1,7 +1,9 @@
 """Run metrics on one model and write their records (the `energybench eval` command).
 
-Each metric's record is written as soon as it finishes; a record that already exists for the same
-model (sha256), data, n, parameters and seed is reused unless force=True.
+Each metric's record is written as soon as it finishes, to OUT/<metric>-<key>.json with `key` a
+digest of its identity (`record_identity`: model sha256, data content, n, every protocol value,
+seed, batch size, device type, metric version); a record with the same identity is reused unless
+force=True. Metrics run with TF32 off (`runtime.exact_float32`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import torch
 from energybench import data as datalib
 from energybench.checkpoint import LoadedModel, load_model
 from energybench.errors import UserError
+from energybench.validation import RangeError
 from energybench.metrics import METRICS, EvalContext
 from energybench.results import (
-    RECORD_VERSION, read_record, record_path, same_inputs, write_json_atomic,
+    RECORD_VERSION, check_writable_dir, protocol_text, read_record, record_path, same_inputs,
+    write_json_atomic,
 )
-from energybench.runtime import environment_info
+from energybench.runtime import environment_info, exact_float32, float32_precision_now
 
 
 def default_out_dir(model_path: Path) -> Path:
@@ -39,7 +43,10 @@ def metric_params(name: str, overrides: dict) -> object:
         if key in fields and value is not None:
             values[key] = parse_field(cls.Params, key, value) if isinstance(value, str) and \
                 key != "inception_weights" else value
-    return cls.Params(**values)
+    try:
+        return cls.Params(**values)
+    except RangeError as exc:
+        raise exc.renamed(f"{name}: {exc.field}") from None
 
 
 def check_param_keys(metrics: list[str], keys) -> None:
@@ -49,6 +56,34 @@ def check_param_keys(metrics: list[str], keys) -> None:
     if unknown:
         raise UserError(f"--param {', '.join(unknown)}: no selected metric takes it; they take: "
                         f"{', '.join(sorted(known)) or 'nothing'}")
+
+
+def check_classes(loaded: LoadedModel, test: datalib.LabeledImages, model_path: Path,
+                  device: torch.device) -> None:
+    """The data must have the model's classes: their number, and for a checkpoint (which stores
+    its class names) the same names in the same order."""
+    num_classes = getattr(loaded.model, "num_classes", None) or _num_outputs(loaded, test, device)
+    if num_classes != test.num_classes:
+        raise UserError(
+            f"{model_path} outputs {num_classes} classes but the data has {test.num_classes}; "
+            f"give the matching dataset with --data"
+        )
+    trained = loaded.checkpoint["meta"].get("classes") if loaded.checkpoint is not None else None
+    if trained is not None and list(trained) != list(test.classes):
+        first = next(i for i, (a, b) in enumerate(zip(trained, test.classes)) if a != b)
+        raise UserError(
+            f"{model_path} was trained with classes in another order or with other names than the "
+            f"data's (class {first}: {trained[first]!r} vs {test.classes[first]!r}); give data with "
+            f"the classes {', '.join(trained[:3])}, ... in the model's order"
+        )
+
+
+def record_identity(metric, loaded: LoadedModel, test: datalib.LabeledImages, seed: int,
+                    batch_size: int, device: torch.device) -> dict:
+    """Everything a record's number depends on; equal identities share one record file."""
+    return {"metric": metric.name, "metric_version": metric.version, "model_sha256": loaded.sha256,
+            "data": datalib.data_identity(test.source), "n": len(test), "params": metric.protocol(),
+            "seed": seed, "batch_size": batch_size, "device": device.type}
 
 
 def evaluate(
@@ -64,53 +99,70 @@ def evaluate(
     force: bool = False,
     log=print,
     refused: dict | None = None,
+    train_data: str | None = None,
 ) -> list[dict]:
-    """Evaluate `metrics` on the first n test images; returns the records (new and reused).
+    """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
+    with `file`, the path it is stored at.
 
     A metric that cannot run here (e.g. IS/FID without Inception weights) raises its UserError,
-    or, when a `refused` dict is given, is recorded there by name and the others still run."""
+    or, when a `refused` dict is given, is recorded there by name and the others still run.
+    Everything is checked (model, data, classes, every protocol) before anything is written."""
     model_path = Path(model_path)
+    if n is not None and n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    chosen = [METRICS.get(name)(metric_params(name, overrides or {})) for name in metrics]
     loaded: LoadedModel = load_model(model_path, device)
     spec = data_spec if data_spec is not None else loaded.train_source
+    if spec is None:
+        raise UserError(f"{model_path} does not say what data it was trained on; pass --data")
     test = datalib.load_split(spec, "test")
     if n is not None:
-        if n < 1:
-            raise UserError(f"--n must be at least 1, got {n}")
         test = test.subset(n)
-    num_classes = getattr(loaded.model, "num_classes", None) or _num_outputs(loaded, test, device)
-    if num_classes != test.num_classes:
-        raise UserError(
-            f"{model_path} outputs {num_classes} classes but the data has {test.num_classes}; "
-            f"give the matching dataset with --data"
-        )
+    check_classes(loaded, test, model_path, device)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_path)
-    ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded)
+    check_writable_dir(out_dir)
+    ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,
+                      train_data=train_data)
     model_info = describe_model(loaded, model_path)
-    data_info = {"spec": spec, "label": test.source.get("label"), "source": test.source}
+    data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
+    created = not out_dir.exists()
+    try:
+        return _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir, force,
+                            model_info, data_info, log, refused)
+    finally:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # every metric refused: leave no empty folder behind
+
+
+def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: Path, force: bool,
+                 model_info: dict, data_info: dict, log, refused) -> list[dict]:
     records = []
-    for name in metrics:
-        metric = METRICS.get(name)(metric_params(name, overrides or {}))
-        params = dataclasses.asdict(metric.params)
-        identity = {
-            "model_sha256": loaded.sha256, "data": test.source, "n": len(test),
-            "params": params, "seed": seed,
-        }
-        path = record_path(out_dir, name)
+    for metric in chosen:
+        name = metric.name
+        identity = record_identity(metric, loaded, test, seed, batch_size, device)
+        path = record_path(out_dir, name, identity)
         old = read_record(path)
         if old is not None and not force and same_inputs(old, identity):
             log(f"{name}: already recorded in {path} (use --force to recompute)")
-            records.append(old)
+            records.append({**old, "file": str(path)})
             continue
         start = time.perf_counter()
         out_dir.mkdir(parents=True, exist_ok=True)
         try:
-            result = metric.compute(ctx)
+            with exact_float32():
+                result = metric.compute(dataclasses.replace(ctx, stem=path.stem))
         except UserError as exc:
             if refused is None:
                 raise
             refused[name] = str(exc)
             log(f"{name}: not computed: {exc}")
             continue
+        params = identity["params"]
+        defaults = type(metric)(type(metric).Params()).protocol()
         record = {
             "record_version": RECORD_VERSION,
             "metric": name,
@@ -120,10 +172,12 @@ def evaluate(
             "n": result.n,
             "stderr": None if result.stderr is None else float(result.stderr),
             "params": params,
+            "changed_params": {k: v for k, v in params.items() if v != defaults.get(k)},
             "extra": result.extra,
             "seed": seed,
             "device": str(device),
             "dtype": "float32",
+            "float32_precision": float32_precision_now() if device.type == "cuda" else "ieee (CPU)",
             "batch_size": batch_size,
             "model": model_info,
             "data": data_info,
@@ -133,14 +187,16 @@ def evaluate(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(record, path)
-        log(f"{name}: {record['value']:.4f} (n={record['n']}) -> {path}")
-        records.append(record)
+        log(f"{name}: {record['value']:.4f} (n={record['n']}, {protocol_text(record)}) -> {path}")
+        records.append({**record, "file": str(path)})
     return records
 
 
 def describe_model(loaded: LoadedModel, model_path: Path) -> dict:
-    """What a record says about the evaluated model: identity, recipe and its parameters, and the
-    training scale (epochs, training images and their source) that tables report beside a number."""
+    """What a record says about the evaluated model: identity, recipe and its parameters, the
+    training scale (epochs, training images and their source) that tables report beside a number,
+    which checkpoint of the run it is (`last`, or `best` with how it was selected), and whether
+    the divergence guard rolled the run back (how often, the final learning-rate scale)."""
     ckpt = loaded.checkpoint
     info = {"path": str(model_path.resolve()), "sha256": loaded.sha256, "kind": loaded.kind,
             "recipe": None, "model": None, "recipe_params": None, "training": None,
@@ -152,7 +208,11 @@ def describe_model(loaded: LoadedModel, model_path: Path) -> dict:
         "recipe": ckpt["recipe"], "model": ckpt["model"], "recipe_params": ckpt["config"].get("params"),
         "training": {"epochs": progress.get("epoch"), "planned_epochs": ckpt["config"]["optim"]["epochs"],
                      "train_images": meta.get("num_train_images"),
-                     "data": (meta.get("train_source") or {}).get("label"), "seed": meta.get("seed")},
+                     "holdout_images": meta.get("num_holdout_images", 0),
+                     "data": (meta.get("train_source") or {}).get("label"), "seed": meta.get("seed"),
+                     "rollbacks": progress.get("rollbacks", 0), "lr_scale": progress.get("lr_scale", 1.0),
+                     "resume_overrides": progress.get("resume_overrides", [])},
+        "checkpoint": {"which": "best", **ckpt["selection"]} if "selection" in ckpt else {"which": "last"},
     })
     return info
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from energybench.results import atomic_output
+
 
 def image_grid(images: torch.Tensor, rows: int, cols: int, pad: int = 1) -> np.ndarray:
     """(N, C, H, W) float in [0, 1] -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 grid."""
@@ -20,10 +22,25 @@ def image_grid(images: torch.Tensor, rows: int, cols: int, pad: int = 1) -> np.n
 
 
 def save_png(array: np.ndarray, path: Path, scale: int = 3) -> None:
+    """An (H, W, C) uint8 image, enlarged `scale` times (nearest), written atomically."""
     from PIL import Image
 
     img = Image.fromarray(array)
-    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+    with atomic_output(path) as tmp:
+        img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(tmp, format="PNG")
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
+    """A matplotlib figure, written atomically in the format of `path`'s suffix."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip("."))
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """Raw data beside a figure (.npz), written atomically."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
 
 def save_class_grids(samples, out: Path, classes=None, per_row: int = 10) -> None:

@@ -10,7 +10,6 @@ Classes are balanced: n_per_class samples for every class, generated in batches.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,13 +21,18 @@ from energybench.errors import UserError
 from energybench.progress import progress
 from energybench.runtime import derive_seed, make_generator
 from energybench.sampling import SGLDConfig, make_init, sgld
+from energybench.validation import Checked
 
 MODES = {"joint": "joint", "conditional": "conditional", "marginal": "marginal"}
 INITS = ("uniform", "class-gaussian", "buffer")
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationConfig(Checked):
+    LIMITS = {"n_per_class": "[1, inf)", "steps": "[0, inf)", "step_size": "[0, inf)",
+              "noise_scale": "[0, inf)", "batch_size": "[1, inf)", "seed": "[0, inf)"}
+    CHOICES = {"mode": tuple(MODES), "init": INITS}
+
     n_per_class: int = 10
     mode: str = "joint"
     init: str = "class-gaussian"
@@ -37,17 +41,6 @@ class GenerationConfig:
     noise_scale: float = 0.005
     batch_size: int = 250
     seed: int = 0
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise UserError(f"unknown generation mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.init not in INITS:
-            raise UserError(f"unknown init {self.init!r}; use one of {', '.join(INITS)}")
-        if self.n_per_class < 1:
-            raise UserError("n_per_class must be at least 1")
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -102,15 +95,24 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
 
 
 def save_samples(samples: Samples, cfg: GenerationConfig, path: Path, meta: dict) -> None:
-    """An .npz with images (N, H, W, C) uint8, labels, the float images, and the config."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, images=samples.uint8().permute(0, 2, 3, 1).numpy(),
-                        images_float=samples.images.numpy(), labels=samples.labels.numpy(),
-                        config=json.dumps(asdict(cfg)), meta=json.dumps(meta))
-    tmp.replace(path)
+    """An .npz with images (N, H, W, C) uint8, labels, the float images, the config and `meta`
+    (what the samples belong to), written atomically."""
+    from energybench.results import atomic_output
+
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, images=samples.uint8().permute(0, 2, 3, 1).numpy(),
+                                images_float=samples.images.numpy(), labels=samples.labels.numpy(),
+                                config=json.dumps(asdict(cfg)), meta=json.dumps(meta, sort_keys=True))
 
 
-def load_samples(path: Path) -> Samples:
-    with np.load(path) as z:
-        return Samples(torch.from_numpy(z["images_float"]), torch.from_numpy(z["labels"]))
+def load_samples(path: Path, meta: dict | None = None) -> Samples | None:
+    """Samples saved by `save_samples`, or None when the file is absent, unreadable, or was
+    saved with other `meta` (then they are generated again)."""
+    try:
+        with np.load(path) as z:
+            if meta is not None and json.loads(str(z["meta"])) != json.loads(json.dumps(meta)):
+                return None
+            return Samples(torch.from_numpy(z["images_float"]), torch.from_numpy(z["labels"]))
+    except (OSError, ValueError, KeyError):
+        return None

@@ -79,10 +79,29 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def cell_protocol(measure: dict) -> dict:
+    """The full protocol a measure asks for: the metric's defaults with the measure's values,
+    written out (e.g. PGD's step follows eps), without estimator and incidental parameters."""
+    from energybench.metrics import METRICS
+
+    metric = METRICS.get(measure["metric"])
+    params = metric.Params(**measure.get("protocol", {}))
+    return metric.defining_params(metric(params).protocol())
+
+
+def record_metric_version(record: dict) -> int:
+    return (record.get("identity") or {}).get("metric_version", 1)
+
+
 def matches(record: dict, entry: dict, measure: dict) -> bool:
-    """Whether a record measures this entry's model with this measure's metric and protocol."""
+    """Whether a record measures this entry's model with this measure's metric and its whole
+    protocol (every defining parameter equal, and the metric's current version)."""
+    from energybench.metrics import METRICS
+
     model = record["model"]
     if record["metric"] != measure["metric"] or model.get("recipe") != entry["recipe"]:
+        return False
+    if record_metric_version(record) != METRICS.get(measure["metric"]).version:
         return False
     classes = ((model.get("model") or {}).get("kwargs") or {}).get("num_classes")
     if classes != DATASET_CLASSES[entry.get("dataset", "cifar10")]:
@@ -91,7 +110,7 @@ def matches(record: dict, entry: dict, measure: dict) -> bool:
     if any(k not in params or not _same(params[k], v) for k, v in entry.get("params", {}).items()):
         return False
     return all(k in record["params"] and _same(record["params"][k], v)
-               for k, v in measure.get("protocol", {}).items())
+               for k, v in cell_protocol(measure).items())
 
 
 @dataclass(frozen=True)
@@ -105,13 +124,24 @@ class Scale:
     train_data: str | None
     test_images: int
     test_data: str | None
+    estimator: str = ""  # e.g. "probes 4": how precisely the quantity was estimated
+    checkpoint: str = ""  # "" for a run's last checkpoint, else how best.pt was selected
 
     @classmethod
     def of(cls, record: dict) -> "Scale":
+        from energybench.metrics import METRICS
+
         model, training = record["model"], record["model"].get("training") or {}
+        metric = METRICS.get(record["metric"])
+        values = {k: record["params"][k] for k in metric.estimator_params if k in record["params"]}
+        estimator = ", ".join(k.replace("_", " ") if v is True else f"{k.replace('_', ' ')} {v}"
+                              for k, v in values.items() if v is not False)
+        selected = model.get("checkpoint") or {}
+        checkpoint = (f"best checkpoint (epoch {selected.get('epoch')}, by PGD-10 robust accuracy on "
+                      f"{selected.get('val_n')} held-out training images)" if selected.get("which") == "best" else "")
         return cls((model.get("model") or {}).get("name", model.get("kind", "?")), model.get("parameters"),
                    training.get("epochs"), training.get("train_images"), training.get("data"),
-                   record["n"], record["data"].get("label"))
+                   record["n"], record["data"].get("label"), estimator, checkpoint)
 
     def differences(self, paper: dict, dataset: str) -> list[str]:
         out = []
@@ -128,7 +158,9 @@ class Scale:
         size = f" ({self.parameters:,} parameters)" if self.parameters else ""
         train = (f", {self.epochs} epochs on {self.train_images:,} training images of {self.train_data}"
                  if self.epochs is not None and self.train_images else "")
-        return f"{self.model}{size}{train}; {self.test_images:,} test images of {self.test_data}"
+        estimator = f"; {self.estimator}" if self.estimator else ""
+        estimator += f"; {self.checkpoint}" if self.checkpoint else ""
+        return f"{self.model}{size}{train}; {self.test_images:,} test images of {self.test_data}{estimator}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +170,8 @@ class Measured:
     scale: Scale
     differs: tuple[str, ...]
     file: str
+    rollbacks: int = 0  # divergence-guard roll-backs of the run behind the number
+    lr_scale: float = 1.0  # the learning-rate factor the roll-backs left
 
 
 def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) -> Measured | None:
@@ -153,8 +187,10 @@ def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) 
     r = next(iter(distinct.values()))
     scale = Scale.of(r)
     k = measure["scale"]
+    training = r["model"].get("training") or {}
     return Measured(r["value"] * k, None if r.get("stderr") is None else r["stderr"] * k, scale,
-                    tuple(scale.differences(paper, entry.get("dataset", "cifar10"))), r["_file"])
+                    tuple(scale.differences(paper, entry.get("dataset", "cifar10"))), r["_file"],
+                    training.get("rollbacks", 0), training.get("lr_scale", 1.0))
 
 
 # ----------------------------------------------------------------------------- the table
@@ -186,12 +222,14 @@ def build(spec: dict, records: list[dict]) -> Grid:
     scales: dict[Scale, str] = {}
     secondary = set(spec.get("secondary", []))
     any_differs = False
+    rolled: dict[str, tuple[int, float]] = {}  # entry label -> (roll-backs, final lr scale)
     cells, tidy = {}, []
     for entry in spec["entries"]:
         for measure in spec["measures"]:
             published = spec["published"].get(entry["key"], {}).get(measure["key"])
             pub_text = NOT_REPORTED if published is None else published + ("§" if entry["key"] in secondary else "")
             row = {"table": spec["name"], "entry": entry["label"], "measure": measure["label"],
+                   "rollbacks": None,
                    "display_scale": measure["scale"],
                    "metric": measure["metric"], "published": published,
                    "published_source": None if published is None else
@@ -211,8 +249,11 @@ def build(spec: dict, records: list[dict]) -> Grid:
                     if m.stderr is not None and m.stderr > 0:
                         text += f" ± {fmt_number(m.stderr, measure, stderr=True)}"
                     text += f" [{label}{'†' if m.differs else ''}]"
+                    if m.rollbacks:
+                        text += "‡"
+                        rolled[entry["label"]] = (m.rollbacks, m.lr_scale)
                     row.update(measured=m.value, stderr=m.stderr, scale=m.scale.describe(),
-                               differs_from_paper="; ".join(m.differs))
+                               differs_from_paper="; ".join(m.differs), rollbacks=m.rollbacks)
             cells[entry["key"], measure["key"]] = (pub_text, text)
             tidy.append(row)
     by_entry = spec["rows_are"] == "entries"
@@ -231,6 +272,9 @@ def build(spec: dict, records: list[dict]) -> Grid:
         notes.append(f"† measured at a scale that differs from the paper's ({paper['model']}, "
                      f"{', '.join(f'{v:,} {k} test images' for k, v in paper['test_images'].items())}): "
                      "compare orderings, not values.")
+    for label, (count, lr_scale) in rolled.items():
+        notes.append(f"‡ {label}: the divergence guard rolled its training back {count} time"
+                     f"{'s' if count > 1 else ''} (learning rate finally x{lr_scale:g}); see the run's events.jsonl.")
     if secondary:
         notes.append("§ published value taken from secondary notes of the paper, not its text.")
     notes.append(f"Published: {spec['paper']}. {NOT_REPORTED}: not reported. Measured: value ± standard "
@@ -265,7 +309,7 @@ def render(grid: Grid, fmt: str) -> str:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "†": r"$^\dagger$",
-        "§": r"\S{}", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "–": "--"}
+        "§": r"\S{}", "‡": r"$^\ddagger$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "–": "--"}
 
 
 def _tex(text: str) -> str:

@@ -29,7 +29,7 @@ from energybench.errors import UserError
 from energybench.evaluate import evaluate
 from energybench.recipes import preset_config, recipe_names
 from energybench.report import collect_records, load_table, run_name, table_names, write_tables
-from energybench.results import write_json_atomic, write_text_atomic
+from energybench.results import check_writable_dir, write_json_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class ReproductionPreset:
     metric_params: dict = field(default_factory=dict)  # metric -> protocol overrides
     figures: bool = False  # sample gallery + landscape and memorization figures per run
     summary: str = ""
+    checkpoint: str = "last"  # which checkpoint of each run is evaluated: last, or best (best.pt)
 
     def n_for(self, metric: str) -> int | None:
         return self.test_images.get(metric, self.test_images["default"])
@@ -63,7 +64,8 @@ PRESETS = {
     "paper": ReproductionPreset(
         "paper", "paper", (), {"default": None},
         {"autoattack": {"max_images": 10_000}, "is": {"n_per_class": 5000}, "fid": {"n_per_class": 5000}},
-        figures=True, summary="GPU, days: every recipe's paper preset, full test set, 50,000 IS/FID samples"),
+        figures=True, summary="GPU, days: every recipe's paper preset, full test set, 50,000 IS/FID samples",
+        checkpoint="best"),
 }
 FIGURE_METRICS = ["energy-hist", "energy-contour", "energy-dynamics", "memorization"]
 GALLERY = {"n_per_class": 10, "mode": "joint", "init": "class-gaussian", "steps": 100,
@@ -118,6 +120,9 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     tables = tables or table_names()
     runs = plan(tables, parse_only(only))
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
+    check_writable_dir(out_dir)
+    check_writable_dir(runs_dir, "--runs")
+    datalib.resolve_source(data.get("cifar10"))  # CIFAR-10 is required: a missing one is an error
     status: dict[str, dict] = {}
     for run in runs:
         log(f"== {run.name}: {run.recipe} on {run.dataset}")
@@ -157,18 +162,22 @@ def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: 
     except UserError as exc:  # e.g. the divergence guard gave up
         log(f"{run.name}: training failed: {exc}")
         return {"failed": str(exc)}
+    if p.checkpoint == "best" and (run_dir / "best.pt").exists():
+        ckpt = run_dir / "best.pt"
     status = {"train_seconds_this_call": time.perf_counter() - start, "checkpoint": str(ckpt),
-              "train_seconds_total": _train_seconds(run_dir), "refused": {}}
+              "evaluated": ckpt.stem, "train_seconds_total": _train_seconds(run_dir), "refused": {}}
+    records = []
     for metric in run.metrics:  # one call per metric: each has its own n and protocol overrides
-        evaluate(ckpt, [metric], n=p.n_for(metric), out_dir=run_dir / "eval", device=device,
-                 overrides={"inception_weights": inception_weights, **p.metric_params.get(metric, {})},
-                 refused=status["refused"], log=log)
-    records_dir = out_dir / "records" / run.name
-    records_dir.mkdir(parents=True, exist_ok=True)
-    for metric in run.metrics:
-        src = run_dir / "eval" / f"{metric}.json"
-        if src.exists():
-            shutil.copyfile(src, records_dir / src.name)
+        records += evaluate(ckpt, [metric], n=p.n_for(metric), out_dir=run_dir / "eval", device=device,
+                            overrides={"inception_weights": inception_weights,
+                                       **p.metric_params.get(metric, {})},
+                            refused=status["refused"], log=log)
+    records_dir = out_dir / "records" / run.name  # exactly this reproduction's records
+    if records_dir.exists():
+        shutil.rmtree(records_dir)
+    records_dir.mkdir(parents=True)
+    for record in records:
+        shutil.copyfile(record["file"], records_dir / Path(record["file"]).name)
     if p.figures:
         status["figures"] = _figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log)
     return status
@@ -184,12 +193,18 @@ def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log) -
                      GALLERY["step_size"], GALLERY["noise_scale"], None, gallery, device, 0)
         (gallery / "samples.npz").unlink()  # the report keeps the pictures, not the arrays
     refused: dict = {}
-    evaluate(ckpt, FIGURE_METRICS, n=200, out_dir=run_dir / "eval-figures", device=device,
-             overrides={"n_per_class": 5, "steps": 100}, refused=refused, log=log)
-    for metric in FIGURE_METRICS:  # each figure with its raw data and record beside it
-        for src in sorted((run_dir / "eval-figures").glob(f"{metric}.*")):
+    records = evaluate(ckpt, FIGURE_METRICS, n=200, out_dir=run_dir / "eval-figures", device=device,
+                       overrides={"n_per_class": 5, "steps": 100}, refused=refused, log=log)
+    for old in dest.glob("*"):  # only this reproduction's figures
+        if old.is_file():
+            old.unlink()
+    pngs = [gallery / "grid.png"]
+    for record in records:  # each figure with its raw data and record beside it
+        source = Path(record["file"])
+        for src in sorted(source.parent.glob(f"{source.stem}.*")):
             shutil.copyfile(src, dest / src.name)
-    pngs = [gallery / "grid.png"] + [dest / f"{m}.png" for m in FIGURE_METRICS]
+        if "figure" in record["extra"]:
+            pngs.append(dest / record["extra"]["figure"])
     return [str(p.relative_to(dest.parent.parent)) for p in pngs if p.exists()]
 
 
@@ -210,17 +225,22 @@ def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendere
              f"Scale: {p.summary}. Recipe preset `{p.recipe_preset}`"
              + (f" with `{' '.join(p.train_overrides)}`" if p.train_overrides else "")
              + "; test images per metric: " + ", ".join(f"{k} {v if v else 'all'}" for k, v in p.test_images.items())
+             + f". Evaluated checkpoint: `{p.checkpoint}`"
+             + (" (best.pt, the epoch with the highest PGD-10 robust accuracy on held-out training "
+                "images, where the run has one; else last.pt)" if p.checkpoint == "best" else
+                " (last.pt, the end of training)")
              + ". Every measured cell names its scale; † marks a scale unlike the paper's.", "",
              f"Compute: {seconds['training'] / 60:.1f} minutes of training and {seconds['evaluation'] / 60:.1f} "
              "minutes of evaluation (sums over the runs' epochs and the records; sampling for the "
              "galleries not included).", "",
-             "## Runs", "", "| run | recipe | dataset | training (s) | status |", "|---|---|---|---:|---|"]
+             "## Runs", "", "| run | recipe | dataset | training (s) | evaluated | status |",
+             "|---|---|---|---:|---|---|"]
     for run in runs:
         s = status[run.name]
         state = ("skipped: " + s["skipped"]) if "skipped" in s else ("failed: " + s["failed"]) if "failed" in s \
             else ("not computed: " + ", ".join(s["refused"]) if s["refused"] else "complete")
         lines.append(f"| {run.name} | {run.recipe}{_params_text(run.params)} | {run.dataset} | "
-                     f"{s.get('train_seconds_total', 0):.0f} | {state} |")
+                     f"{s.get('train_seconds_total', 0):.0f} | {s.get('evaluated', '–')} | {state} |")
     reasons = {v for s in status.values() for v in s.get("refused", {}).values()}
     if reasons:
         lines += ["", "Metrics not computed here, and why:", ""] + [f"- {r}" for r in sorted(reasons)]

@@ -1,55 +1,141 @@
-"""Result records: one JSON file per (evaluated model, metric), written atomically.
+"""Result records and atomic file output.
 
-A record holds real numbers (fractions, not percent strings): metric, value, n, stderr, params,
-seed, device, dtype, the model (path, sha256, kind, recipe), the data source, versions and wall
-time. `load_records` reads many into a pandas DataFrame.
+A record is one JSON file per (model, metric, protocol): `OUT/<metric>-<key>.json`, where `key`
+is a digest of the record's identity (model sha256, data, n, every protocol value, seed, batch
+size, device type, metric version), so records of an eps or probe sweep live side by side in one
+folder and a rerun of the same protocol finds its record. A record holds real numbers (fractions,
+not percent strings): metric, value, n, stderr, params, seed, device, dtype, the model, the data
+source, versions and wall time. `load_records` reads many into a pandas DataFrame.
+
+Every file energybench writes goes through `atomic_output`: a temporary file in the same folder,
+renamed over the target only when complete, removed on any error, with the permissions of an
+ordinary file (0666 less the umask).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
-RECORD_VERSION = 1
+from energybench.errors import UserError
+from energybench.hashing import json_key
+
+RECORD_VERSION = 2
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; on success it replaces `path`, on any error
+    (including KeyboardInterrupt) it is removed. Readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; results are for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable_dir(folder: str | os.PathLike, option: str = "--out") -> None:
+    """A folder we will write into must be, or be creatable as, a writable folder: checked
+    before any work starts, so a bad --out fails at once and leaves nothing behind."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{option} {folder} cannot be a folder: {probe} is a file; choose another {option}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {folder} is not writable ({probe} is read-only); choose another {option}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed writer left in `folder` (`.<name>.<random>.tmp`); call it
+    only while holding the folder's lock. Returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write `text` to `path` via a temporary file and a rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for sharing
-    os.replace(tmp, path)
+    """Write `text` (UTF-8) to `path` atomically."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> None:
     write_text_atomic(json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n", path)
 
 
-def record_path(out_dir: str | os.PathLike, metric: str) -> Path:
-    return Path(out_dir) / f"{metric}.json"
+def identity_key(identity: dict) -> str:
+    """A 12-hex digest of a record's identity (stable: sorted keys, repr of floats)."""
+    return json_key(identity)
+
+
+def record_path(out_dir: str | os.PathLike, metric: str, identity: dict) -> Path:
+    """OUT/<metric>-<key>.json: one file per metric and identity."""
+    return Path(out_dir) / f"{metric}-{identity_key(identity)}.json"
 
 
 def read_record(path: str | os.PathLike) -> dict | None:
     """A record, or None when absent or unreadable (it will be recomputed)."""
     try:
         record = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return record if isinstance(record, dict) and "metric" in record else None
 
 
 def same_inputs(record: dict, identity: dict) -> bool:
-    """Whether a stored record was computed from the same model, data, params and seed."""
-    return record.get("identity") == identity
+    """Whether a stored record was computed from the same model, data, protocol and settings."""
+    return record.get("identity") == json.loads(json.dumps(identity))
+
+
+def _per_255(value) -> str:
+    return f"{value * 255:g}/255" if isinstance(value, (int, float)) else str(value)
+
+
+PIXEL_PARAMS = ("eps", "step_size", "pgd_step_size", "radius", "flat_radius")
+
+
+def protocol_text(record: dict) -> str:
+    """The protocol of a record in a few words: eps and step as x/255 where the metric has them,
+    then every value that differs from the metric's defaults (`changed_params`)."""
+    params, changed = record.get("params") or {}, record.get("changed_params") or {}
+    parts = []
+    for key, label in (("eps", "eps"), ("step_size", "step"), ("pgd_step_size", "step")):
+        if key in params and params[key] is not None:
+            parts.append(f"{label} {_per_255(params[key])}")
+    for key, value in changed.items():
+        if key not in ("eps", "step_size", "pgd_step_size"):
+            parts.append(f"{key} {_per_255(value) if key in PIXEL_PARAMS else value}")
+    return ", ".join(parts) or "default"
 
 
 def load_records(paths) -> "pandas.DataFrame":  # noqa: F821
-    """Records from files or folders (recursively *.json) as a DataFrame, one row per record."""
+    """Records from files or folders (recursively *.json) as a DataFrame, one row per record:
+    metric, value, stderr, n, eps and step_size (where the metric has them), `protocol` (text),
+    one `params.<key>` column per protocol value, model, recipe, data, seed, device, file."""
     import pandas as pd
 
     rows = []
@@ -59,22 +145,34 @@ def load_records(paths) -> "pandas.DataFrame":  # noqa: F821
             record = read_record(f)
             if record is None or "value" not in record:
                 continue
+            params = record.get("params") or {}
             rows.append({
-                "metric": record["metric"], "value": record["value"], "n": record["n"],
-                "stderr": record.get("stderr"), "model": record["model"].get("path"),
+                "metric": record["metric"], "value": record["value"], "stderr": record.get("stderr"),
+                "n": record["n"], "eps": params.get("eps"),
+                "step_size": params.get("step_size", params.get("pgd_step_size")),
+                "protocol": protocol_text(record),
+                **{f"params.{k}": v for k, v in params.items()},
+                "model": record["model"].get("path"), "model_sha256": record["model"].get("sha256"),
                 "recipe": record["model"].get("recipe"), "data": record["data"].get("label"),
+                "seed": record.get("seed"), "device": record.get("device"),
                 "wall_seconds": record.get("wall_seconds"), "file": str(f),
             })
     return pd.DataFrame(rows)
 
 
 def format_summary(records: list[dict]) -> str:
-    """A Markdown table of records: metric, value (percent for accuracies), +-stderr, n, time."""
-    lines = ["| metric | value | ± stderr | n | seconds |", "|---|---:|---:|---:|---:|"]
+    """A Markdown table of records (metric, protocol, value in % for accuracies, ± stderr, n,
+    seconds), then any reliability warnings the metrics recorded."""
+    lines = ["| metric | protocol | value | ± stderr | n | seconds |", "|---|---|---:|---:|---:|---:|"]
+    warnings = []
     for r in records:
         pct = r.get("unit") == "fraction"
         scale = 100.0 if pct else 1.0
-        value = f"{r['value'] * scale:.2f}{' %' if pct else ''}" if pct else f"{r['value']:.4g}"
+        value = f"{r['value'] * scale:.2f} %" if pct else f"{r['value']:.4g}"
         err = "" if r.get("stderr") is None else f"{r['stderr'] * scale:.2f}"
-        lines.append(f"| {r['metric']} | {value} | {err} | {r['n']} | {r['wall_seconds']:.1f} |")
+        lines.append(f"| {r['metric']} | {protocol_text(r)} | {value} | {err} | {r['n']} | "
+                     f"{r['wall_seconds']:.1f} |")
+        warnings += [f"- {r['metric']}: {w}" for w in (r.get("extra") or {}).get("warnings", [])]
+    if warnings:
+        lines += ["", "Warnings raised by the metrics:", *warnings]
     return "\n".join(lines)

@@ -64,6 +64,39 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
+_TF32_SWITCHES = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"))
+
+
+@contextlib.contextmanager
+def exact_float32():
+    """Inside: CUDA matmuls and cuDNN convolutions run in IEEE float32, not TF32 (which cuDNN
+    convolutions use by default). Attacks, SGLD, Fisher scores and energy evaluation run in it,
+    so a record that says float32 means float32. Restores the previous settings."""
+    switches = [getattr(getattr(torch.backends, a), b) for a, b in _TF32_SWITCHES]
+    if not all(hasattr(s, "fp32_precision") for s in switches):  # torch < 2.9: the legacy flags
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        return
+    saved = [s.fp32_precision for s in switches]
+    for s in switches:
+        s.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for s, value in zip(switches, saved):
+            s.fp32_precision = value
+
+
+def float32_precision_now() -> dict:
+    """The current TF32 settings, as records state them."""
+    return {f"{a}.{b}": getattr(getattr(getattr(torch.backends, a), b), "fp32_precision", "unknown")
+            for a, b in _TF32_SWITCHES}
+
+
 def git_sha() -> str | None:
     """The git commit of the energybench source tree, if it is a git checkout."""
     root = Path(__file__).resolve().parent.parent

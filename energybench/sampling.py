@@ -69,6 +69,17 @@ def sgld(model: nn.Module, x0: torch.Tensor, cfg: SGLDConfig, generator: torch.G
     return x.detach()
 
 
+def assign_last(target: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> None:
+    """target[idx] = values, deterministically: for an index that occurs several times the last
+    occurrence wins. (Plain index assignment with repeated indices lets parallel threads race, so
+    two identical runs could keep different values.) idx: (n,) int64; values: (n, ...)."""
+    unique, inverse = torch.unique(idx, return_inverse=True)
+    position = torch.arange(len(idx), device=idx.device)
+    last = torch.full((len(unique),), -1, dtype=torch.long, device=idx.device)
+    last = last.scatter_reduce(0, inverse, position, reduce="amax")
+    target[unique] = values[last]
+
+
 class UniformInit:
     """x0 ~ U(0, 1)^D (JEM's uniform noise, [-1, 1] in its own units)."""
 
@@ -152,11 +163,12 @@ class ReplayBuffer:
             fresh_labels = torch.randint(0, self.num_classes, (int(reinit.sum()),),
                                          generator=generator, device=device)
             x0[reinit] = self.init.sample(fresh_labels, generator)
-            self.labels[idx[reinit]] = fresh_labels
+            assign_last(self.labels, idx[reinit], fresh_labels)
         return x0, idx
 
     def write(self, idx: torch.Tensor, x: torch.Tensor) -> None:
-        self.images[idx] = x.detach()
+        """Store chain states; where a chain was drawn twice in the batch, the later one is kept."""
+        assign_last(self.images, idx, x.detach())
 
     def state_dict(self) -> dict:
         # clone: on CPU .cpu() would return the live tensor, which later draws overwrite

@@ -1,6 +1,6 @@
 """SSIM (Wang et al. 2004) as the JEAT paper's memorization check uses it, batched over pairs.
 
-Settings (DESIGN.md): 11x11 Gaussian window with sigma 1.5, data range 1, K1 0.01, K2 0.03,
+Settings (JEAT Fig. 7, scikit-image conventions): 11x11 Gaussian window with sigma 1.5, data range 1, K1 0.01, K2 0.03,
 population covariances (scikit-image's `gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1`), the SSIM map averaged over the positions where the
 window fits (scikit-image crops the same border), then over channels.

@@ -9,8 +9,10 @@ it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,19 +21,23 @@ import torch
 import torch.nn as nn
 
 from energybench import data as datalib
-from energybench.attacks import predict
+from energybench.attacks import PGDConfig, pgd, predict
 from energybench.augment import random_crop_flip
 from energybench.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
-from energybench.config import OptimConfig, TrainConfig, to_dict, train_config_from_dict
+from energybench.config import (
+    OptimConfig, TrainConfig, apply_overrides, describe, to_dict, train_config_from_dict,
+)
 from energybench.distributed import (
     World, all_sum, any_rank, barrier, check_batch, gather_to_main,
 )
 from energybench.dynamics import EnergyDynamics
 from energybench.errors import UserError
 from energybench.guard import divergence_reason
+from energybench.locking import FolderLock
 from energybench.models import create_model
 from energybench.progress import progress
 from energybench.recipes import RecipeContext, get_recipe
+from energybench.results import check_writable_dir, remove_stale_temporaries, write_text_atomic
 from energybench.runtime import (
     autocast, derive_seed, environment_info, make_generator, set_deterministic,
 )
@@ -39,7 +45,11 @@ from energybench.runtime import (
 LOG_NAME = "log.jsonl"
 EVENTS_NAME = "events.jsonl"
 CHECKPOINT_NAME = "last.pt"
-_INIT, _PERM, _STEP, _RECIPE, _PROBE = 0, 1, 2, 3, 4  # stream ids for derive_seed
+BEST_NAME = "best.pt"
+LOCK_NAME = ".lock"
+_INIT, _PERM, _STEP, _RECIPE, _PROBE, _HOLDOUT, _ROBUST = 0, 1, 2, 3, 4, 5, 6  # derive_seed streams
+# The per-epoch robustness check (model selection, Rice et al. 2020): PGD-10, 8/255, step 2/255.
+SELECTION_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10)
 
 
 class _Diverged(Exception):
@@ -67,6 +77,34 @@ def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.name == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise UserError(f"unknown optimizer {cfg.name!r}; use sgd or adam")
+
+
+def split_holdout(data: datalib.LabeledImages, n: int, seed: int
+                  ) -> tuple[datalib.LabeledImages, datalib.LabeledImages | None]:
+    """(training part, held-out part): n // K images of every class, drawn by a seeded permutation,
+    are held out (JEM's code holds out 5,000 of 50,000 this way). n = 0 holds out nothing."""
+    if n == 0:
+        return data, None
+    per_class = n // data.num_classes
+    if per_class < 1:
+        raise UserError(f"data.holdout {n} is smaller than the number of classes {data.num_classes}")
+    gen = make_generator(derive_seed(seed, _HOLDOUT))
+    held = []
+    for c in range(data.num_classes):
+        members = torch.nonzero(data.labels == c).flatten()
+        if len(members) <= per_class:
+            raise UserError(f"data.holdout {n} leaves no training images of class {c}; lower it")
+        held.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+    held_idx = torch.cat(held).sort().values
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[held_idx] = False
+    keep_idx = torch.nonzero(keep).flatten()
+
+    def part(idx, what):
+        return datalib.LabeledImages(data.images[idx], data.labels[idx], data.classes,
+                                     dict(data.source, holdout={"part": what, "n": len(idx), "seed": seed}))
+
+    return part(keep_idx, "train"), part(held_idx, "held out")
 
 
 def balanced_subset(data: datalib.LabeledImages, n: int | None) -> datalib.LabeledImages:
@@ -140,7 +178,8 @@ class Trainer:
         self.local_batch = check_batch(cfg.optim.batch_size, world)
         set_deterministic(cfg.run.deterministic)
         train_full = datalib.load_split(cfg.data.source, "train")
-        self.train_data = balanced_subset(train_full, cfg.data.train_subset)
+        self.train_data, self.val_data = split_holdout(
+            balanced_subset(train_full, cfg.data.train_subset), cfg.data.holdout, cfg.run.seed)
         self.eval_data = None
         if cfg.data.eval_subset != 0:
             self.eval_data = datalib.load_split(cfg.data.source, "test").subset(cfg.data.eval_subset)
@@ -181,6 +220,8 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.totals = EpochTotals()
         self.lr_scale, self.reseeds, self.rollbacks = 1.0, 0, 0
+        self.resume_overrides: list[dict] = []
+        self.best: dict | None = None  # {"epoch", "val_robust_acc"} of best.pt
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -202,6 +243,7 @@ class Trainer:
                 "global_step": self.global_step, "finished": finished,
                 "epoch_totals": {k: v for k, v in vars(self.totals).items()},
                 "lr_scale": self.lr_scale, "reseeds": self.reseeds, "rollbacks": self.rollbacks,
+                "resume_overrides": self.resume_overrides, "best": self.best,
                 "dynamics": self.dynamics.state_dict() if self.dynamics else {},
             },
             "meta": {
@@ -210,6 +252,7 @@ class Trainer:
                 "train_source": self.train_data.source,
                 "classes": list(self.train_data.classes),
                 "num_train_images": len(self.train_data),
+                "num_holdout_images": 0 if self.val_data is None else len(self.val_data),
                 "world_size": self.world.size,
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 **environment_info(self.device),
@@ -243,13 +286,15 @@ class Trainer:
         self.totals = EpochTotals(**prog["epoch_totals"])
         self.lr_scale, self.reseeds = prog.get("lr_scale", 1.0), prog.get("reseeds", 0)
         self.rollbacks = prog.get("rollbacks", 0)
+        self.resume_overrides = list(prog.get("resume_overrides", []))
+        self.best = prog.get("best")
         if self.dynamics is not None:
             self.dynamics.load_state_dict(prog.get("dynamics", {}))
         log = self.out_dir / LOG_NAME
         if self.world.is_main and log.exists():  # drop lines of epochs the checkpoint has not completed
             lines = [ln for ln in log.read_text().splitlines()
                      if ln.strip() and json.loads(ln)["epoch"] <= self.epoch]
-            log.write_text("".join(ln + "\n" for ln in lines))
+            write_text_atomic("".join(ln + "\n" for ln in lines), log)
 
     # ------------------------------------------------------------------ loop
 
@@ -260,7 +305,7 @@ class Trainer:
         idx = order[step * bs:(step + 1) * bs].to(self.device)
         images = self.images[idx]
         if self.cfg.data.augment:
-            images = random_crop_flip(images, generator)
+            images = random_crop_flip(images, generator, padding_mode=self.cfg.data.padding_mode)
         if self.world.enabled:
             mine = slice(self.world.rank * self.local_batch, (self.world.rank + 1) * self.local_batch)
             images, idx = images[mine], idx[mine]
@@ -338,6 +383,35 @@ class Trainer:
             self._end_epoch()
         return self.save(finished=True)
 
+    def _accuracies(self, data: datalib.LabeledImages, prefix: str) -> dict:
+        """Clean accuracy on `data` and PGD-10 robust accuracy on its first run.robust_eval
+        images (the same images and random starts every epoch)."""
+        x, y = data.float_images(self.device), data.labels.to(self.device)
+        out = {f"{prefix}_acc": float((predict(self.model, x) == y).float().mean()), f"{prefix}_n": len(y)}
+        n = min(self.cfg.run.robust_eval, len(y))
+        if n:
+            gen = make_generator(derive_seed(self.cfg.run.seed, _ROBUST), self.device)
+            robust = 0
+            for start in range(0, n, 250):
+                xb, yb = x[start:min(n, start + 250)], y[start:min(n, start + 250)]
+                x_adv = pgd(self.model, xb, yb, SELECTION_ATTACK, gen)
+                robust += int(((predict(self.model, xb) == yb) & (predict(self.model, x_adv) == yb)).sum())
+            out.update({f"{prefix}_robust_acc": robust / n, f"{prefix}_robust_n": n})
+        return out
+
+    def note_resume_overrides(self, changed: dict) -> None:
+        """Record what a resume changed: in the checkpoint's progress and in events.jsonl."""
+        entry = {"global_step": self.global_step, "changed": changed}
+        self.resume_overrides = [*self.resume_overrides, entry]
+        if self.world.is_main:
+            self._event({"event": "resumed with overrides", **entry})
+            print(f"[{self.cfg.recipe}] resuming at global step {self.global_step} with "
+                  + ", ".join(f"{k}={v}" for k, v in changed.items()), flush=True)
+
+    def _event(self, event: dict) -> None:
+        with open(self.out_dir / EVENTS_NAME, "a") as fh:
+            fh.write(json.dumps({**event, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+
     def _roll_back(self, reason: str) -> None:
         """Restore the last checkpoint, lower the learning rate, reseed, and log the event."""
         guard = self.cfg.run.guard
@@ -352,13 +426,10 @@ class Trainer:
         self.lr_scale, self.reseeds, self.rollbacks = lr_scale, reseeds, rollbacks
         if not self.world.is_main:
             return
-        event = {"event": "diverged", "at": reason, "rolled_back_to": {
-                     "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                     "global_step": self.global_step},
-                 "lr_scale": lr_scale, "reseeds": reseeds, "rollback": rollbacks,
-                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        with open(self.out_dir / EVENTS_NAME, "a") as fh:
-            fh.write(json.dumps(event) + "\n")
+        self._event({"event": "diverged", "at": reason, "rolled_back_to": {
+                         "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                         "global_step": self.global_step},
+                     "lr_scale": lr_scale, "reseeds": reseeds, "rollback": rollbacks})
         print(f"[{self.cfg.recipe}] diverged at {reason}; rolled back to global step "
               f"{self.global_step}, learning rate x{lr_scale:g}, reseeded "
               f"(roll-back {rollbacks}/{guard.retries})", flush=True)
@@ -376,51 +447,122 @@ class Trainer:
                   "lr": self.optimizer.param_groups[0]["lr"], **totals.summary()}
         if self.world.is_main:
             if self.eval_data is not None:
-                x = self.eval_data.float_images(self.device)
-                record["eval_acc"] = float(
-                    (predict(self.model, x) == self.eval_data.labels.to(self.device)).float().mean())
-                record["eval_n"] = len(self.eval_data)
+                record.update(self._accuracies(self.eval_data, "eval"))
+            if self.val_data is not None:
+                record.update(self._accuracies(self.val_data, "val"))
             if self.dynamics is not None:
                 record.update(self.dynamics.measure(self.model))
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.totals = EpochTotals()
-        self.save(finished=self.epoch >= self.cfg.optim.epochs)
+        improved = "val_robust_acc" in record and (
+            self.best is None or record["val_robust_acc"] > self.best["val_robust_acc"])
+        finished = self.epoch >= self.cfg.optim.epochs
+        if improved:  # Rice et al. (2020): keep the most robust epoch; best.pt first, then last.pt
+            self.best = {"epoch": self.epoch, "val_robust_acc": record["val_robust_acc"],
+                         "val_n": record["val_robust_n"]}
+            save_checkpoint({**self.checkpoint_dict(finished),
+                             "selection": {"by": "val_robust_acc", **self.best,
+                                           "attack": "PGD-10, eps 8/255, step 2/255, random start",
+                                           "images": "held-out training images (data.holdout)"}},
+                            self.out_dir / BEST_NAME)
+        self.save(finished=finished)
         if not self.world.is_main:
             return
         with open(self.out_dir / LOG_NAME, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
-                            if isinstance(v, float) and k in ("loss", "train_acc", "eval_acc", "images_per_s"))
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float) and k in (
+            "loss", "train_acc", "eval_acc", "eval_robust_acc", "val_acc", "val_robust_acc", "images_per_s"))
         print(f"[{self.cfg.recipe}] epoch {record['epoch']}/{self.cfg.optim.epochs}: {summary}", flush=True)
 
 
+# What `--resume` may change (bookkeeping, budget, safety); everything else changes what the run is.
+RESUMABLE_KEYS = ("optim.lr", "optim.epochs", "data.eval_subset", "run.checkpoint_every_steps",
+                  "run.amp", "run.channels_last", "run.deterministic", "run.guard.")
+
+
+def resume_config(ckpt: dict, overrides: list[str], path: Path) -> tuple[TrainConfig, dict]:
+    """The checkpoint's config with `--set` overrides applied, and what they changed; an override
+    of anything outside RESUMABLE_KEYS is refused (it would make the run another run)."""
+    cfg = train_config_from_dict(ckpt["config"], get_recipe(ckpt["recipe"]).Params)
+    if not overrides:
+        return cfg, {}
+    new = apply_overrides(cfg, overrides)
+    before, after = dict(describe(cfg)), dict(describe(new))
+    changed = {k: after[k] for k in after if after[k] != before[k]}
+    refused = [k for k in changed if not k.startswith(RESUMABLE_KEYS)]
+    if refused:
+        raise UserError(
+            f"--resume cannot change {', '.join(refused)} (it would make {path} another run); it "
+            f"can change {', '.join(k.rstrip('.') + ('.*' if k.endswith('.') else '') for k in RESUMABLE_KEYS)}"
+            f"; start a new run with --out for the rest")
+    return new, {k: to_dict(v) for k, v in changed.items()}
+
+
+def _untrained(ckpt_path: Path) -> bool:
+    """Whether the run's checkpoint holds no training step yet (it may then be replaced)."""
+    try:
+        prog = read_checkpoint(ckpt_path)["progress"]
+    except UserError:
+        return False
+    return prog.get("global_step", 1) == 0 and prog.get("epoch", 1) == 0
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
-          stop_after_steps: int | None = None, world: World = World()) -> Path:
+          stop_after_steps: int | None = None, world: World = World(),
+          resume_overrides: list[str] | None = None) -> Path:
     """Train `cfg` into `out_dir` (checkpoint `last.pt`, log `log.jsonl`); returns the checkpoint.
 
-    With resume=True the run continues from `out_dir/last.pt` using the checkpoint's own config.
+    With resume=True the run continues from `out_dir/last.pt` using the checkpoint's own config,
+    with `resume_overrides` (`--set` strings) applied where RESUMABLE_KEYS allows. A run folder is
+    locked while it is trained; a second process gets a one-line error. A folder whose checkpoint
+    holds no training step yet (a run that failed before its first update) may be started afresh.
     """
     out_dir = Path(out_dir)
+    check_writable_dir(out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
-    ckpt = None
+    created = not out_dir.exists()
+    barrier(world)  # every rank has looked at out_dir before rank 0 creates files in it
+    lock = FolderLock(out_dir, LOCK_NAME, busy=f"{out_dir} is being trained by another process") \
+        if world.is_main else contextlib.nullcontext()
+    try:
+        with lock:
+            if world.is_main:
+                remove_stale_temporaries(out_dir)  # left by a writer that was killed
+            return _train_locked(cfg, out_dir, ckpt_path, device, resume, stop_after_steps, world,
+                                 list(resume_overrides or []))
+    except BaseException:
+        if created and world.is_main and not ckpt_path.exists():  # leave nothing half-made
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _train_locked(cfg, out_dir: Path, ckpt_path: Path, device, resume: bool, stop_after_steps,
+                  world: World, overrides: list[str]) -> Path:
+    ckpt, changed = None, {}
     if resume:
         if not ckpt_path.exists():
-            raise UserError(f"nothing to resume: {ckpt_path} does not exist")
+            raise UserError(f"nothing to resume: {ckpt_path} does not exist; train without --resume")
         ckpt = read_checkpoint(ckpt_path)
-        cfg = train_config_from_dict(ckpt["config"], get_recipe(ckpt["recipe"]).Params)
-        if ckpt["progress"].get("finished"):
+        if ckpt["recipe"] != cfg.recipe:
+            raise UserError(f"{ckpt_path} is a {ckpt['recipe']} run, not {cfg.recipe}; "
+                            f"resume it with `energybench train {ckpt['recipe']} --resume`")
+        cfg, changed = resume_config(ckpt, overrides, ckpt_path)
+        if ckpt["progress"].get("finished") and not changed:
             print(f"{ckpt_path} already finished {cfg.optim.epochs} epochs; nothing to do")
             return ckpt_path
     elif ckpt_path.exists():
-        raise UserError(
-            f"{out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to continue it "
-            f"or choose another --out"
-        )
-    barrier(world)  # every rank has looked at out_dir before rank 0 creates files in it
+        if not _untrained(ckpt_path):
+            raise UserError(
+                f"{out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to continue it "
+                f"or choose another --out"
+            )
+        print(f"{out_dir} holds a run that never trained a step; starting it afresh", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, out_dir, device, world)
     if ckpt is not None:
         trainer.restore(ckpt)
+        if changed:
+            trainer.note_resume_overrides(changed)
     elif world.is_main:
-        (out_dir / "config.json").write_text(json.dumps(to_dict(trainer.cfg), indent=1))
+        write_text_atomic(json.dumps(to_dict(trainer.cfg), indent=1), out_dir / "config.json")
     return trainer.run(stop_after_steps=stop_after_steps)

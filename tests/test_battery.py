@@ -1,6 +1,7 @@
 """The evaluation battery on a smoke checkpoint: generation, memorization, landscapes, AutoAttack."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def test_sample_errors(tmp_path, run_cli, trained_run):
                            "--steps", 1, "--out", tmp_path)
     assert code == 2 and "needs a checkpoint with a replay buffer" in err
     code, _, err = run_cli("sample", "--ckpt", trained_run / "last.pt", "--mode", "dream")
-    assert code == 2 and "unknown generation mode" in err
+    assert code == 2 and "Invalid value for '--mode': 'dream' is not one of" in err
 
 
 def test_landscape_and_memorization_records(trained_run, exact_npz, tmp_path):
@@ -43,19 +44,20 @@ def test_landscape_and_memorization_records(trained_run, exact_npz, tmp_path):
         data_spec=str(exact_npz), n=40, out_dir=tmp_path, overrides=overrides, log=lambda m: None)}
     mem = records["memorization"]
     assert mem["n"] == 20 and 0 < mem["value"] <= 1 and mem["params"]["k"] == 10
-    assert (tmp_path / "memorization.png").exists()
-    with np.load(tmp_path / "memorization.npz") as z:
+    assert (tmp_path / mem["extra"]["figure"]).exists()
+    with np.load(tmp_path / mem["extra"]["raw"]) as z:
         assert z["ssim"].shape == (20, 10) and (np.diff(z["ssim"], axis=1) <= 1e-6).all()
     hist = records["energy-hist"]["extra"]
     assert set(hist["energies"]) == {"clean", "adversarial", "generated"}
     assert hist["gap_adv_clean"] > 0  # PGD raises E(x, y) on a normal model
     assert 0 <= hist["overlap_clean_adv"] <= 1
     contour = records["energy-contour"]
-    with np.load(tmp_path / "energy-contour.npz") as z:
+    with np.load(tmp_path / contour["extra"]["raw"]) as z:
         assert z["grid"].shape == (4, 21, 21)
     assert records["energy-dynamics"]["n"] == 4  # epochs in the fixture's log
     for name in ("energy-hist", "energy-contour", "energy-dynamics"):
-        assert (tmp_path / f"{name}.png").exists()
+        figure = tmp_path / records[name]["extra"]["figure"]
+        assert figure.exists() and figure.stem == Path(records[name]["file"]).stem
     # generated once, shared by memorization and energy-hist
     assert len(list(tmp_path.glob("samples-*.npz"))) == 1
     assert contour["params"]["radius"] == pytest.approx(16 / 255)
@@ -66,7 +68,8 @@ def test_autoattack_metric_is_resumable(trained_run, exact_npz, tmp_path):
                   overrides={"eps": 1 / 255}, log=lambda m: None)
     (first,) = evaluate(trained_run / "last.pt", ["autoattack"], **kwargs)
     assert first["n"] == 16 and first["value"] <= first["extra"]["clean_accuracy"]
-    assert (tmp_path / "autoattack-state-16.json").exists()
+    state = tmp_path / first["extra"]["state_file"]
+    assert state.exists() and state.name == Path(first["file"]).stem + ".state.json"
     (again,) = evaluate(trained_run / "last.pt", ["autoattack"], force=True, **kwargs)
     assert again["value"] == first["value"]
 

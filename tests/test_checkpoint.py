@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from energybench.checkpoint import (
-    FORMAT, load_exported, load_model, read_checkpoint, save_checkpoint,
+    FORMAT, load_model, read_checkpoint, save_checkpoint,
 )
 from energybench.errors import UserError
 from energybench.evaluate import evaluate
+from energybench.exported import load_exported
 from energybench.models import create_model
 
 

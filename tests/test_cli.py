@@ -5,6 +5,11 @@ import pytest
 
 
 
+def _records(folder, metric):
+    return {json.loads(p.read_text())["params"].get("eps"): json.loads(p.read_text())
+            for p in sorted(folder.glob(f"{metric}-*.json"))}
+
+
 def test_train_eval_json(tmp_path, run_cli, jpeg_tar):
     run = tmp_path / "run"
     code, out, err = run_cli("train", "normal", "--preset", "smoke", "--data", jpeg_tar,
@@ -15,28 +20,49 @@ def test_train_eval_json(tmp_path, run_cli, jpeg_tar):
     code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--suite", "smoke",
                              "--batch-size", 32, "--device", "cpu")
     assert code == 0, err
-    assert "| clean |" in out and "| pgd20 |" in out and "CIFAR-10 (JPEG q75 copy)" in out
+    assert "| clean |" in out and "| pgd20 | eps 8/255, step 2/255 |" in out
+    assert "CIFAR-10 (JPEG q75 copy)" in out
     records = run / "eval-last"
-    clean = json.loads((records / "clean.json").read_text())
-    pgd = json.loads((records / "pgd20.json").read_text())
+    (clean,) = _records(records, "clean").values()
+    (pgd,) = _records(records, "pgd20").values()
     assert clean["n"] == 64 and 0 <= clean["value"] <= 1 and isinstance(clean["stderr"], float)
     assert pgd["params"] == {"eps": 8 / 255, "step_size": 2 / 255, "steps": 20, "restarts": 1,
                              "objective": "ce", "random_start": True}
     assert pgd["value"] <= clean["value"]
-    for key in ("seed", "device", "dtype", "versions", "wall_seconds", "model", "data"):
+    for key in ("seed", "device", "dtype", "versions", "wall_seconds", "model", "data", "identity"):
         assert key in pgd
     assert pgd["model"]["sha256"] and pgd["data"]["label"] == "CIFAR-10 (JPEG q75 copy)"
     assert (records / "summary.md").exists()
-    # A second run reuses the records; --force recomputes; another eps is a different record.
-    code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--device", "cpu")
+    # A second run reuses the records; --force recomputes.
+    code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--batch-size", 32,
+                             "--device", "cpu")
     assert err.count("already recorded") == 2
-    code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--metric",
-                             "pgd20", "--eps", "2/255", "--device", "cpu")
-    assert "already recorded" not in err
-    assert json.loads((records / "pgd20.json").read_text())["params"]["eps"] == pytest.approx(2 / 255)
     code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--metric", "clean",
-                             "--force", "--device", "cpu")
+                             "--batch-size", 32, "--force", "--device", "cpu")
     assert code == 0 and "already recorded" not in err
+
+
+def test_records_are_keyed_by_protocol(tmp_path, run_cli, trained_run):
+    """An eps sweep into one folder keeps every record; the step follows eps unless given; a
+    rerun of any protocol is skipped; the summary shows eps and step."""
+    out = tmp_path / "sweep"
+    base = ["eval", "--ckpt", trained_run / "last.pt", "--n", 32, "--metric", "pgd20", "--out", out,
+            "--device", "cpu"]
+    for eps in ("2/255", "8/255"):
+        code, stdout, err = run_cli(*base, "--eps", eps)
+        assert code == 0, err
+    code, stdout, err = run_cli(*base, "--eps", "2/255", "--param", "step_size=1/255")
+    assert code == 0 and "| pgd20 | eps 2/255, step 1/255 |" in stdout
+    by_step = {(round(r["params"]["eps"] * 255, 6), round(r["params"]["step_size"] * 255, 6))
+               for r in map(lambda p: json.loads(p.read_text()), out.glob("pgd20-*.json"))}
+    assert by_step == {(2, 0.5), (8, 2), (2, 1)}
+    code, stdout, err = run_cli(*base, "--eps", "2/255")
+    assert "already recorded" in err and "| pgd20 | eps 2/255, step 0.5/255 |" in stdout
+    from energybench.results import load_records
+
+    frame = load_records([out])
+    pairs = sorted(zip((frame["eps"] * 255).round(6), (frame["step_size"] * 255).round(6)))
+    assert pairs == [(2, 0.5), (2, 1), (8, 2)]
 
 
 def test_list_shows_registries(run_cli):
@@ -56,7 +82,7 @@ def test_list_shows_registries(run_cli):
     (["eval", "--ckpt", "{ckpt}", "--metric", "fid9"], "unknown metric 'fid9'"),
     (["eval", "--ckpt", "{ckpt}", "--suite", "everything"], "unknown suite"),
     (["eval", "--ckpt", "{ckpt}", "--eps", "8"], "out of range.*8/255"),
-    (["eval", "--ckpt", "{ckpt}", "--n", "0"], "--n must be at least 1"),
+    (["eval", "--ckpt", "{ckpt}", "--n", "0"], "--n.*0 is not in the range x>=1"),
     (["eval", "--ckpt", "{ckpt}", "--device", "tpu"], "unknown device"),
     (["eval", "--ckpt", "{garbage}"], "corrupt or truncated"),
     (["eval", "--ckpt", "{ckpt}", "--bogus"], "No such option"),

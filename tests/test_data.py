@@ -152,18 +152,20 @@ def test_truncated_tar_is_reported(tmp_path, jpeg_tar):
         datalib.load_split(broken, "test")
 
 
-def test_random_crop_flip_matches_torchvision_crops():
-    """Every augmented image is one of the 9x9 crops of the zero-padded image, maybe flipped,
-    as torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip would produce."""
+@pytest.mark.parametrize("mode, torchvision_mode", [("zeros", "constant"), ("reflect", "reflect")])
+def test_random_crop_flip_matches_torchvision_crops(mode, torchvision_mode):
+    """Every augmented image is one of the 9x9 crops of the zero- or reflect-padded image, maybe
+    flipped, as torchvision's RandomCrop(32, padding=4, padding_mode=...) + RandomHorizontalFlip
+    would produce."""
     import torchvision.transforms.functional as TF
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    out = random_crop_flip(x, torch.Generator().manual_seed(1))
+    out = random_crop_flip(x, torch.Generator().manual_seed(1), padding_mode=mode)
     assert out.shape == x.shape and out.dtype == x.dtype
     offsets = set()
     for img, aug in zip(x, out):
-        padded = TF.pad(img, [4])
+        padded = TF.pad(img, [4], padding_mode=torchvision_mode)
         matches = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (False, True)
                    if torch.equal(TF.crop(padded, dy, dx, 32, 32).flip(2) if f
                                   else TF.crop(padded, dy, dx, 32, 32), aug)]

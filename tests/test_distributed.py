@@ -57,6 +57,8 @@ def test_per_rank_replay_buffers_and_resume(tmp_path, jpeg_tar):
     torch.save(ckpt, tmp_path / "jem" / "last.pt")
     with pytest.raises(UserError, match="trained with 2 process.*same number"):
         train(preset_config("jem", "smoke"), tmp_path / "jem", torch.device("cpu"), resume=True)
-    code, text = torchrun([*args, "--resume"], tmp_path)
+    # --set on --resume applies (epochs may grow): two more epochs' worth, one epoch done.
+    code, text = torchrun(["train", "jem", "--out", tmp_path / "jem", "--device", "cpu", "--resume",
+                           "--set", "optim.epochs=2"], tmp_path)
     assert code == 0, text[-3000:]
     assert torch.load(tmp_path / "jem" / "last.pt", weights_only=True)["progress"]["epoch"] == 2

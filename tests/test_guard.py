@@ -56,3 +56,20 @@ def test_guard_off_fails_fast(tmp_path, jpeg_tar):
     cfg = config(jpeg_tar, "optim.lr=1e6", "run.guard.enabled=false")
     with pytest.raises(UserError, match="training diverged at epoch 1"):
         train(cfg, tmp_path / "r", torch.device("cpu"))
+
+
+def test_roll_backs_show_in_records_and_table_cells(tmp_path, jpeg_tar, exact_npz):
+    """A run the guard rolled back says so in every record and in every table cell built on it."""
+    from energybench.evaluate import evaluate
+    from energybench.report import build, load_table, render
+
+    cfg = config(jpeg_tar, "optim.lr=1e4", "run.guard.lr_factor=1e-5", "run.guard.max_abs_energy=1e3")
+    ckpt = train(cfg, tmp_path / "r", torch.device("cpu"))
+    (record,) = evaluate(ckpt, ["clean"], data_spec=str(exact_npz), n=20, out_dir=tmp_path / "e",
+                         log=lambda m: None)
+    assert record["model"]["training"]["rollbacks"] == 1
+    assert record["model"]["training"]["lr_scale"] == pytest.approx(1e-5)
+    record["_file"] = record["file"]
+    text = render(build(load_table("jeat-t1"), [record]), "md")
+    assert "‡" in text.split("\n- ")[0]  # in the cell
+    assert "rolled its training back 1 time (learning rate finally x1e-05)" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -95,9 +96,9 @@ def test_csv_is_tidy_and_tex_is_escaped():
 def test_report_cli_errors_are_one_line(run_cli, tmp_path):
     for args, message in [
         (["report", "--table", "jeat-t9"], "unknown table 'jeat-t9'"),
-        (["report", "--table", "jeat-t2", "--format", "docx", "--results", str(RECORDS)], "unknown format 'docx'"),
+        (["report", "--table", "jeat-t2", "--format", "docx", "--results", str(RECORDS)], "'docx' is not one of 'md', 'tex', 'csv'"),
         (["report", "--table", "jeat-t2", "--results", str(tmp_path / "nowhere")], "does not exist"),
-        (["reproduce", "--preset", "huge"], "unknown preset 'huge'"),
+        (["reproduce", "--preset", "huge"], "'huge' is not one of 'ci', 'smoke', 'paper'"),
         (["reproduce", "--only", "jem,gan"], "unknown recipe(s) gan"),
     ]:
         code, out, err = run_cli(*args)
@@ -150,13 +151,18 @@ def test_reproduce_draws_figures_writes_an_index_and_resumes(tmp_path, jpeg_tar,
     index = rp.reproduce("tiny", out, runs, {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
                          only="normal", tables=["jeat-t1"], log=lambda m: None)
     page = index.read_text()
-    assert "| normal-cifar100 | normal | cifar100 | 0 | skipped: " in page  # no CIFAR-100 here: said why
-    for fig in ["samples/grid.png", "energy-hist.png", "energy-contour.png", "energy-dynamics.png", "memorization.png"]:
-        assert (out / "figures" / "normal" / fig).exists() and f"(figures/normal/{fig})" in page
-    assert (out / "figures" / "normal" / "energy-hist.npz").exists()  # raw data beside the figure
+    assert "| normal-cifar100 | normal | cifar100 | 0 | – | skipped: " in page  # no CIFAR-100 here: said why
+    assert "| normal | normal | cifar10 |" in page and "| last | complete |" in page
+    figures = out / "figures" / "normal"
+    assert (figures / "samples" / "grid.png").exists() and "(figures/normal/samples/grid.png)" in page
+    for metric in ["energy-hist", "energy-contour", "energy-dynamics", "memorization"]:
+        (record,) = figures.glob(f"{metric}-*.json")  # each figure beside its record and raw data
+        extra = json.loads(record.read_text())["extra"]
+        assert (figures / extra["figure"]).exists() and f"(figures/normal/{extra['figure']})" in page
+        assert Path(extra["figure"]).stem == record.stem and (figures / extra["raw"]).exists()
     assert "No attack | 94.39 | " in page and (out / "tables" / "jeat-t1.tex").exists()
     records = sorted((out / "records" / "normal").glob("*.json"))
-    assert sorted(r.stem for r in records) == ["clean", "pgd20", "pgd20-energy"]
+    assert sorted(r.stem.rsplit("-", 1)[0] for r in records) == ["clean", "pgd20", "pgd20-energy"]
     stamps = {r: r.stat().st_mtime_ns for r in (runs / "normal" / "eval").glob("*.json")}
     rp.reproduce("tiny", out, runs, {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
                  only="normal", tables=["jeat-t1"], log=lambda m: None)

@@ -91,3 +91,20 @@ def test_replay_buffer_reinitialises_at_the_given_rate_and_round_trips():
     assert torch.equal(other.images, buf.images) and torch.equal(other.labels, buf.labels)
     with pytest.raises(UserError, match="reinit probability"):
         ReplayBuffer(10, UniformInit(), 10, torch.device("cpu"), 1.5, gen)
+
+
+def test_buffer_writes_keep_the_last_of_repeated_indices():
+    """Against a plain Python loop (sequential assignment): repeated indices keep the last value,
+    with several threads and many repeats."""
+    from energybench.sampling import assign_last
+
+    torch.set_num_threads(2)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 50, (4000,), generator=gen)
+    values = torch.randn(4000, 3, 8, 8, generator=gen)
+    expected = torch.zeros(50, 3, 8, 8)
+    for i, v in zip(idx.tolist(), values):
+        expected[i] = v
+    got = torch.zeros(50, 3, 8, 8)
+    assign_last(got, idx, values)
+    assert torch.equal(got, expected)

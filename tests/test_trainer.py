@@ -65,11 +65,43 @@ def test_learning_rate_schedules():
     warm = OptimConfig(lr=1e-4, schedule="constant", warmup_steps=1000)
     assert learning_rate(warm, 0, 10_000) == pytest.approx(1e-7)
     assert learning_rate(warm, 999, 10_000) == pytest.approx(1e-4)
-    with pytest.raises(UserError, match="unknown schedule"):
-        learning_rate(OptimConfig(schedule="step"), 0, 10)
+    with pytest.raises(UserError, match="schedule must be one of multistep, cosine, constant"):
+        OptimConfig(schedule="step")
 
 
 def test_training_learns(trained_run):
     log = [json.loads(x) for x in (trained_run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"]
     assert log[-1]["eval_acc"] > 0.3  # 10 classes: chance is 0.1
+
+
+def test_holdout_and_best_checkpoint_by_robust_accuracy(tmp_path, jpeg_tar, exact_npz):
+    """data.holdout removes a class-balanced, seeded set from training; each epoch logs PGD-10
+    robust accuracy on it, and best.pt is the epoch with the highest (first of ties); eval says
+    which checkpoint a record is of."""
+    from energybench.data import load_split
+    from energybench.evaluate import evaluate
+    from energybench.trainer import balanced_subset, split_holdout
+
+    cfg = small_config(jpeg_tar, "optim.epochs=3", "data.holdout=100", "run.robust_eval=60")
+    last = train(cfg, tmp_path / "r", torch.device("cpu"))
+    log = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    robust = [r["val_robust_acc"] for r in log]
+    assert all(r["val_robust_n"] == 60 and r["val_n"] == 100 for r in log)
+    best = torch.load(tmp_path / "r" / "best.pt", weights_only=True)
+    assert best["selection"]["epoch"] == 1 + robust.index(max(robust)) == best["progress"]["epoch"]
+    assert best["selection"]["val_robust_acc"] == max(robust)
+    raw = torch.load(last, weights_only=True)
+    assert raw["meta"]["num_train_images"] + raw["meta"]["num_holdout_images"] == 600
+    # the split: disjoint, class-balanced, the same for the same seed
+    data = balanced_subset(load_split(jpeg_tar, "train"), 400)
+    kept, held = split_holdout(data, 100, seed=0)
+    assert len(kept) == 300 and torch.bincount(held.labels, minlength=10).tolist() == [10] * 10
+    as_rows = lambda d: {bytes(img.numpy()) for img in d.images}  # noqa: E731
+    assert not as_rows(kept) & as_rows(held)
+    assert torch.equal(split_holdout(data, 100, seed=0)[1].images, held.images)
+    records = {p: evaluate(tmp_path / "r" / p, ["clean"], data_spec=str(exact_npz), n=10,
+                           out_dir=tmp_path / f"e-{p}", log=lambda m: None)[0] for p in ("last.pt", "best.pt")}
+    assert records["last.pt"]["model"]["checkpoint"] == {"which": "last"}
+    assert records["best.pt"]["model"]["checkpoint"]["which"] == "best"
+    assert records["best.pt"]["model"]["checkpoint"]["epoch"] == best["selection"]["epoch"]

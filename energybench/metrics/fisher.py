@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from energybench.energy import joint_energy, marginal_energy
-from energybench.errors import UserError
+from energybench.validation import Checked
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
 from energybench.progress import progress
 from energybench.runtime import derive_seed, make_generator
@@ -60,7 +60,9 @@ def fisher_terms(model, x: torch.Tensor, y: torch.Tensor, kind: str, probes: int
 
 
 @dataclass(frozen=True)
-class FisherParams:
+class FisherParams(Checked):
+    LIMITS = {"probes": "[1, inf)"}
+
     probes: int = 10  # Rademacher probes per image for the trace
     exact_trace: bool = False  # one Hessian-vector product per input dimension instead
 
@@ -68,11 +70,10 @@ class FisherParams:
 class FisherScore(Metric):
     Params = FisherParams
     unit = "score"
+    estimator_params = ("probes", "exact_trace")  # both estimate the same trace
     kind: str
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        if self.params.probes < 1:
-            raise UserError("probes must be at least 1")
         grad_terms, traces = [], []
         total = -(-len(ctx.data) // ctx.batch_size)
         was_training = ctx.model.training

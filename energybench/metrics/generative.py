@@ -1,6 +1,6 @@
 """Generation quality: `is` and `fid` by torch-fidelity on quantised SGLD samples.
 
-Protocol (DESIGN.md): samples from energybench.generation (balanced classes), quantised to uint8 by
+Protocol: samples from energybench.generation (balanced classes), quantised to uint8 by
 rounding; IS with 10 splits; FID against the training split the model saw, whose statistics
 torch-fidelity caches under a name that includes the data source and the weights' sha256 (its own
 cache key ignores the weights path). 50,000 samples at paper scale (n_per_class 5000).
@@ -14,14 +14,16 @@ Tests run the same pipeline with a substitute extractor through `compute_fidelit
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
+from energybench.data import data_identity
 from energybench.errors import UserError
+from energybench.hashing import file_sha256, json_key
 from energybench.generation import GenerationConfig, Samples
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
 
@@ -85,45 +87,54 @@ def compute_fidelity(samples_uint8: torch.Tensor, train_uint8: torch.Tensor | No
 
 @dataclass(frozen=True)
 class GenerativeParams(GenerationConfig):
+    LIMITS = {**GenerationConfig.LIMITS, "isc_splits": "[1, inf)"}
+
     n_per_class: int = 100
     inception_weights: str = ""  # path, "download", or "" (torch-fidelity's cache)
     isc_splits: int = 10
 
 
 def samples_for(ctx: EvalContext, params) -> Samples:
-    """The samples this protocol asks for, generated once per evaluation folder and config."""
+    """The samples this protocol asks for, generated once per evaluation folder and cached as
+    `samples-<key>.npz`, the key a digest of the model's sha256, the generation config, the
+    training data the initial distribution is fitted on, and the device type."""
     from energybench.generation import load_samples, save_samples
-    from energybench.sample_io import generate_for
+    from energybench.sample_io import generate_for, training_split
 
     gen_cfg = GenerationConfig(**{f.name: getattr(params, f.name) for f in fields(GenerationConfig)})
-    path = Path(ctx.out_dir) / f"samples-{gen_cfg.key()}.npz"
-    if path.is_file():
-        return load_samples(path)
-    samples = generate_for(ctx.loaded, gen_cfg, ctx.device)
-    save_samples(samples, gen_cfg, path, {"model_sha256": ctx.loaded.sha256})
+    train = training_split(ctx.loaded, ctx.train_data) if gen_cfg.init == "class-gaussian" else None
+    key = {"model_sha256": ctx.loaded.sha256, "generation": dataclasses.asdict(gen_cfg),
+           "train_data": None if train is None else data_identity(train.source),
+           "device": ctx.device.type}
+    path = Path(ctx.out_dir) / f"samples-{json_key(key, 16)}.npz"
+    cached = load_samples(path, key)
+    if cached is not None:
+        return cached
+    samples = generate_for(ctx.loaded, gen_cfg, ctx.device, train=train)
+    save_samples(samples, gen_cfg, path, key)
     return samples
 
 
 def train_uint8(ctx: EvalContext):
     from energybench.sample_io import training_split
 
-    return training_split(ctx.loaded, None)
+    return training_split(ctx.loaded, ctx.train_data)
 
 
 class FidelityMetric(Metric):
     Params = GenerativeParams
     unit = "score"
+    incidental_params = ("batch_size", "seed", "inception_weights")  # the weights' sha256 is in extra
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         weights = find_inception_weights(self.params.inception_weights or None)  # refuse early
+        weights_sha256 = file_sha256(weights) if weights else "torch-fidelity download"
         samples = samples_for(ctx, self.params)
         train = train_uint8(ctx) if self.name == "fid" else None
         cache_name = None
-        if train is not None:
-            digest = hashlib.sha256(f"{train.source}|{weights}".encode())
-            if weights:
-                digest.update(Path(weights).read_bytes()[:1 << 20])
-            cache_name = f"energybench-train-{digest.hexdigest()[:16]}"
+        if train is not None:  # torch-fidelity's own cache key ignores the weights: ours does not
+            cache_name = "energybench-train-" + json_key(
+                {"data": data_identity(train.source), "weights": weights_sha256}, 16)
         out = compute_fidelity(samples.uint8(), train.images if train is not None else None,
                                isc=self.name == "is", fid=self.name == "fid", device=ctx.device,
                                weights=weights, train_cache_name=cache_name,
@@ -132,9 +143,11 @@ class FidelityMetric(Metric):
             std = out["inception_score_std"]
             return MetricResult(out["inception_score_mean"], len(samples.labels),
                                 std / self.params.isc_splits ** 0.5,
-                                {"splits": self.params.isc_splits, "std_over_splits": std})
+                                {"splits": self.params.isc_splits, "std_over_splits": std,
+                                 "inception_weights_sha256": weights_sha256})
         return MetricResult(out["frechet_inception_distance"], len(samples.labels), None,
-                            {"reference": train.source, "reference_n": len(train)})
+                            {"reference": train.source, "reference_n": len(train),
+                             "inception_weights_sha256": weights_sha256})
 
 
 @register_metric

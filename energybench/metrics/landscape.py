@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,11 @@ from energybench.errors import UserError
 from energybench.generation import GenerationConfig
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
 from energybench.metrics.generative import samples_for
+from energybench.figures import save_figure, save_npz
+from energybench.hashing import file_sha256
+from energybench.results import write_text_atomic
 from energybench.runtime import derive_seed, make_generator
+from energybench.validation import Checked
 
 
 def _pyplot():
@@ -44,12 +48,22 @@ def overlap(a: np.ndarray, b: np.ndarray, bins: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class HistParams(GenerationConfig):
-    """The generated set's SGLD protocol (GenerationConfig fields) plus the PGD-20 protocol."""
+    """The generated set's SGLD protocol (GenerationConfig fields) plus the PGD-20 protocol
+    (pgd_step_size None: eps / 4, as for pgd20)."""
+
+    LIMITS = {**GenerationConfig.LIMITS, "eps": "(0, 1]", "pgd_step_size": "(0, 1]",
+              "pgd_steps": "[1, inf)", "bins": "[2, inf)"}
 
     eps: float = 8 / 255
-    pgd_step_size: float = 2 / 255
+    pgd_step_size: float | None = None
     pgd_steps: int = 20
     bins: int = 60
+
+    def attack(self) -> PGDConfig:
+        return PGDConfig(eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps)
+
+    def resolved(self) -> "HistParams":
+        return replace(self, pgd_step_size=self.attack().step)
 
 
 @register_metric
@@ -58,10 +72,11 @@ class EnergyHistogram(Metric):
     summary = "E(x,y) of clean, PGD-20 and generated images (EB-JDAT Fig. 2); value: mean gap adv - clean"
     Params = HistParams
     unit = "energy"
+    incidental_params = ("batch_size", "bins")
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         p = self.params
-        cfg = PGDConfig(eps=p.eps, step_size=p.pgd_step_size, steps=p.pgd_steps)
+        cfg = p.attack()
         clean_x = ctx.data.images.float() / 255
         y = ctx.data.labels
         adv = torch.cat([pgd(ctx.model, x, yy, cfg, make_generator(derive_seed(ctx.seed, off), ctx.device)).cpu()
@@ -73,8 +88,7 @@ class EnergyHistogram(Metric):
         lo = min(v.min() for v in e.values())
         hi = max(v.max() for v in e.values())
         bins = np.linspace(lo, hi, p.bins + 1)
-        out = Path(ctx.out_dir)
-        np.savez(out / "energy-hist.npz", **e)
+        save_npz(ctx.artifact("npz"), **e)
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
         for label, colour in (("clean", "tab:blue"), ("adversarial", "tab:red"), ("generated", "tab:green")):
@@ -85,7 +99,7 @@ class EnergyHistogram(Metric):
         ax.legend()
         ax.set_title("Energy of clean, PGD-20 and generated images")
         fig.tight_layout()
-        fig.savefig(out / "energy-hist.png", dpi=120)
+        save_figure(fig, ctx.artifact("png"), dpi=120)
         plt.close(fig)
         stats = {k: {"mean": float(v.mean()), "std": float(v.std()), "n": len(v)} for k, v in e.items()}
         gap_adv = stats["adversarial"]["mean"] - stats["clean"]["mean"]
@@ -94,11 +108,13 @@ class EnergyHistogram(Metric):
             "energies": stats, "gap_adv_clean": gap_adv, "gap_generated_clean": gap_gen,
             "overlap_clean_adv": overlap(e["clean"], e["adversarial"], bins),
             "overlap_clean_generated": overlap(e["clean"], e["generated"], bins),
-            "figure": "energy-hist.png", "raw": "energy-hist.npz"})
+            "figure": ctx.artifact("png").name, "raw": ctx.artifact("npz").name})
 
 
 @dataclass(frozen=True)
-class ContourParams:
+class ContourParams(Checked):
+    LIMITS = {"images": "[1, inf)", "radius": "(0, 1]", "grid": "[3, inf)", "flat_radius": "(0, 1]"}
+
     images: int = 4  # the first test images
     radius: float = 16 / 255  # L-inf extent of the grid along each direction (pixel units)
     grid: int = 21
@@ -131,8 +147,7 @@ class EnergyContour(Metric):
         centre = grid[:, p.grid // 2, p.grid // 2]
         near = (steps.abs() <= p.flat_radius + 1e-9).cpu()
         rise = (grid[:, near][:, :, near] - centre[:, None, None]).mean(dim=(1, 2))
-        out = Path(ctx.out_dir)
-        np.savez(out / "energy-contour.npz", grid=grid.numpy(), steps=steps.cpu().numpy(),
+        save_npz(ctx.artifact("npz"), grid=grid.numpy(), steps=steps.cpu().numpy(),
                  labels=y.cpu().numpy())
         plt = _pyplot()
         fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
@@ -145,11 +160,11 @@ class EnergyContour(Metric):
             fig.colorbar(cs, ax=ax)
         axes[0][0].set_ylabel("direction 2 (x/255)")
         fig.tight_layout()
-        fig.savefig(out / "energy-contour.png", dpi=110)
+        save_figure(fig, ctx.artifact("png"), dpi=110)
         plt.close(fig)
         return MetricResult(float(rise.mean()), n, float(rise.std() / n**0.5) if n > 1 else None, {
             "rise_per_image": rise.tolist(), "centre_energy": centre.tolist(),
-            "figure": "energy-contour.png", "raw": "energy-contour.npz"})
+            "figure": ctx.artifact("png").name, "raw": ctx.artifact("npz").name})
 
 
 @dataclass(frozen=True)
@@ -185,9 +200,9 @@ class EnergyDynamicsFigure(Metric):
             ax.set_xlabel("epoch")
             ax.legend()
         fig.tight_layout()
-        out = Path(ctx.out_dir)
-        fig.savefig(out / "energy-dynamics.png", dpi=120)
+        save_figure(fig, ctx.artifact("png"), dpi=120)
         plt.close(fig)
-        (out / "energy-dynamics.json").write_text(json.dumps(rows, indent=1))
+        write_text_atomic("".join(json.dumps(r) + "\n" for r in rows), ctx.artifact("rows.jsonl"))
         return MetricResult(float(rows[-1]["dxE_joint"]), len(rows), None, {
-            "epochs": len(rows), "figure": "energy-dynamics.png", "raw": "energy-dynamics.json"})
+            "epochs": len(rows), "figure": ctx.artifact("png").name,
+            "raw": ctx.artifact("rows.jsonl").name, "log_sha256": file_sha256(log)})

@@ -6,12 +6,10 @@ Records the distribution of the best SSIM and the share above a threshold, and s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from energybench.figures import image_grid, save_png
+from energybench.figures import image_grid, save_npz, save_png
 from energybench.generation import GenerationConfig
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
 from energybench.metrics.generative import samples_for, train_uint8
@@ -20,6 +18,8 @@ from energybench.ssim import nearest_by_ssim
 
 @dataclass(frozen=True)
 class MemorizationParams(GenerationConfig):
+    LIMITS = {**GenerationConfig.LIMITS, "k": "[1, inf)", "threshold": "[-1, 1]", "figure_rows": "[1, inf)"}
+
     k: int = 10
     threshold: float = 0.9  # share of samples whose best SSIM exceeds this
     figure_rows: int = 10
@@ -31,14 +31,14 @@ class Memorization(Metric):
     summary = "mean best SSIM of SGLD samples to the training split (JEAT Fig. 7); lower = less copying"
     Params = MemorizationParams
     unit = "ssim"
+    incidental_params = ("batch_size", "figure_rows")
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         samples = samples_for(ctx, self.params)
         train = train_uint8(ctx)
         values, indices = nearest_by_ssim(samples.images, train.images, k=self.params.k, device=ctx.device)
         best = values[:, 0].double()
-        out = Path(ctx.out_dir)
-        np.savez(out / "memorization.npz", ssim=values.numpy(), train_index=indices.numpy(),
+        save_npz(ctx.artifact("npz"), ssim=values.numpy(), train_index=indices.numpy(),
                  sample_labels=samples.labels.numpy())
         rows = min(self.params.figure_rows, len(samples.labels))
         pick = torch.linspace(0, len(samples.labels) - 1, rows).long()  # spread over classes
@@ -46,11 +46,11 @@ class Memorization(Metric):
         for i in pick:
             neighbours = train.images[indices[i]].float() / 255
             tiles.append(torch.cat([samples.images[i:i + 1], neighbours]))
-        save_png(image_grid(torch.cat(tiles), rows, self.params.k + 1), out / "memorization.png")
+        save_png(image_grid(torch.cat(tiles), rows, self.params.k + 1), ctx.artifact("png"))
         n = len(best)
         return MetricResult(float(best.mean()), n, float(best.std() / n**0.5) if n > 1 else None, {
             "best_ssim_median": float(best.median()), "best_ssim_max": float(best.max()),
             "best_ssim_quantiles": {q: float(best.quantile(q)) for q in (0.1, 0.5, 0.9)},
             "share_above_threshold": float((best > self.params.threshold).double().mean()),
-            "train_images": len(train), "figure": "memorization.png", "raw": "memorization.npz",
+            "train_images": len(train), "figure": ctx.artifact("png").name, "raw": ctx.artifact("npz").name,
         })

@@ -1,4 +1,4 @@
-"""Robust accuracy under L-inf PGD (DESIGN.md protocol): `pgd20` (ascends cross-entropy, eq. 14)
+"""Robust accuracy under L-inf PGD (the standard protocol): `pgd20` (ascends cross-entropy, eq. 14)
 and `pgd20-energy` (ascends E(x, y), the energy attack of eq. 18; JEAT Table 1)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import torch
 from dataclasses import dataclass
 
 from energybench.attacks import PGDConfig, pgd
+from energybench.validation import Checked
 from energybench.metrics.base import (
     EvalContext, Metric, MetricResult, binomial_stderr, register_metric,
 )
@@ -57,10 +58,14 @@ class PGD20Energy(PGDRobustAccuracy):
 
 
 @dataclass(frozen=True)
-class AutoAttackParams:
+class AutoAttackParams(Checked):
+    LIMITS = {"eps": "(0, 1]", "max_images": "[1, inf)", "chunk_size": "[1, inf)"}
+    CHOICES = {"version": ("standard", "plus", "rand")}
+
     eps: float = 8 / 255
     version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square
     max_images: int = 1000  # the first images of --n (AutoAttack is slow); full test set at paper scale
+    chunk_size: int = 250  # images per resumable unit; each chunk's result is saved when it ends
 
 
 @register_metric
@@ -68,19 +73,21 @@ class AutoAttackMetric(Metric):
     name = "autoattack"
     summary = "robust accuracy under standard AutoAttack (pyautoattack), L-inf 8/255, first 1,000 images"
     Params = AutoAttackParams
+    version = 2  # chunked runs (v1: one pyautoattack run over all images)
+    incidental_params = ("max_images", "chunk_size")  # max_images shows as the record's n
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from pathlib import Path
-
         from energybench.autoattack import run_autoattack
 
-        n = min(self.params.max_images, len(ctx.data))
+        p = self.params
+        n = min(p.max_images, len(ctx.data))
         x = ctx.data.images[:n].float().div(255)
         y = ctx.data.labels[:n]
-        state = Path(ctx.out_dir) / f"autoattack-state-{n}.json"  # resumable
-        result = run_autoattack(ctx.model, x, y, eps=self.params.eps, seed=ctx.seed,
-                                batch_size=ctx.batch_size, device=ctx.device, state_path=state,
-                                version=self.params.version)
+        state = ctx.artifact("state.json")  # resumable; named by the record's identity
+        result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
+                                device=ctx.device, state_path=state, version=p.version,
+                                chunk_size=p.chunk_size, key={"record": ctx.stem})
         return MetricResult(result.robust_accuracy, n, binomial_stderr(result.robust_accuracy, n),
                             {"clean_accuracy": result.clean_accuracy, "per_attack": result.per_attack,
-                             "state_file": state.name})
+                             "warnings": result.warnings, "chunks": result.chunks,
+                             "chunks_resumed": result.chunks_resumed, "state_file": state.name})

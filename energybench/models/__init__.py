@@ -24,7 +24,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
         raise UserError(
             f"model {name!r} takes no option(s) {', '.join(unknown)}; it takes: {', '.join(params)}"
         )
-    model = factory(**kwargs)
+    try:
+        model = factory(**kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. width='wide'
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot build model {name!r} from {kwargs} ({first}); check its options") from None
     model.energybench_spec = {"name": name, "kwargs": dict(kwargs)}
     return model
 

@@ -15,7 +15,7 @@ class PreActBlock(nn.Module):
         self.act1 = activation(act)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn2 = norm2d(c_out, batch_norm)
-        self.act2 = activation(act)
+        self.act2 = activation(act, inplace=True)  # its input is used once
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
         self.shortcut = (
             nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
@@ -44,7 +44,7 @@ class PreActResNet18(nn.Module):
                 c_in = c_out
         self.blocks = nn.Sequential(*layers)
         self.bn = norm2d(512, batch_norm)
-        self.act = activation(act)
+        self.act = activation(act, inplace=True)
         self.fc = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

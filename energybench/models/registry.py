@@ -43,12 +43,14 @@ class Swish(nn.Module):
         return F.silu(x)
 
 
-def activation(kind: str) -> nn.Module:
-    """'relu', 'leaky_relu' (slope 0.2, as in JEM) or 'swish'."""
+def activation(kind: str, inplace: bool = False) -> nn.Module:
+    """'relu', 'leaky_relu' (slope 0.2, as in JEM) or 'swish'. `inplace` only where the input is
+    not used again: a pre-activation block's input feeds its shortcut too (and without batch norm
+    the activation would see that very tensor)."""
     if kind == "relu":
-        return nn.ReLU(inplace=True)
+        return nn.ReLU(inplace=inplace)
     if kind == "leaky_relu":
-        return nn.LeakyReLU(0.2, inplace=True)
+        return nn.LeakyReLU(0.2, inplace=inplace)
     if kind == "swish":
         return Swish()
     raise UserError(f"unknown activation {kind!r}; use relu, leaky_relu or swish")

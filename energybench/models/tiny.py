@@ -20,7 +20,7 @@ class TinyConvNet(nn.Module):
         layers, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=not batch_norm),
-                       norm2d(c_out, batch_norm), activation(act)]
+                       norm2d(c_out, batch_norm), activation(act, inplace=True)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in, num_classes)

@@ -9,6 +9,9 @@ from energybench.errors import UserError
 from energybench.models.registry import MODELS, activation, norm2d, normalization
 
 
+INITS = ("kaiming", "default")  # default: PyTorch's own layer init, which JEM's and JEM++'s code keep
+
+
 class WideBasic(nn.Module):
     """Pre-activation wide block: norm-act-conv3x3-(dropout)-norm-act-conv3x3 + shortcut."""
 
@@ -19,7 +22,7 @@ class WideBasic(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=1, padding=1, bias=True)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.bn2 = norm2d(c_out, batch_norm)
-        self.act2 = activation(act)
+        self.act2 = activation(act, inplace=True)  # its input is used once
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=stride, padding=1, bias=True)
         self.shortcut = (
             nn.Conv2d(c_in, c_out, 1, stride=stride, bias=True)
@@ -36,10 +39,12 @@ class WideResNet(nn.Module):
     """WRN-depth-width for 32x32 inputs; input (N, 3, 32, 32) in [0, 1] -> logits (N, num_classes)."""
 
     def __init__(self, depth=28, width=10, num_classes=10, batch_norm=True, act="relu",
-                 dropout=0.0, normalize="cifar"):
+                 dropout=0.0, normalize="cifar", init="kaiming"):
         super().__init__()
         if (depth - 4) % 6 != 0:
             raise UserError(f"WideResNet depth must be 6n+4 (e.g. 16, 22, 28), got {depth}")
+        if init not in INITS:
+            raise UserError(f"unknown init {init!r} for wrn; use one of {', '.join(INITS)}")
         n = (depth - 4) // 6
         widths = [16, 16 * width, 32 * width, 64 * width]
         self.normalize = normalization(normalize)
@@ -52,13 +57,14 @@ class WideResNet(nn.Module):
                 c_in = widths[stage]
         self.blocks = nn.Sequential(*layers)
         self.bn = norm2d(c_in, batch_norm)
-        self.act = activation(act)
+        self.act = activation(act, inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        if init == "kaiming":  # the adversarial-training WRN's (TRADES, RobustBench)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.conv1(self.normalize(x)))
@@ -68,20 +74,21 @@ class WideResNet(nn.Module):
 
 @MODELS.register("wrn")
 def wrn(depth: int = 28, width: int = 10, num_classes: int = 10, batch_norm: bool = True,
-        act: str = "relu", dropout: float = 0.0, normalize: str = "cifar") -> WideResNet:
-    """WRN-depth-width; JEM uses batch_norm=False, act='leaky_relu', normalize='pm1'."""
-    return WideResNet(depth, width, num_classes, batch_norm, act, dropout, normalize)
+        act: str = "relu", dropout: float = 0.0, normalize: str = "cifar",
+        init: str = "kaiming") -> WideResNet:
+    """WRN-depth-width; JEM uses batch_norm=False, act='leaky_relu', normalize='pm1', init='default'."""
+    return WideResNet(depth, width, num_classes, batch_norm, act, dropout, normalize, init)
 
 
 @MODELS.register("wrn-28-10")
 def wrn_28_10(num_classes: int = 10, batch_norm: bool = True, act: str = "relu",
-              dropout: float = 0.0, normalize: str = "cifar") -> WideResNet:
+              dropout: float = 0.0, normalize: str = "cifar", init: str = "kaiming") -> WideResNet:
     """The papers' WRN-28-10 (36.5M parameters)."""
-    return WideResNet(28, 10, num_classes, batch_norm, act, dropout, normalize)
+    return WideResNet(28, 10, num_classes, batch_norm, act, dropout, normalize, init)
 
 
 @MODELS.register("wrn-16-4")
 def wrn_16_4(num_classes: int = 10, batch_norm: bool = True, act: str = "relu",
-             dropout: float = 0.0, normalize: str = "cifar") -> WideResNet:
+             dropout: float = 0.0, normalize: str = "cifar", init: str = "kaiming") -> WideResNet:
     """A reduced-scale WRN (2.7M parameters) for GPU studies."""
-    return WideResNet(16, 4, num_classes, batch_norm, act, dropout, normalize)
+    return WideResNet(16, 4, num_classes, batch_norm, act, dropout, normalize, init)

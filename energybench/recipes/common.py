@@ -9,14 +9,19 @@ import torch
 from energybench.recipes.base import RecipeContext
 from energybench.runtime import derive_seed, make_generator
 from energybench.sampling import ReplayBuffer, SGLDConfig, make_init, sgld
+from energybench.validation import Checked
 
 
 @dataclass(frozen=True)
-class SGLDParams:
+class SGLDParams(Checked):
     """Persistent SGLD on E(x) from a replay buffer, in pixel units (see energybench.sampling).
 
     Defaults are JEM's: 20 steps of step 1 and noise 0.01 on [-1, 1] inputs (0.25 and 0.005 in
     pixel units), buffer 10,000, reinitialisation 0.05 from uniform noise."""
+
+    LIMITS = {"sgld_steps": "[1, inf)", "sgld_step_size": "(0, inf)", "sgld_noise": "[0, inf)",
+              "buffer_size": "[1, inf)", "reinit_prob": "[0, 1]"}
+    CHOICES = {"sgld_init": ("uniform", "class-gaussian")}
 
     sgld_steps: int = 20
     sgld_step_size: float = 0.25
@@ -24,6 +29,7 @@ class SGLDParams:
     buffer_size: int = 10_000
     reinit_prob: float = 0.05
     sgld_init: str = "uniform"  # or "class-gaussian" (fitted on the training split)
+    sgld_clamp: bool = True  # keep chains in [0, 1] after every step (JEM's code does not)
 
 
 class BufferSampler:
@@ -36,7 +42,7 @@ class BufferSampler:
         self.buffer = ReplayBuffer(params.buffer_size, init, ctx.num_classes, ctx.device,
                                    params.reinit_prob, gen)
         self.cfg = SGLDConfig(steps=params.sgld_steps, step_size=params.sgld_step_size,
-                              noise_scale=params.sgld_noise, target="marginal")
+                              noise_scale=params.sgld_noise, target="marginal", clamp=params.sgld_clamp)
 
     def negatives(self, model, n: int, generator: torch.Generator) -> torch.Tensor:
         """n samples after `sgld_steps` SGLD steps on E(x); written back to the buffer."""
@@ -53,9 +59,12 @@ class BufferSampler:
             self.buffer.load_state_dict(state["replay_buffer"])
 
 
-def add_noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """x + sigma * N(0, I), clamped to [0, 1]. sigma in pixel units; 0 returns x."""
+def add_noise(x: torch.Tensor, sigma: float, generator: torch.Generator,
+              clamp: bool = True) -> torch.Tensor:
+    """x + sigma * N(0, I), clamped to [0, 1] unless clamp=False (JEM's and JEM++'s code add their
+    training noise after normalisation, unclamped). sigma in pixel units; 0 returns x."""
     if sigma == 0:
         return x
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return (x + sigma * noise).clamp_(0.0, 1.0)
+    noisy = x + sigma * noise
+    return noisy.clamp_(0.0, 1.0) if clamp else noisy

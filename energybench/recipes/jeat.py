@@ -20,6 +20,8 @@ from energybench.recipes.presets import ebm_smoke_config, paper_config
 
 @dataclass(frozen=True)
 class JEATParams(SGLDParams):
+    LIMITS = {**SGLDParams.LIMITS, "eps": "(0, 1]", "step_size": "(0, 1]"}
+
     eps: float = 8 / 255
     step_size: float = 8 / 255
 

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
+from energybench.validation import Checked
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.common import add_noise
 from energybench.recipes.presets import paper_config, smoke_config
 
 
 @dataclass(frozen=True)
-class NoiseParams:
+class NoiseParams(Checked):
+    LIMITS = {"sigma": "[0, 1]"}
+
     sigma: float = 24 / 255  # pixel units; the paper's clearest generations came from 24/255
 
 

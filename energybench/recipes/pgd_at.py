@@ -8,12 +8,16 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from energybench.attacks import PGDConfig, pgd
+from energybench.validation import Checked
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.presets import paper_config, smoke_config
 
 
 @dataclass(frozen=True)
-class PGDATParams:
+class PGDATParams(Checked):
+    LIMITS = {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)"}
+    CHOICES = {"objective": ("ce", "energy")}
+
     eps: float = 8 / 255
     step_size: float = 2 / 255
     steps: int = 10

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from energybench.attacks import fgsm_rs
+from energybench.validation import Checked
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.presets import paper_config, smoke_config
 
 
 @dataclass(frozen=True)
-class PreJEATParams:
+class PreJEATParams(Checked):
+    LIMITS = {"eps": "(0, 1]", "step_size": "(0, 1]"}
+
     eps: float = 8 / 255
     step_size: float = 8 / 255  # Algorithm 1 steps by eps
 

@@ -8,10 +8,11 @@ from energybench.config import DataConfig, ModelConfig, OptimConfig, RunConfig, 
 
 
 def paper_config(recipe: str, params, **sections) -> TrainConfig:
-    """WRN-28-10, SGD(0.1, momentum 0.9, wd 5e-4), batch 128, 200 epochs, lr /10 at 50% and 75%."""
+    """WRN-28-10, SGD(0.1, momentum 0.9, wd 5e-4), batch 128, 200 epochs, lr /10 at 50% and 75%;
+    1,000 training images held out to pick best.pt by PGD-10 robust accuracy (Rice et al. 2020)."""
     base = dict(
         model=ModelConfig("wrn-28-10", {}),
-        data=DataConfig(source=None, train_subset=None, eval_subset=1000, augment=True),
+        data=DataConfig(source=None, train_subset=None, eval_subset=1000, augment=True, holdout=1000),
         optim=OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128,
                           epochs=200, schedule="multistep", milestones=(0.5, 0.75), gamma=0.1),
         run=RunConfig(seed=0),
@@ -28,7 +29,7 @@ def smoke_config(recipe: str, params, **sections) -> TrainConfig:
         data=DataConfig(source=None, train_subset=20_000, eval_subset=1000, augment=True),
         optim=OptimConfig(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128,
                           epochs=10, schedule="cosine", warmup_steps=0),
-        run=RunConfig(seed=0),
+        run=RunConfig(seed=0, robust_eval=200),
     )
     base.update(sections)
     return TrainConfig(recipe=recipe, params=params, **base)
@@ -44,5 +45,6 @@ def ebm_smoke_config(recipe: str, params, optim: OptimConfig) -> TrainConfig:
     (lr 1e-3 at this scale) with 100 warm-up steps. With batch norm and SGD 0.05 the smoke JEAT
     run diverged (energies past 1e4) four times in a row."""
     base = smoke_config(recipe, params)
-    smoke_optim = replace(optim, lr=1e-3, epochs=base.optim.epochs, warmup_steps=100)
+    smoke_optim = replace(optim, name="adam", weight_decay=0.0, lr=1e-3, epochs=base.optim.epochs,
+                          warmup_steps=100)
     return replace(base, model=EBM_SMOKE_MODEL, optim=smoke_optim)

@@ -11,12 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from energybench.attacks import PGDConfig, pgd
+from energybench.validation import Checked
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.presets import paper_config, smoke_config
 
 
 @dataclass(frozen=True)
-class TradesParams:
+class TradesParams(Checked):
+    LIMITS = {"beta": "[0, inf)", "eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)"}
+
     beta: float = 6.0
     eps: float = 8 / 255
     step_size: float = 2 / 255

@@ -1,0 +1,78 @@
+"""Declared value ranges for the frozen dataclasses of configs and protocols.
+
+A dataclass that inherits `Checked` lists its bounded fields in `LIMITS` as intervals,
+`{"lr": "(0, inf)", "momentum": "[0, 1)", "batch_size": "[1, inf)"}`, and its fields with a fixed
+set of values in `CHOICES`, `{"name": ("sgd", "adam")}`; every instance is
+checked when it is built (also by `dataclasses.replace` and `--set`): a value outside its interval,
+and any NaN or infinite float not explicitly allowed by a closed `inf]`, is a `RangeError` whose
+message names the field, the allowed range and the value. Tuples are checked element by element.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import ClassVar
+
+from energybench.errors import UserError
+
+
+class RangeError(UserError):
+    """A field value outside its declared range. `field` is the dataclass field name; callers
+    that know the full key (`optim.lr`, `--param max_images`) re-raise with `renamed`."""
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"{field} {detail}")
+        self.field, self.detail = field, detail
+
+    def renamed(self, key: str) -> "RangeError":
+        return RangeError(key, self.detail)
+
+
+def _parse(spec: str) -> tuple[float, float, bool, bool]:
+    """'(0, inf)' -> (low, high, low_closed, high_closed)."""
+    low_text, high_text = spec[1:-1].split(",")
+    return float(low_text), float(high_text), spec[0] == "[", spec[-1] == "]"
+
+
+def describe_range(spec: str) -> str:
+    """'(0, inf)' -> 'must be > 0'; '[1, inf)' -> 'must be >= 1'; else 'must be in [0, 1)'."""
+    low, high, low_closed, _ = _parse(spec)
+    if math.isinf(high) and not math.isinf(low):
+        return f"must be {'>=' if low_closed else '>'} {low:g}"
+    return f"must be in {spec}"
+
+
+def check_value(name: str, value, spec: str) -> None:
+    """Raise RangeError unless the number `value` lies in the interval `spec`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high, low_closed, high_closed = _parse(spec)
+    if isinstance(value, float) and math.isnan(value):
+        raise RangeError(name, f"{describe_range(spec)}, got nan")
+    above = value > low or (low_closed and value == low)
+    below = value < high or (high_closed and value == high)
+    if not (above and below):
+        raise RangeError(name, f"{describe_range(spec)}, got {value:g}")
+
+
+class Checked:
+    """Mixin for frozen dataclasses: checks `LIMITS` and refuses NaN / infinite floats."""
+
+    LIMITS: ClassVar[dict[str, str]] = {}
+    CHOICES: ClassVar[dict[str, tuple]] = {}
+
+    def __post_init__(self):
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise RangeError(name, f"must be one of {', '.join(map(str, allowed))}, got "
+                                       f"{getattr(self, name)!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            spec = self.LIMITS.get(f.name)
+            for v in values:
+                if spec is not None:
+                    check_value(f.name, v, spec)
+                elif isinstance(v, float) and not math.isfinite(v):
+                    raise RangeError(f.name, f"must be a finite number, got {v}")
