@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from energybench.energy import joint_energy
 from energybench.errors import UserError
+from energybench.runtime import inner_loop
 from energybench.validation import Checked
 
 OBJECTIVES = ("ce", "energy")
@@ -139,7 +140,7 @@ def pgd(
     (else the last run). `loss_fn(logits_adv, y) -> scalar` replaces the objective (e.g. TRADES'
     KL term); `x_init` replaces the random start (projected into the ball).
     """
-    with eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad(), inner_loop(x.device):
         best = _single_run(model, x, y, cfg, generator, loss_fn, x_init)
         if cfg.restarts == 1:
             return best

@@ -75,9 +75,11 @@ class GuardConfig(Checked):
 class RunConfig(Checked):
     LIMITS = {"seed": "[0, inf)", "checkpoint_every_steps": "[0, inf)", "dynamics_probe": "[0, inf)",
               "robust_eval": "[0, inf)"}
+    CHOICES = {"inner_precision": ("float32", "bfloat16")}
 
     seed: int = 0
-    amp: bool = True  # bfloat16 autocast on CUDA (CPU always trains in float32)
+    amp: bool = True  # bfloat16 autocast of the training step on CUDA (CPU trains in float32)
+    inner_precision: str = "float32"  # training-time attacks and SGLD: float32 even under amp, or bfloat16
     channels_last: bool = True  # on CUDA
     deterministic: bool = False
     checkpoint_every_steps: int = 0  # extra mid-epoch checkpoints; 0 = only at epoch ends

@@ -4,6 +4,7 @@ unless asked to (`seed_everything`, `set_deterministic`)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import platform
 import random
@@ -61,6 +62,32 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     """bfloat16 autocast on CUDA when enabled; a no-op otherwise (CPU trains in float32)."""
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+INNER_PRECISIONS = ("float32", "bfloat16")
+_inner_precision = contextvars.ContextVar("energybench_inner_precision", default="float32")
+
+
+@contextlib.contextmanager
+def inner_loop_precision(precision: str):
+    """Set the precision of attack and SGLD inner loops for the code inside (the trainer wraps each
+    step in it, with run.inner_precision). 'float32' runs them with autocast off even when the
+    step runs under bfloat16 autocast; 'bfloat16' lets them inherit the step's autocast."""
+    if precision not in INNER_PRECISIONS:
+        raise UserError(f"unknown inner precision {precision!r}; use one of {', '.join(INNER_PRECISIONS)}")
+    token = _inner_precision.set(precision)
+    try:
+        yield
+    finally:
+        _inner_precision.reset(token)
+
+
+def inner_loop(device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast state an attack or SGLD loop on `device` runs in: autocast off (float32) unless
+    the enclosing inner_loop_precision is 'bfloat16' (then whatever autocast is active)."""
+    if _inner_precision.get() == "float32":
+        return torch.autocast(device_type=torch.device(device).type, enabled=False)
     return contextlib.nullcontext()
 
 

@@ -22,6 +22,7 @@ import torch.nn as nn
 from energybench.attacks import eval_mode
 from energybench.energy import joint_energy, marginal_energy
 from energybench.errors import UserError
+from energybench.runtime import inner_loop
 
 TARGETS = ("marginal", "joint", "conditional")
 INITS = ("uniform", "class-gaussian")
@@ -57,7 +58,7 @@ def sgld(model: nn.Module, x0: torch.Tensor, cfg: SGLDConfig, generator: torch.G
          y: torch.Tensor | None = None) -> torch.Tensor:
     """Run `cfg.steps` SGLD steps from x0 (N, C, H, W); returns the detached samples."""
     x = x0.detach().clone()
-    with eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad(), inner_loop(x.device):
         for _ in range(cfg.steps):
             x.requires_grad_(True)
             energy = sgld_energy(model(x), y, cfg.target).sum()

@@ -39,7 +39,7 @@ from energybench.progress import progress
 from energybench.recipes import RecipeContext, get_recipe
 from energybench.results import check_writable_dir, remove_stale_temporaries, write_text_atomic
 from energybench.runtime import (
-    autocast, derive_seed, environment_info, make_generator, set_deterministic,
+    autocast, derive_seed, environment_info, inner_loop_precision, make_generator, set_deterministic,
 )
 
 LOG_NAME = "log.jsonl"
@@ -319,7 +319,7 @@ class Trainer:
             group["lr"] = self.lr_scale * learning_rate(self.cfg.optim, self.global_step,
                                                         self.total_steps)
         self.model.train()
-        with autocast(self.device, self.cfg.run.amp):
+        with autocast(self.device, self.cfg.run.amp), inner_loop_precision(self.cfg.run.inner_precision):
             loss, logits, stats = self.step_module(x, y, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -108,3 +108,36 @@ def test_buffer_writes_keep_the_last_of_repeated_indices():
     got = torch.zeros(50, 3, 8, 8)
     assign_last(got, idx, values)
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("precision, expected", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_attack_and_sgld_loops_follow_the_inner_precision(precision, expected):
+    """Inside a bfloat16 autocast step (CPU autocast here, CUDA in training), attacks and SGLD run
+    in float32 unless run.inner_precision asks for bfloat16."""
+    import torch.nn.functional as F
+
+    from energybench.attacks import PGDConfig, pgd
+    from energybench.models import create_model
+    from energybench.runtime import inner_loop_precision
+    from energybench.sampling import SGLDConfig, sgld
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = create_model("tiny-cnn", width=8)
+
+        def forward(self, x):
+            out = self.inner(x)
+            seen.append(out.dtype)
+            return out
+
+    model, gen = Spy(), torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16), inner_loop_precision(precision):
+        pgd(model, x, y, PGDConfig(steps=2), gen,
+            loss_fn=lambda logits, y: F.cross_entropy(logits.float(), y, reduction="sum"))
+        sgld(model, x, SGLDConfig(steps=2), gen)
+        outside = model(x).dtype
+    assert set(seen[:-1]) == {expected} and outside == torch.bfloat16
