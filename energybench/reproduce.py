@@ -60,7 +60,7 @@ PRESETS = {
     "smoke": ReproductionPreset(
         "smoke", "smoke", ("data.train_subset=5000", "optim.epochs=6"),
         {"default": 500, "autoattack": 100, "jfs": 200, "mfs": 200},
-        figures=True, summary="CPU, 12 minutes from scratch on 2 idle cores (tiny-cnn, 5,000 images, 6 epochs)"),
+        figures=True, summary="CPU, about 16 minutes of training and evaluation on 2 cores (tiny-cnn, 5,000 images, 6 epochs)"),
     "paper": ReproductionPreset(
         "paper", "paper", (), {"default": None},
         {"autoattack": {"max_images": 10_000}, "is": {"n_per_class": 5000}, "fid": {"n_per_class": 5000}},

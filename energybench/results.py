@@ -115,20 +115,24 @@ def _per_255(value) -> str:
     return f"{value * 255:g}/255" if isinstance(value, (int, float)) else str(value)
 
 
-PIXEL_PARAMS = ("eps", "step_size", "pgd_step_size", "radius", "flat_radius")
+def attack_step_key(params: dict) -> str | None:
+    """Which parameter is the attack's step: `pgd_step_size` where a metric also has an SGLD
+    `step_size` (energy-hist), else `step_size` beside an `eps`, else none."""
+    if "pgd_step_size" in params:
+        return "pgd_step_size"
+    return "step_size" if "eps" in params and "step_size" in params else None
 
 
 def protocol_text(record: dict) -> str:
-    """The protocol of a record in a few words: eps and step as x/255 where the metric has them,
-    then every value that differs from the metric's defaults (`changed_params`)."""
+    """The protocol of a record in a few words: the attack's eps and step as x/255 where the metric
+    has them, then every other value that differs from the metric's defaults (`changed_params`)."""
     params, changed = record.get("params") or {}, record.get("changed_params") or {}
-    parts = []
-    for key, label in (("eps", "eps"), ("step_size", "step"), ("pgd_step_size", "step")):
-        if key in params and params[key] is not None:
-            parts.append(f"{label} {_per_255(params[key])}")
-    for key, value in changed.items():
-        if key not in ("eps", "step_size", "pgd_step_size"):
-            parts.append(f"{key} {_per_255(value) if key in PIXEL_PARAMS else value}")
+    step = attack_step_key(params)
+    pixel = {"eps", "radius", "flat_radius", step}
+    parts = [f"{label} {_per_255(params[key])}" for key, label in (("eps", "eps"), (step, "step"))
+             if key in params and params[key] is not None]
+    parts += [f"{key} {_per_255(value) if key in pixel else value}"
+              for key, value in changed.items() if key not in ("eps", step)]
     return ", ".join(parts) or "default"
 
 
@@ -149,7 +153,7 @@ def load_records(paths) -> "pandas.DataFrame":  # noqa: F821
             rows.append({
                 "metric": record["metric"], "value": record["value"], "stderr": record.get("stderr"),
                 "n": record["n"], "eps": params.get("eps"),
-                "step_size": params.get("step_size", params.get("pgd_step_size")),
+                "step_size": params.get(attack_step_key(params)) if attack_step_key(params) else None,
                 "protocol": protocol_text(record),
                 **{f"params.{k}": v for k, v in params.items()},
                 "model": record["model"].get("path"), "model_sha256": record["model"].get("sha256"),
