@@ -24,6 +24,7 @@ import torch.nn as nn
 from energybench.attacks import check_eps, eval_mode, predict
 from energybench.errors import UserError
 from energybench.progress import progress
+from energybench.results import write_json_atomic
 
 STATE_FORMAT = "energybench-autoattack-state"
 _AFTER_RE = re.compile(r"robust accuracy after (\S+): ([\d.]+)%")
@@ -155,8 +156,6 @@ def run_autoattack(
         chunks.append(_attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size,
                                     device, version))
         if state_path is not None:
-            from energybench.results import write_json_atomic
-
             write_json_atomic({"format": STATE_FORMAT, "key": key, "chunks": chunks}, state_path)
     flags = torch.tensor([c == "1" for chunk in chunks for c in chunk["robust"]], dtype=torch.bool)
     clean = sum(chunk["clean"].count("1") for chunk in chunks)

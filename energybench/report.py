@@ -93,9 +93,10 @@ def record_metric_version(record: dict) -> int:
     return (record.get("identity") or {}).get("metric_version", 1)
 
 
-def matches(record: dict, entry: dict, measure: dict) -> bool:
+def matches(record: dict, entry: dict, measure: dict, protocol: dict | None = None) -> bool:
     """Whether a record measures this entry's model with this measure's metric and its whole
-    protocol (every defining parameter equal, and the metric's current version)."""
+    protocol (every defining parameter equal, and the metric's current version). `protocol` is
+    `cell_protocol(measure)`, passed in when the caller tests many records against one cell."""
     from energybench.metrics import METRICS
 
     model = record["model"]
@@ -109,8 +110,8 @@ def matches(record: dict, entry: dict, measure: dict) -> bool:
     params = model.get("recipe_params") or {}
     if any(k not in params or not _same(params[k], v) for k, v in entry.get("params", {}).items()):
         return False
-    return all(k in record["params"] and _same(record["params"][k], v)
-               for k, v in cell_protocol(measure).items())
+    protocol = cell_protocol(measure) if protocol is None else protocol
+    return all(k in record["params"] and _same(record["params"][k], v) for k, v in protocol.items())
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ class Measured:
 
 def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) -> Measured | None:
     """The one record filling this cell, or None. Several distinct matches are an error."""
-    found = [r for r in records if matches(r, entry, measure)]
+    protocol = cell_protocol(measure)
+    found = [r for r in records if matches(r, entry, measure, protocol)]
     if not found:
         return None
     distinct = {(r["model"]["sha256"], r["n"], json.dumps(r["params"], sort_keys=True)): r for r in found}

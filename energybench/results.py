@@ -150,10 +150,11 @@ def load_records(paths) -> "pandas.DataFrame":  # noqa: F821
             if record is None or "value" not in record:
                 continue
             params = record.get("params") or {}
+            step = attack_step_key(params)
             rows.append({
                 "metric": record["metric"], "value": record["value"], "stderr": record.get("stderr"),
                 "n": record["n"], "eps": params.get("eps"),
-                "step_size": params.get(attack_step_key(params)) if attack_step_key(params) else None,
+                "step_size": params.get(step) if step else None,
                 "protocol": protocol_text(record),
                 **{f"params.{k}": v for k, v in params.items()},
                 "model": record["model"].get("path"), "model_sha256": record["model"].get("sha256"),

@@ -387,15 +387,16 @@ class Trainer:
         """Clean accuracy on `data` and PGD-10 robust accuracy on its first run.robust_eval
         images (the same images and random starts every epoch)."""
         x, y = data.float_images(self.device), data.labels.to(self.device)
-        out = {f"{prefix}_acc": float((predict(self.model, x) == y).float().mean()), f"{prefix}_n": len(y)}
+        right = predict(self.model, x) == y
+        out = {f"{prefix}_acc": float(right.float().mean()), f"{prefix}_n": len(y)}
         n = min(self.cfg.run.robust_eval, len(y))
         if n:
             gen = make_generator(derive_seed(self.cfg.run.seed, _ROBUST), self.device)
             robust = 0
             for start in range(0, n, 250):
-                xb, yb = x[start:min(n, start + 250)], y[start:min(n, start + 250)]
-                x_adv = pgd(self.model, xb, yb, SELECTION_ATTACK, gen)
-                robust += int(((predict(self.model, xb) == yb) & (predict(self.model, x_adv) == yb)).sum())
+                stop = min(n, start + 250)
+                x_adv = pgd(self.model, x[start:stop], y[start:stop], SELECTION_ATTACK, gen)
+                robust += int((right[start:stop] & (predict(self.model, x_adv) == y[start:stop])).sum())
             out.update({f"{prefix}_robust_acc": robust / n, f"{prefix}_robust_n": n})
         return out
 
