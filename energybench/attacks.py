@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from energybench.energy import joint_energy
 from energybench.errors import UserError
 from energybench.runtime import inner_loop
-from energybench.validation import Checked
+from energybench.validation import Checked, parse_number
 
 OBJECTIVES = ("ce", "energy")
 
@@ -39,13 +39,8 @@ def eval_mode(model: nn.Module):
 def parse_eps(value: str | float) -> float:
     """'8/255', '0.0314' or a float -> float in (0, 1]; anything else is a UserError."""
     if isinstance(value, str):
-        text = value.strip()
         try:
-            if "/" in text:
-                num, den = text.split("/", 1)
-                result = float(num) / float(den)
-            else:
-                result = float(text)
+            result = parse_number(value)
         except (ValueError, ZeroDivisionError):
             raise UserError(f"cannot read eps {value!r}; write it like 8/255 or 0.0314") from None
     else:

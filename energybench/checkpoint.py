@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -154,10 +154,16 @@ class LoadedModel:
     """A model ready to evaluate, with what results must record about it."""
 
     model: nn.Module
-    kind: str  # "checkpoint" | "export"
-    path: Path
-    sha256: str
+    kind: str  # "checkpoint" | "export" | "robustbench" | "module"
+    path: Path | None  # the file it came from (None for a Python module)
+    sha256: str  # the file's digest, or the weights' (energybench.handle) where there is no file
     checkpoint: dict | None  # the full checkpoint dict for kind == "checkpoint"
+    name: str = ""  # how records and titles name it: a path, robustbench:NAME, or module:Class
+    info: dict = field(default_factory=dict)  # provenance beyond the file (e.g. RobustBench's)
+
+    def __post_init__(self):
+        if not self.name:
+            self.name = str(self.path)
 
     @property
     def train_source(self) -> str | None:

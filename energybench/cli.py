@@ -46,6 +46,62 @@ SEED = click.IntRange(min=0)
 POSITIVE = click.IntRange(min=1)
 
 
+class RegistryChoice(click.Choice):
+    """A click.Choice whose names come from a registry when the command runs (so help and
+    errors list exactly what is registered, and the registries load only when needed)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        super().__init__([])
+
+    def convert(self, value, param, ctx):
+        self.choices = registry_names(self.kind)
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, param, ctx=None):
+        return f"[{self.kind.split('+')[0].rstrip('s').upper()}]"
+
+
+def model_options(command):
+    """--model (alias --ckpt) with RobustBench's --threat-model and --model-dir: any model handle."""
+    for option in reversed([
+        click.option("--model", "--ckpt", "model_spec", required=True,
+                     help="an energybench checkpoint (.pt), a torch.export program (.pt2) or robustbench:NAME"),
+        click.option("--threat-model", default="Linf", show_default=True,
+                     type=click.Choice(["Linf", "L2", "corruptions"]),
+                     help="RobustBench zoo section for robustbench:NAME"),
+        click.option("--model-dir", type=click.Path(path_type=Path), default=None,
+                     help="RobustBench weights folder: DIR/cifar10/<threat model>/NAME.pt (default ./models)"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _registry_choice(kind: str) -> RegistryChoice:
+    return RegistryChoice(kind)
+
+
+def registry_names(kind: str) -> list[str]:
+    """The registered names of a kind: recipes, metrics, suites, tables, presets or models."""
+    if kind in ("recipes", "presets"):
+        from energybench.recipes import RECIPES
+
+        if kind == "recipes":
+            return RECIPES.names()
+        return sorted({p for n in RECIPES.names() for p in RECIPES.get(n).presets()})
+    if kind in ("metrics", "suites"):
+        from energybench.metrics import METRICS, SUITES
+
+        return METRICS.names() if kind == "metrics" else sorted(SUITES)
+    if kind in ("tables", "tables+all"):
+        from energybench.report import table_names
+
+        return table_names() + (["all"] if kind == "tables+all" else [])
+    from energybench.models import MODELS
+
+    return MODELS.names()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="energybench")
 def cli():
@@ -56,8 +112,11 @@ def cli():
 
 
 @cli.command()
-@click.argument("recipe")
-@click.option("--preset", default="smoke", show_default=True, help="paper or smoke")
+@click.argument("recipe", required=False, type=_registry_choice("recipes"))
+@click.option("--preset", default="smoke", show_default=True, type=_registry_choice("presets"),
+              help="paper or smoke")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="a TOML or YAML config (e.g. saved from --show-config); --set applies on top")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config value, e.g. optim.lr=0.05 or recipe.sigma=16/255 (repeatable)")
 @click.option("--data", "data_spec", default=None,
@@ -69,27 +128,38 @@ def cli():
               help="continue the run in --out from its last checkpoint; --set may then change "
                    "optim.lr, optim.epochs, data.eval_subset, run.checkpoint_every_steps, "
                    "run.amp, run.channels_last, run.deterministic and run.guard.*")
-@click.option("--show-config", is_flag=True, help="print the resolved config and exit")
-def train(recipe, preset, overrides, data_spec, out_dir, device, resume, show_config):
-    """Train RECIPE (see `energybench list recipes`) with a preset and overrides."""
+@click.option("--show-config", is_flag=True,
+              help="print the resolved config as TOML and exit (save it and pass it to --config)")
+def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, resume, show_config):
+    """Train RECIPE (see `energybench list recipes`) with a preset, a config file and overrides."""
     from dataclasses import replace
 
-    from energybench.config import apply_overrides, describe
+    from energybench.config import apply_overrides, dump_config, read_config_file
     from energybench.recipes import preset_config
     from energybench.trainer import train as run_training
 
+    from_file: list[str] = []
+    if config_file is not None:
+        named, from_file = read_config_file(config_file)
+        if recipe is not None and recipe != named:
+            raise UserError(f"{config_file} is a config for {named}, not {recipe}; drop RECIPE or "
+                            f"give a {recipe} config")
+        recipe = named
+        registry_choice = _registry_choice("recipes")
+        registry_choice.convert(recipe, None, None)
+    if recipe is None:
+        raise UserError("name a RECIPE (see `energybench list recipes`) or give --config FILE")
     cfg = preset_config(recipe, preset)
     if data_spec is not None:
         cfg = replace(cfg, data=replace(cfg.data, source=data_spec))
-    cfg = apply_overrides(cfg, list(overrides))
+    cfg = apply_overrides(cfg, from_file + list(overrides))
     if show_config:
-        for key, value in describe(cfg):
-            _echo(f"{key} = {value!r}")
+        _echo(f"# energybench train {recipe} --preset {preset}: resolved config\n" + dump_config(cfg), nl=False)
         return
     from energybench.distributed import init_world, shutdown
 
     out_dir = out_dir or Path("runs") / f"{recipe}-{preset}"
-    resume_overrides = list(overrides)
+    resume_overrides = from_file + list(overrides)
     if resume and data_spec is not None:  # the same data is no change; other data is refused
         resume_overrides.append(f"data.source={Path(data_spec).resolve() if Path(data_spec).exists() else data_spec}")
     world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench train ...
@@ -106,13 +176,14 @@ def train(recipe, preset, overrides, data_spec, out_dir, device, resume, show_co
 
 
 @cli.command("eval")
-@click.option("--ckpt", "model_path", required=True, type=click.Path(path_type=Path),
-              help="an energybench checkpoint (.pt) or a torch.export program (.pt2)")
+@model_options
 @click.option("--data", "data_spec", default=None,
               help="test data (default: the data the checkpoint was trained on)")
 @click.option("--n", type=POSITIVE, default=None, help="evaluate the first N test images (default all)")
-@click.option("--suite", "suites", multiple=True, help="metric suite(s): see `energybench list suites`")
-@click.option("--metric", "metrics", multiple=True, help="single metric(s), repeatable")
+@click.option("--suite", "suites", multiple=True, type=_registry_choice("suites"),
+              help="metric suite(s), repeatable")
+@click.option("--metric", "metrics", multiple=True, type=_registry_choice("metrics"),
+              help="single metric(s), repeatable")
 @click.option("--eps", default=None, help="L-inf budget for attack metrics, e.g. 8/255 (default protocol)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="records folder (default eval-<ckpt name>/ beside the checkpoint)")
@@ -127,16 +198,28 @@ def train(recipe, preset, overrides, data_spec, out_dir, device, resume, show_co
                    "probes=20 (repeatable)")
 @click.option("--train-data", default=None,
               help="training data for metrics that need it (class-Gaussian SGLD init, FID, "
-                   "memorization) when the model does not name its own (.pt2 programs)")
-def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, batch_size, seed, force,
-             inception_weights, params, train_data):
+                   "memorization) when the model does not name its own (.pt2, RobustBench)")
+@click.option("--format", "fmt", default="summary", show_default=True,
+              type=click.Choice(["summary", "json", "robustbench"]),
+              help="print a summary table, the records as JSON, or also write a RobustBench "
+                   "leaderboard entry (needs the clean and autoattack metrics)")
+@click.option("--json", "fmt", flag_value="json", help="same as --format json")
+def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, out_dir, device,
+             batch_size, seed, force, inception_weights, params, train_data, fmt):
     """Evaluate a model; one JSON record per metric, then a summary table."""
+    import json
+
     from energybench.attacks import parse_eps
-    from energybench.evaluate import check_param_keys, default_out_dir, evaluate
+    from energybench.evaluation import check_param_keys, evaluate
     from energybench.metrics import resolve_metrics
-    from energybench.results import format_summary, write_text_atomic
+    from energybench.results import format_summary, write_json_atomic, write_text_atomic
 
     names = resolve_metrics(list(suites), list(metrics))
+    if fmt == "robustbench":
+        missing = [m for m in ("clean", "autoattack") if m not in names]
+        if missing:
+            raise UserError(f"--format robustbench needs the clean and autoattack metrics; add "
+                            f"--metric {' --metric '.join(missing)}")
     raw = {}
     for item in params:
         if "=" not in item:
@@ -147,26 +230,61 @@ def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, ba
     overrides = {**raw, "eps": parse_eps(eps) if eps is not None else raw.get("eps"),
                  "inception_weights": inception_weights}
     refused: dict[str, str] = {}
-    records = evaluate(model_path, names, data_spec=data_spec, n=n, out_dir=out_dir,
+    say = (lambda m: _echo(m, err=True))
+    records = evaluate(model_spec, names, data=data_spec, n=n, out_dir=out_dir,
                        device=_device(device), batch_size=batch_size, seed=seed,
-                       overrides=overrides, force=force, log=lambda m: _echo(m, err=True),
-                       refused=refused if len(names) > 1 else None, train_data=train_data)
-    out = out_dir or default_out_dir(model_path)
+                       overrides=overrides, force=force, log=say,
+                       refused=refused if len(names) > 1 else None, train_data=train_data,
+                       threat_model=threat_model, model_dir=model_dir)
+    out = Path(records[0]["file"]).parent if records else out_dir
     if records:
         table = format_summary(records)
         not_run = "".join(f"\n- {k}: not computed ({v})" for k, v in refused.items())
-        write_text_atomic(f"# {model_path}\n\nData: {records[0]['data']['label']}\n\n{table}\n{not_run}\n",
-                          Path(out) / "summary.md")
-        _echo(f"\n{model_path} on {records[0]['data']['label']}\n{table}\n\nrecords: {out}")
+        write_text_atomic(f"# {model_spec}\n\nData: {records[0]['data']['label']}\n\n{table}\n{not_run}\n",
+                          out / "summary.md")
+        if fmt == "json":
+            _echo(json.dumps(records, indent=1))
+        else:
+            _echo(f"\n{model_spec} on {records[0]['data']['label']}\n{table}\n\nrecords: {out}")
     if refused:
         raise UserError(f"not computed: {', '.join(refused)} (first reason: {next(iter(refused.values()))})")
+    if fmt == "robustbench":
+        from energybench.zoo import leaderboard_entry
+
+        model = records[0]["model"]
+        entry = leaderboard_entry(records, _entry_name(model), _architecture(model), threat_model=threat_model,
+                                  additional_data=False if model["kind"] == "checkpoint" else None)
+        path = out / f"robustbench-{_entry_name(model)}.json"
+        write_json_atomic(entry, path)
+        _echo(f"RobustBench leaderboard entry: {path}")
+
+
+def _entry_name(model: dict) -> str:
+    """A file-safe name for a model's leaderboard entry."""
+    import re
+
+    name = model.get("robustbench_name") or (
+        f"{model['recipe']}-{Path(model['path']).stem}" if model.get("recipe") else model["name"])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_")
+
+
+def _architecture(model: dict) -> str:
+    """How a leaderboard names the architecture: the zoo's class, or ours with its size."""
+    if model.get("architecture"):
+        return model["architecture"]
+    spec = model.get("model") or {}
+    if spec.get("name") == "wrn":
+        kw = spec["kwargs"]
+        return f"WideResNet-{kw.get('depth')}-{kw.get('widen_factor')}"
+    return {"wrn-28-10": "WideResNet-28-10", "wrn-16-4": "WideResNet-16-4",
+            "preact-resnet18": "PreActResNet-18", "tiny-cnn": "tiny CNN"}.get(spec.get("name"), model["kind"])
 
 
 # ----------------------------------------------------------------------------- sample
 
 
 @cli.command()
-@click.option("--ckpt", "model_path", required=True, type=click.Path(path_type=Path))
+@model_options
 @click.option("--n-per-class", type=POSITIVE, default=10, show_default=True)
 @click.option("--mode", default="joint", show_default=True,
               type=click.Choice(["joint", "conditional", "marginal"]),
@@ -182,24 +300,29 @@ def eval_cmd(model_path, data_spec, n, suites, metrics, eps, out_dir, device, ba
               help="folder for samples.npz and grid PNGs (default samples-<ckpt name>/)")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
-def sample(model_path, n_per_class, mode, init, steps, step_size, noise, train_data, out_dir, device, seed):
-    """Generate images by SGLD; saves samples.npz and one PNG grid per class plus an overview."""
+def sample(model_spec, threat_model, model_dir, n_per_class, mode, init, steps, step_size, noise, train_data,
+           out_dir, device, seed):
+    """Generate images by SGLD: samples.npz, one PNG grid per class, and grid.png/.pdf (a row per
+    class, named)."""
     from energybench.sample_io import sample_model
 
-    out = sample_model(model_path, n_per_class=n_per_class, mode=mode, init=init, steps=steps,
-                       step_size=step_size, noise_scale=noise, train_data=train_data,
-                       out_dir=out_dir, device=_device(device), seed=seed)
+    out = sample_model(model_spec, n_per_class=n_per_class, mode=mode, init=init, steps=steps,
+                       step_size=step_size, noise=noise, train_data=train_data,
+                       out_dir=out_dir, device=_device(device), seed=seed, threat_model=threat_model,
+                       model_dir=model_dir)
     _echo(f"samples: {out}")
 
 
 # ----------------------------------------------------------------------------- report
 
 
-DEFAULT_RESULTS = Path("reports/reproduce-smoke/records")
+# The committed smoke reproduction, found from the package's own location (a source checkout), not
+# from the current folder.
+DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "reports" / "reproduce-smoke" / "records"
 
 
 @cli.command()
-@click.option("--table", "tables", multiple=True, required=True,
+@click.option("--table", "tables", multiple=True, required=True, type=_registry_choice("tables+all"),
               help="table name (see `energybench list tables`), or 'all'; repeatable")
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help=f"folders or files of result records (default {DEFAULT_RESULTS} if present); repeatable")
@@ -262,13 +385,64 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
     _echo(f"index page: {index}")
 
 
+# ----------------------------------------------------------------------------- plot
+
+
+@cli.command()
+@click.argument("records", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="folder for the figures (default: beside each record)")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["png", "pdf", "svg"]),
+              help="figure format(s), repeatable (default png and pdf; PNG at 300 dpi)")
+def plot(records, out_dir, formats):
+    """Redraw the figures of RECORDS (record .json files or folders of them) from their saved raw
+    data, without recomputing anything."""
+    from energybench.plotting import DRAWERS, FORMATS, draw_record
+    from energybench.results import check_writable_dir
+
+    files = []
+    for item in records:
+        if item.is_dir():
+            files += sorted(p for p in item.glob("*.json") if _is_record(p))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UserError(f"{item} does not exist; give record .json files or folders of them")
+    drawable = [f for f in files if _metric_of(f) in DRAWERS]
+    if not drawable:
+        raise UserError(f"no record with a figure among {len(files)} file(s); figures belong to "
+                        f"{', '.join(sorted(DRAWERS))}")
+    if out_dir is not None:
+        check_writable_dir(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for record in drawable:
+        for path in draw_record(record, out_dir, tuple(formats) or FORMATS):
+            _echo(str(path))
+
+
+def _is_record(path: Path) -> bool:
+    return _metric_of(path) is not None
+
+
+def _metric_of(path: Path) -> str | None:
+    """The metric a record file is of, or None for any other JSON (e.g. AutoAttack's state)."""
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"cannot read {path} as a JSON record") from None
+    return record.get("metric") if isinstance(record, dict) and "record_version" in record else None
+
+
 # ----------------------------------------------------------------------------- list
 
 
 @cli.command("list")
 @click.argument("what", required=False,
                 type=click.Choice(["recipes", "models", "metrics", "suites", "presets", "tables"]))
-def list_cmd(what):
+@click.option("--json", "as_json", is_flag=True, help="print {section: {name: description}} as JSON")
+def list_cmd(what, as_json):
     """Show recipes, models, metrics, suites and presets."""
     from energybench.metrics import METRICS, SUITES
     from energybench.models import MODELS
@@ -284,9 +458,13 @@ def list_cmd(what):
         "presets": [(n, ", ".join(RECIPES.get(n).presets())) for n in RECIPES.names()],
         "tables": [(n, load_table(n)["title"]) for n in table_names()],
     }
+    sections = {k: v for k, v in sections.items() if what in (None, k)}
+    if as_json:
+        import json
+
+        _echo(json.dumps({k: dict(v) for k, v in sections.items()}, indent=1))
+        return
     for name, rows in sections.items():
-        if what not in (None, name):
-            continue
         _echo(f"{name}:")
         width = max(len(r[0]) for r in rows)
         for key, text in rows:

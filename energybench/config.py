@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from energybench.errors import UserError
-from energybench.validation import Checked, RangeError
+from energybench.validation import Checked, RangeError, parse_number
 
 
 @dataclass(frozen=True)
@@ -169,10 +169,7 @@ def _parse_value(text: str, hint, key: str) -> Any:
             raise UserError(f"{key} must be an integer, got {text!r}") from None
     if hint is float:
         try:
-            if "/" in text:
-                num, den = text.split("/", 1)
-                return float(num) / float(den)
-            return float(text)
+            return parse_number(text)
         except (ValueError, ZeroDivisionError):
             raise UserError(f"{key} must be a number (e.g. 0.1 or 8/255), got {text!r}") from None
     if origin is tuple:
@@ -239,12 +236,14 @@ def _set_path(obj: Any, path: list[str], text: str, full_key: str) -> Any:
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply `key=value` strings in order; `recipe.x` is an alias of `params.x`."""
+    """Apply `key=value` strings in order; recipe parameters are `recipe.x` (stored as params.x)."""
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} must look like key=value (e.g. optim.lr=0.05)")
         key, text = item.split("=", 1)
         path = key.strip().split(".")
+        if path[0] == "params":
+            raise UserError(f"{key.strip()}: recipe parameters are set as recipe.{'.'.join(path[1:])}=...")
         if path[0] == "recipe" and len(path) > 1:
             path[0] = "params"
         if path == ["recipe"]:
@@ -265,7 +264,93 @@ def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+# ----------------------------------------------------------------------------- config files
+
+
+def config_document(cfg: TrainConfig) -> dict:
+    """The resolved config as a nested dict for a TOML or YAML file: [recipe] holds its name and
+    parameters (the keys `--set recipe.x=...` takes), then [model], [data], [optim], [run].
+    Unset values (None) are left out: TOML has no null, and leaving them out keeps the default."""
+    doc = to_dict(cfg)
+    doc = {"recipe": {"name": doc.pop("recipe"), **doc.pop("params")}, **doc}
+    return _drop_none(doc)
+
+
+def _drop_none(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+def dump_config(cfg: TrainConfig, fmt: str = "toml") -> str:
+    """`config_document` as TOML (tomli_w) or YAML (PyYAML), readable by `read_config_file`."""
+    doc = config_document(cfg)
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(doc, sort_keys=False)
+    import tomli_w
+
+    return tomli_w.dumps(doc)
+
+
+def read_config_file(path) -> tuple[str, list[str]]:
+    """A TOML or YAML config file -> (recipe name, `key=value` overrides in file order), so a file
+    is applied exactly as `--set` would apply the same values (same parsing and range checks)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            import tomllib
+
+            doc = tomllib.loads(text)
+        else:
+            raise UserError(f"config file {path} must end in .toml, .yaml or .yml")
+    except UserError:
+        raise
+    except Exception as exc:  # tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read config file {path} ({first})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("recipe"), dict) or "name" not in doc["recipe"]:
+        raise UserError(f"config file {path} needs a [recipe] section with name = ... (see "
+                        f"`energybench train RECIPE --show-config`)")
+    recipe = {k: v for k, v in doc["recipe"].items() if k != "name"}
+    return str(doc["recipe"]["name"]), _flatten({**doc, "recipe": recipe})
+
+
+def _flatten(doc: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and not (prefix.endswith("model.") and key == "kwargs"):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={_as_text(value)}")
+    return out
+
+
+def _as_text(value) -> str:
+    """A file value as the text `--set` parses to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(_as_text(v) for v in value)
+    if isinstance(value, dict):
+        return repr(value)
+    return str(value)
+
+
 __all__ = [
     "ModelConfig", "DataConfig", "OptimConfig", "GuardConfig", "RunConfig", "TrainConfig", "to_dict",
-    "from_dict", "train_config_from_dict", "apply_overrides", "describe",
+    "from_dict", "train_config_from_dict", "apply_overrides", "describe", "config_document",
+    "dump_config", "read_config_file",
 ]

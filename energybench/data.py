@@ -17,7 +17,6 @@ $ENERGYBENCH_HOME/cache, keyed by the source's content. Every split carries a pr
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from energybench.errors import UserError
-from energybench.hashing import file_sha256
+from energybench.hashing import file_sha256, tensors_sha256, tree_sha256
 from energybench.locking import FolderLock
 
 SPLITS = ("train", "test")
@@ -93,6 +92,28 @@ class LabeledImages:
     def float_images(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """All images as float32 (N, 3, H, W) in [0, 1] on `device`."""
         return to_float(self.images.to(device))
+
+
+def in_memory(images, labels, classes=None, label: str = "images given in memory") -> LabeledImages:
+    """Images a Python caller holds, as a split whose provenance is their content digest.
+
+    images: uint8 (N, 3, H, W) or (N, H, W, 3) in [0, 255], tensor or array; labels: ints (N,)
+    in [0, len(classes)); classes default to '0'..'K-1' for K = max label + 1 (at least 10)."""
+    images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if images.dtype != torch.uint8:
+        raise UserError(f"images must be uint8 in [0, 255] (got {images.dtype}); convert with "
+                        f"(x * 255).round().to(torch.uint8)")
+    if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
+        images = images.permute(0, 3, 1, 2)
+    check_images(images.permute(0, 2, 3, 1).cpu().numpy(), "the given images")
+    raw = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    checked = check_labels(raw, len(images), len(classes) if classes is not None else None, "the given labels")
+    num_classes = len(classes) if classes is not None else max(10, int(checked.max()) + 1)
+    labels = torch.from_numpy(checked)
+    images = images.contiguous().cpu()
+    digest = tensors_sha256({"images": images, "labels": labels})
+    classes = tuple(classes) if classes is not None else tuple(str(k) for k in range(num_classes))
+    return LabeledImages(images, labels, classes, {"kind": "memory", "sha256": digest, "label": label})
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -198,12 +219,7 @@ def _content_key(source: Source) -> str:
     """sha256 of a file source; for folders a hash of names, sizes and mtimes."""
     if source.path.is_file():
         return file_sha256(source.path)
-    digest = hashlib.sha256()
-    for p in sorted(source.path.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            digest.update(f"{p.relative_to(source.path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return "tree-" + digest.hexdigest()
+    return "tree-" + tree_sha256(source.path)
 
 
 def _label_for(source: Source, key: str, classes: list[str], lossy: bool) -> str:

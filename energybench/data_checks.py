@@ -9,6 +9,7 @@ import torch
 
 from energybench import data as datalib
 from energybench.errors import UserError
+from energybench.hashing import file_sha256
 
 EXPECTED_COUNTS = {10: {"train": 50_000, "test": 10_000}, 100: {"train": 50_000, "test": 10_000}}
 
@@ -25,7 +26,7 @@ def verify_source(spec: str | None, reference: Path | None = None) -> tuple[str,
     source = datalib.resolve_source(spec)
     lines.append(f"source: {source.kind} {source.path}")
     if source.path.is_file():
-        digest = datalib.file_sha256(source.path)
+        digest = file_sha256(source.path)
         known = datalib.KNOWN_SOURCES.get(digest)
         lines.append(f"sha256 {digest}: {'known: ' + known if known else 'not a known file'}")
     test = None

@@ -30,7 +30,7 @@ INITS = ("uniform", "class-gaussian", "buffer")
 @dataclass(frozen=True)
 class GenerationConfig(Checked):
     LIMITS = {"n_per_class": "[1, inf)", "steps": "[0, inf)", "step_size": "[0, inf)",
-              "noise_scale": "[0, inf)", "batch_size": "[1, inf)", "seed": "[0, inf)"}
+              "noise": "[0, inf)", "batch_size": "[1, inf)", "seed": "[0, inf)"}
     CHOICES = {"mode": tuple(MODES), "init": INITS}
 
     n_per_class: int = 10
@@ -38,7 +38,7 @@ class GenerationConfig(Checked):
     init: str = "class-gaussian"
     steps: int = 100
     step_size: float = 0.25
-    noise_scale: float = 0.005
+    noise: float = 0.005
     batch_size: int = 250
     seed: int = 0
 
@@ -77,7 +77,7 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
         init = make_init(cfg.init, shape_source, train_labels if train_labels is not None
                          else torch.zeros(1, dtype=torch.long), num_classes, device, train_key)
         starts = None
-    sgld_cfg = SGLDConfig(steps=cfg.steps, step_size=cfg.step_size, noise_scale=cfg.noise_scale,
+    sgld_cfg = SGLDConfig(steps=cfg.steps, step_size=cfg.step_size, noise=cfg.noise,
                           target=MODES[cfg.mode])
     out = []
     batches = range(0, len(labels), cfg.batch_size)

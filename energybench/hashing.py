@@ -29,6 +29,25 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def text_sha256(text: str) -> str:
+    """sha256 of a text's UTF-8 bytes (hex)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def tree_sha256(folder: str | os.PathLike) -> str:
+    """A folder's digest from its files' relative names, sizes and modification times (cheap:
+    contents are not read; any edit, addition or removal changes it)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            digest.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def json_key(obj, length: int = 12) -> str:
     """A short digest of a JSON-able object (sorted keys; floats by repr)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:length]

@@ -26,7 +26,7 @@ import torch
 from energybench import data as datalib
 from energybench.config import apply_overrides
 from energybench.errors import UserError
-from energybench.evaluate import evaluate
+from energybench.evaluation import evaluate
 from energybench.recipes import preset_config, recipe_names
 from energybench.report import collect_records, load_table, run_name, table_names, write_tables
 from energybench.results import check_writable_dir, write_json_atomic, write_text_atomic
@@ -69,7 +69,7 @@ PRESETS = {
 }
 FIGURE_METRICS = ["energy-hist", "energy-contour", "energy-dynamics", "memorization"]
 GALLERY = {"n_per_class": 10, "mode": "joint", "init": "class-gaussian", "steps": 100,
-           "step_size": 0.25, "noise_scale": 0.005}
+           "step_size": 0.25, "noise": 0.005}
 
 
 @dataclass
@@ -132,10 +132,11 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     rendered = write_tables(records, out_dir / "tables", tables)
     write_json_atomic({"preset": preset, "runs": status}, out_dir / "status.json")
     figure_records = collect_records([out_dir / "figures"]) if (out_dir / "figures").exists() else []
+    comparisons = comparison_figures(records, figure_records, out_dir / "figures") if p.figures else []
     seconds = {"training": sum(s.get("train_seconds_total", 0.0) for s in status.values()),
                "evaluation": sum(r.get("wall_seconds") or 0.0 for r in records + figure_records)}
     index = out_dir / "README.md"
-    write_text_atomic(index_page(p, runs, status, rendered, out_dir, data, only, seconds), index)
+    write_text_atomic(index_page(p, runs, status, rendered, out_dir, data, only, seconds, comparisons), index)
     log(f"index page: {index}")
     return index
 
@@ -190,7 +191,7 @@ def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log) -
     gallery = dest / "samples"
     if not (gallery / "grid.png").exists():
         sample_model(ckpt, GALLERY["n_per_class"], GALLERY["mode"], GALLERY["init"], GALLERY["steps"],
-                     GALLERY["step_size"], GALLERY["noise_scale"], None, gallery, device, 0)
+                     GALLERY["step_size"], GALLERY["noise"], None, gallery, device, 0)
         (gallery / "samples.npz").unlink()  # the report keeps the pictures, not the arrays
     refused: dict = {}
     records = evaluate(ckpt, FIGURE_METRICS, n=200, out_dir=run_dir / "eval-figures", device=device,
@@ -208,6 +209,27 @@ def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log) -
     return [str(p.relative_to(dest.parent.parent)) for p in pngs if p.exists()]
 
 
+def comparison_figures(records: list[dict], figure_records: list[dict], dest: Path) -> list[str]:
+    """Cross-recipe figures: every run's energy histogram side by side, and robust vs clean
+    accuracy (PGD-20 and AutoAttack at 8/255). Returns their paths relative to the report."""
+    from energybench import plotting
+
+    made = []
+    hists = {Path(r["_file"]).parent.name: r for r in figure_records if r["metric"] == "energy-hist"}
+    if len(hists) > 1:
+        panels = {name: (r, plotting.read_raw(Path(r["_file"]), r)) for name, r in sorted(hists.items())}
+        made += plotting.save(plotting.hist_comparison(panels), dest / "compare-energy-hist")
+    by_run: dict[str, dict] = {}
+    for r in records:
+        if r["metric"] in ("clean", "pgd20", "autoattack") and abs(r["params"].get("eps", 8 / 255) - 8 / 255) < 1e-9:
+            point = by_run.setdefault(Path(r["_file"]).parent.name, {})
+            point[r["metric"]], point[f"n_{r['metric']}"] = r["value"], r["n"]
+    points = [{"name": name, **v} for name, v in sorted(by_run.items()) if "clean" in v and "pgd20" in v]
+    if len(points) > 1:
+        made += plotting.save(plotting.robustness_scatter(points), dest / "compare-robustness")
+    return [str(p.relative_to(dest.parent)) for p in made if p.suffix == ".png"]
+
+
 def _train_seconds(run_dir: Path) -> float:
     log = run_dir / "log.jsonl"
     if not log.exists():
@@ -216,7 +238,7 @@ def _train_seconds(run_dir: Path) -> float:
 
 
 def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendered: dict, out_dir: Path,
-               data: dict, only: str | None, seconds: dict) -> str:
+               data: dict, only: str | None, seconds: dict, comparisons: list[str] = ()) -> str:
     command = f"energybench reproduce --preset {p.name}" + (f" --only {only}" if only else "") + \
         f" --data {data.get('cifar10')}" + f" --out {out_dir}"
     lines = [f"# Reproduction: preset `{p.name}`", "",
@@ -249,6 +271,10 @@ def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendere
         lines += [text, ""]
     if p.figures:
         lines += ["## Figures", ""]
+        if comparisons:
+            lines += ["### All recipes", "", "Energy histograms side by side, and robust vs clean accuracy "
+                      "(PNG at 300 dpi, PDF beside):", ""]
+            lines += [f"![{Path(c).stem}]({c})" for c in comparisons] + [""]
         for run in runs:
             figs = status[run.name].get("figures")
             if not figs:

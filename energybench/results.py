@@ -181,3 +181,12 @@ def format_summary(records: list[dict]) -> str:
     if warnings:
         lines += ["", "Warnings raised by the metrics:", *warnings]
     return "\n".join(lines)
+
+
+def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
+    """Arrays as a compressed .npz (no pickled objects), written atomically."""
+    import numpy as np
+
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)

@@ -7,20 +7,23 @@ from pathlib import Path
 
 
 from energybench import data as datalib
-from energybench.checkpoint import load_model
-from energybench.figures import save_class_grids
+from energybench.handle import default_out_dir, open_model
+from energybench.plotting import save_sample_grids
 from energybench.generation import GenerationConfig, Samples, generate, save_samples
 from energybench.results import check_writable_dir
 from energybench.runtime import exact_float32
 
 
-def training_split(loaded, train_data: str | None):
-    """The training images a model saw (for the class-conditional Gaussian and FID)."""
+def training_split(loaded, train_data=None):
+    """The training images a model saw (for the class-conditional Gaussian, FID, memorization):
+    `train_data` (a spec or LabeledImages) or, by default, the checkpoint's own."""
+    if isinstance(train_data, datalib.LabeledImages):
+        return train_data
     spec = train_data if train_data is not None else loaded.train_source
     if spec is None:
         from energybench.errors import UserError
 
-        raise UserError(f"{loaded.path} does not say what it was trained on; pass --train-data")
+        raise UserError(f"{loaded.name} does not say what it was trained on; pass --train-data")
     return datalib.load_split(spec, "train")
 
 
@@ -44,18 +47,28 @@ def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None =
                     train_key)
 
 
-def sample_model(model_path, n_per_class, mode, init, steps, step_size, noise_scale, train_data,
-                 out_dir, device, seed) -> Path:
-    """Generate and save samples.npz and the class grids (checked before any work is done)."""
-    model_path = Path(model_path)
+def sample_model(model, n_per_class, mode, init, steps, step_size, noise, train_data,
+                 out_dir, device, seed, threat_model: str = "Linf", model_dir=None) -> Path:
+    """Generate and save samples.npz and the class grids for any model handle (a checkpoint,
+    .pt2, robustbench:NAME); everything is checked before the sampling starts."""
     cfg = GenerationConfig(n_per_class=n_per_class, mode=mode, init=init, steps=steps,
-                           step_size=step_size, noise_scale=noise_scale, seed=seed)
-    out = Path(out_dir) if out_dir is not None else model_path.parent / f"samples-{model_path.stem}"
+                           step_size=step_size, noise=noise, seed=seed)
+    loaded = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
+    if out_dir is not None:
+        out = Path(out_dir)
+    elif loaded.path is not None and loaded.kind in ("checkpoint", "export"):
+        out = loaded.path.parent / f"samples-{loaded.path.stem}"
+    else:
+        out = Path(f"samples-{default_out_dir(loaded).name.removeprefix('eval-')}")
     check_writable_dir(out)
-    loaded = load_model(model_path, device)
+    train = training_split(loaded, train_data) if cfg.init == "class-gaussian" else None
     with exact_float32():
-        samples = generate_for(loaded, cfg, device, train_data)
-    save_samples(samples, cfg, out / "samples.npz", {"model": str(model_path), "sha256": loaded.sha256})
-    classes = loaded.checkpoint["meta"].get("classes") if loaded.checkpoint else None
-    save_class_grids(samples, out, classes)
+        samples = generate_for(loaded, cfg, device, train_data, train=train)
+    save_samples(samples, cfg, out / "samples.npz", {"model": loaded.name, "sha256": loaded.sha256})
+    ckpt = loaded.checkpoint
+    classes = ckpt["meta"].get("classes") if ckpt else (list(train.classes) if train is not None else None)
+    what = {"joint": "E(x, y)", "conditional": "E(x, y) - E(x)", "marginal": "E(x)"}[mode]
+    who = f"{ckpt['recipe']} ({ckpt['model']['name']}, {loaded.path.name})" if ckpt else loaded.name
+    title = f"{who}: SGLD on {what}, {steps} steps from {init}"
+    save_sample_grids(samples.images, samples.labels, classes, out, title)
     return out

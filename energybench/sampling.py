@@ -1,13 +1,13 @@
 """SGLD on a classifier's energies, a replay buffer, and the initial distributions it draws from.
 
 One SGLD step (x in [0, 1] pixel units):
-    x <- x - step_size * grad_x U(x) + noise_scale * N(0, I)
+    x <- x - step_size * grad_x U(x) + noise * N(0, I)
 with U one of
     "marginal"     E(x)                 (JEM's p(x), JEAT Algorithm 1 training)
     "joint"        E(x, y)              (conditional generation, paper eq. 17)
     "conditional"  E(x, y) - E(x)       (the classic robust-classifier procedure, eq. 16)
-The papers' form x - a/2 grad U + sqrt(a) N is step_size = a/2, noise_scale = sqrt(a). JEM's
-published values (step 1, noise 0.01 on [-1, 1] inputs) are step_size 0.25, noise_scale 0.005 in
+The papers' form x - a/2 grad U + sqrt(a) N is step_size = a/2, noise = sqrt(a). JEM's
+published values (step 1, noise 0.01 on [-1, 1] inputs) are step_size 0.25, noise 0.005 in
 pixel units. The model is in eval mode and runs in float32 while sampling.
 """
 
@@ -32,15 +32,15 @@ INITS = ("uniform", "class-gaussian")
 class SGLDConfig:
     steps: int = 20
     step_size: float = 0.25
-    noise_scale: float = 0.005
+    noise: float = 0.005
     target: str = "marginal"
     clamp: bool = True  # keep samples in [0, 1] after every step
 
     def __post_init__(self):
         if self.target not in TARGETS:
             raise UserError(f"unknown SGLD target {self.target!r}; use one of {', '.join(TARGETS)}")
-        if self.steps < 0 or self.step_size < 0 or self.noise_scale < 0:
-            raise UserError("SGLD steps, step_size and noise_scale must be >= 0")
+        if self.steps < 0 or self.step_size < 0 or self.noise < 0:
+            raise UserError("SGLD steps, step_size and noise must be >= 0")
 
 
 def sgld_energy(logits: torch.Tensor, y: torch.Tensor | None, target: str) -> torch.Tensor:
@@ -64,7 +64,7 @@ def sgld(model: nn.Module, x0: torch.Tensor, cfg: SGLDConfig, generator: torch.G
             energy = sgld_energy(model(x), y, cfg.target).sum()
             (grad,) = torch.autograd.grad(energy, x)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x.detach().sub_(grad, alpha=cfg.step_size).add_(noise, alpha=cfg.noise_scale)
+            x = x.detach().sub_(grad, alpha=cfg.step_size).add_(noise, alpha=cfg.noise)
             if cfg.clamp:
                 x.clamp_(0.0, 1.0)
     return x.detach()

@@ -76,3 +76,19 @@ class Checked:
                     check_value(f.name, v, spec)
                 elif isinstance(v, float) and not math.isfinite(v):
                     raise RangeError(f.name, f"must be a finite number, got {v}")
+
+
+def parse_number(text: str) -> float:
+    """'8/255', '0.5/255', '0.0314', '1e-3' -> float, by fractions.Fraction; 'nan' and 'inf' pass through as
+    floats so that range checks name them. ValueError or ZeroDivisionError for anything else."""
+    from fractions import Fraction
+
+    text = text.strip()
+    if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return float(text)
+    if "/" in text:  # Fraction reads 8/255 but not 0.5/255: each side on its own
+        numerator, denominator = text.split("/", 1)
+        if "/" in denominator:
+            raise ValueError(f"{text!r} has more than one /")
+        return float(Fraction(numerator.strip()) / Fraction(denominator.strip()))
+    return float(Fraction(text))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from energybench.config import apply_overrides  # noqa: E402
 from energybench.errors import UserError  # noqa: E402
-from energybench.evaluate import evaluate  # noqa: E402
+from energybench.evaluation import evaluate  # noqa: E402
 from energybench.recipes import preset_config  # noqa: E402
 from energybench.trainer import train  # noqa: E402
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 import energybench.trainer as trainer_module  # noqa: E402
 from energybench.config import apply_overrides  # noqa: E402
-from energybench.evaluate import evaluate  # noqa: E402
+from energybench.evaluation import evaluate  # noqa: E402
 from energybench.recipes import preset_config  # noqa: E402
 
 SETTINGS = {"float32": (False, "float32"), "bf16-step, float32 inner": (True, "float32"),

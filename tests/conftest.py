@@ -86,3 +86,18 @@ def run_cli(capsys):
         return code, out, err
 
     return run
+
+
+REAL_DATA_FIXTURES = {"jpeg_tar", "exact_npz", "trained_run", "trained_model", "exact_test"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Two tiers: tests that use the CIFAR-10 copies in ../shared/data (directly or through a
+    fixture) are marked real_data; every other test needs no real data and is marked synthetic,
+    so `pytest -m synthetic` runs on a fresh clone alone."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ())) & REAL_DATA_FIXTURES
+        if uses or item.get_closest_marker("real_data"):
+            item.add_marker(pytest.mark.real_data)
+        else:
+            item.add_marker(pytest.mark.synthetic)

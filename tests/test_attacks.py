@@ -137,10 +137,10 @@ def test_models_accept_unit_range_inputs_and_differ_in_options():
 def test_energy_pgd_metric_is_about_as_strong_as_ce_on_a_normal_model(trained_run, exact_npz, tmp_path):
     """JEAT Table 1's claim at small scale: on a normally trained classifier the energy attack
     (ascend E(x, y)) and the cross-entropy attack leave about the same accuracy."""
-    from energybench.evaluate import evaluate
+    from energybench.evaluation import evaluate
 
     records = {r["metric"]: r for r in evaluate(
-        trained_run / "last.pt", ["pgd20", "pgd20-energy"], data_spec=str(exact_npz), n=300,
+        trained_run / "last.pt", ["pgd20", "pgd20-energy"], data=str(exact_npz), n=300,
         out_dir=tmp_path, overrides={"eps": 2 / 255}, log=lambda m: None)}
     assert records["pgd20-energy"]["params"]["objective"] == "energy"
     assert records["pgd20-energy"]["params"]["eps"] == pytest.approx(2 / 255)

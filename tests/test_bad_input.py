@@ -166,8 +166,8 @@ def _param(*items):
 
 CASES = [
     # ---- train: names and options
-    ("train-unknown-recipe", ["train", "nope"], r"unknown recipe 'nope'"),
-    ("train-unknown-preset", ["train", "normal", "--preset", "giant"], r"unknown preset"),
+    ("train-unknown-recipe", ["train", "nope"], r"'nope' is not one of 'eb-jdat'"),
+    ("train-unknown-preset", ["train", "normal", "--preset", "giant"], r"'giant' is not one of 'paper', 'smoke'"),
     ("train-set-unknown-key", TRAIN + _set("optim.lrr=1"), r"unknown config key 'optim.lrr'"),
     ("train-set-unknown-section", TRAIN + _set("optimizer.lr=1"), r"unknown config key 'optimizer.lr'"),
     ("train-set-no-equals", TRAIN + ["--set", "optim.lr"], r"must look like key=value"),
@@ -271,8 +271,8 @@ CASES = [
     ("eval-pt2-not-logits", ["eval", "--ckpt", "{identity_pt2}", "--data", "{exact}"], r"must return \(N, num_classes\) logits"),
     ("eval-pt2-no-data", ["eval", "--ckpt", "{exported}"], r"does not say what data it was trained on; pass --data"),
     # ---- eval: options
-    ("eval-unknown-metric", EVAL + ["--metric", "fid9"], r"unknown metric 'fid9'"),
-    ("eval-unknown-suite", EVAL + ["--suite", "everything"], r"unknown suite 'everything'"),
+    ("eval-unknown-metric", EVAL + ["--metric", "fid9"], r"'fid9' is not one of 'autoattack'"),
+    ("eval-unknown-suite", EVAL + ["--suite", "everything"], r"'everything' is not one of 'all'"),
     ("eval-eps-integer", EVAL + ["--eps", "8"], r"out of range.*8/255"),
     ("eval-eps-zero", EVAL + ["--eps", "0"], r"eps 0 is out of range"),
     ("eval-eps-negative", EVAL + ["--eps", "-1/255"], r"out of range"),
@@ -373,7 +373,7 @@ CASES = [
     ("sample-out-unwritable", ["sample", "--ckpt", "{ckpt}", "--out", "{ro}"], r"(read-only|No such file|Permission denied)"),
     ("sample-device", SAMPLE[:-6] + ["--device", "tpu"], r"unknown device 'tpu'"),
     # ---- report
-    ("report-unknown-table", ["report", "--table", "jeat-t9"], r"unknown table 'jeat-t9'"),
+    ("report-unknown-table", ["report", "--table", "jeat-t9"], r"'jeat-t9' is not one of 'ebjdat-at'"),
     ("report-no-table", ["report"], r"Missing option '--table'"),
     ("report-format", ["report", "--table", "jeat-t2", "--format", "xls"], r"--format.*'xls' is not one of"),
     ("report-results-missing", ["report", "--table", "jeat-t2", "--results", "{root}/none"], r"results path .* does not exist"),

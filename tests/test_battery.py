@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from energybench.evaluate import evaluate
+from energybench.evaluation import evaluate
 from energybench.generation import GenerationConfig
 
 
@@ -41,7 +41,7 @@ def test_landscape_and_memorization_records(trained_run, exact_npz, tmp_path):
     overrides = {"n_per_class": 2, "steps": 5, "init": "uniform"}
     records = {r["metric"]: r for r in evaluate(
         trained_run / "last.pt", ["memorization", "energy-hist", "energy-contour", "energy-dynamics"],
-        data_spec=str(exact_npz), n=40, out_dir=tmp_path, overrides=overrides, log=lambda m: None)}
+        data=str(exact_npz), n=40, out_dir=tmp_path, overrides=overrides, log=lambda m: None)}
     mem = records["memorization"]
     assert mem["n"] == 20 and 0 < mem["value"] <= 1 and mem["params"]["k"] == 10
     assert (tmp_path / mem["extra"]["figure"]).exists()
@@ -64,7 +64,7 @@ def test_landscape_and_memorization_records(trained_run, exact_npz, tmp_path):
 
 
 def test_autoattack_metric_is_resumable(trained_run, exact_npz, tmp_path):
-    kwargs = dict(data_spec=str(exact_npz), n=16, batch_size=16, out_dir=tmp_path,
+    kwargs = dict(data=str(exact_npz), n=16, batch_size=16, out_dir=tmp_path,
                   overrides={"eps": 1 / 255}, log=lambda m: None)
     (first,) = evaluate(trained_run / "last.pt", ["autoattack"], **kwargs)
     assert first["n"] == 16 and first["value"] <= first["extra"]["clean_accuracy"]
@@ -77,7 +77,7 @@ def test_autoattack_metric_is_resumable(trained_run, exact_npz, tmp_path):
 def test_suite_all_keeps_going_past_refusals(tmp_path, run_cli, trained_run, exact_npz, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     refused = {}
-    records = evaluate(trained_run / "last.pt", ["clean", "is", "fid"], data_spec=str(exact_npz), n=20,
+    records = evaluate(trained_run / "last.pt", ["clean", "is", "fid"], data=str(exact_npz), n=20,
                        out_dir=tmp_path / "e", log=lambda m: None, refused=refused)
     assert [r["metric"] for r in records] == ["clean"] and set(refused) == {"is", "fid"}
 
@@ -99,7 +99,7 @@ def test_exported_model_pgd20_agrees_with_apgd_ce(trained_run, exact_npz, tmp_pa
     torch.export.save(program, str(tmp_path / "model.pt2"))
     eps = 2 / 255
     records = {r["metric"]: r for r in evaluate(
-        tmp_path / "model.pt2", ["pgd20"], data_spec=str(exact_npz), n=300,
+        tmp_path / "model.pt2", ["pgd20"], data=str(exact_npz), n=300,
         batch_size=300, out_dir=tmp_path / "e", overrides={"eps": eps, "step_size": eps / 4},
         log=lambda m: None)}
     from energybench.data import load_split

@@ -7,7 +7,7 @@ from energybench.checkpoint import (
     FORMAT, load_model, read_checkpoint, save_checkpoint,
 )
 from energybench.errors import UserError
-from energybench.evaluate import evaluate
+from energybench.evaluation import evaluate
 from energybench.exported import load_exported
 from energybench.models import create_model
 
@@ -77,7 +77,7 @@ def test_exported_program_evaluates_like_the_checkpoint(tmp_path, trained_run, e
     torch.export.save(program, str(path))
     exported = load_exported(path)
     assert exported.fixed_batch == (None if dynamic else 64)
-    kwargs = dict(data_spec=str(exact_npz), n=300, batch_size=100, log=lambda m: None)
+    kwargs = dict(data=str(exact_npz), n=300, batch_size=100, log=lambda m: None)
     ours = {r["metric"]: r for r in evaluate(trained_run / "last.pt", ["clean", "pgd20"],
                                               out_dir=tmp_path / "a", **kwargs)}
     theirs = {r["metric"]: r for r in evaluate(path, ["clean", "pgd20"], out_dir=tmp_path / "b", **kwargs)}

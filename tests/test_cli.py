@@ -74,13 +74,13 @@ def test_list_shows_registries(run_cli):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "nope"], "unknown recipe 'nope'"),
+    (["train", "nope"], "'nope' is not one of 'eb-jdat'"),
     (["train", "normal", "--set", "optim.lrr=1"], "unknown config key 'optim.lrr'"),
     (["train", "normal", "--data", "/no/such/folder", "--out", "{tmp}/r"], "does not exist"),
-    (["train", "normal", "--preset", "giant"], "unknown preset"),
+    (["train", "normal", "--preset", "giant"], "'giant' is not one of 'paper', 'smoke'"),
     (["eval", "--ckpt", "{tmp}/none.pt"], "checkpoint not found"),
-    (["eval", "--ckpt", "{ckpt}", "--metric", "fid9"], "unknown metric 'fid9'"),
-    (["eval", "--ckpt", "{ckpt}", "--suite", "everything"], "unknown suite"),
+    (["eval", "--ckpt", "{ckpt}", "--metric", "fid9"], "'fid9' is not one of 'autoattack'"),
+    (["eval", "--ckpt", "{ckpt}", "--suite", "everything"], "'everything' is not one of 'all'"),
     (["eval", "--ckpt", "{ckpt}", "--eps", "8"], "out of range.*8/255"),
     (["eval", "--ckpt", "{ckpt}", "--n", "0"], "--n.*0 is not in the range x>=1"),
     (["eval", "--ckpt", "{ckpt}", "--device", "tpu"], "unknown device"),

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from energybench.errors import UserError
-from energybench.evaluate import evaluate
+from energybench.evaluation import evaluate
 
 QUIET = dict(log=lambda m: None)
 
@@ -34,7 +34,7 @@ def test_pgd_step_follows_the_budget_and_matches_apgd_ce(trained_run, exact_npz,
     from energybench.data import load_split
 
     eps = 1 / 255
-    (record,) = evaluate(trained_run / "last.pt", ["pgd20"], data_spec=str(exact_npz), n=500,
+    (record,) = evaluate(trained_run / "last.pt", ["pgd20"], data=str(exact_npz), n=500,
                          out_dir=tmp_path, overrides={"eps": eps}, **QUIET)
     assert record["params"]["eps"] == pytest.approx(eps)
     assert record["params"]["step_size"] == pytest.approx(eps / 4)
@@ -45,7 +45,7 @@ def test_pgd_step_follows_the_budget_and_matches_apgd_ce(trained_run, exact_npz,
     with torch.no_grad():
         apgd = float((model(x_adv).argmax(1) == y).float().mean())
     assert abs(record["value"] - apgd) <= 0.02, (record["value"], apgd)
-    (given,) = evaluate(trained_run / "last.pt", ["pgd20"], data_spec=str(exact_npz), n=500,
+    (given,) = evaluate(trained_run / "last.pt", ["pgd20"], data=str(exact_npz), n=500,
                         out_dir=tmp_path, overrides={"eps": eps, "step_size": "0.5/255"}, **QUIET)
     assert given["params"]["step_size"] == pytest.approx(0.5 / 255)
 
@@ -71,7 +71,7 @@ def second_run(tmp_path_factory, jpeg_tar):
 def test_caches_are_keyed_by_model_and_protocol(trained_run, second_run, exact_npz, tmp_path):
     """AutoAttack's state and the generated samples of a second model (or another eps) in the same
     folder are its own: each equals what a fresh folder gives."""
-    kwargs = dict(data_spec=str(exact_npz), n=16, batch_size=16, **QUIET)
+    kwargs = dict(data=str(exact_npz), n=16, batch_size=16, **QUIET)
     shared = tmp_path / "shared"
     overrides = {"eps": 8 / 255, "n_per_class": 1, "steps": 5}
     metrics = ["autoattack", "energy-hist"]
@@ -162,13 +162,10 @@ def test_killed_autoattack_resumes_to_the_uninterrupted_result(trained_run, exac
     assert all(p.grad is None for p in model.parameters())  # no gradients left on the model
 
 
-def test_autoattack_warnings_reach_the_record_and_summary(trained_run, exact_npz, tmp_path, monkeypatch):
+def test_autoattack_warnings_reach_the_record_and_summary(trained_run, exact_npz, tmp_path):
     """AutoAttack's own reliability checks (here: a randomised model) are kept, not dropped."""
-    from energybench.checkpoint import LoadedModel
+    from energybench.checkpoint import load_model
     from energybench.results import format_summary
-    import energybench.evaluate as evaluate_module
-
-    real_load = evaluate_module.load_model
 
     class Noisy(torch.nn.Module):
         def __init__(self, inner):
@@ -178,12 +175,8 @@ def test_autoattack_warnings_reach_the_record_and_summary(trained_run, exact_npz
         def forward(self, x):
             return self.inner(x) + 0.5 * torch.randn(len(x), 10)
 
-    def noisy_load(path, device):
-        loaded = real_load(path, device)
-        return LoadedModel(Noisy(loaded.model), loaded.kind, loaded.path, loaded.sha256, loaded.checkpoint)
-
-    monkeypatch.setattr(evaluate_module, "load_model", noisy_load)
-    (record,) = evaluate(trained_run / "last.pt", ["autoattack"], data_spec=str(exact_npz), n=8,
+    noisy = Noisy(load_model(trained_run / "last.pt").model)  # any nn.Module is a model handle
+    (record,) = evaluate(noisy, ["autoattack"], data=str(exact_npz), n=8,
                          batch_size=8, out_dir=tmp_path, overrides={"eps": 1 / 255}, **QUIET)
     assert any("random" in w.lower() for w in record["extra"]["warnings"])
     assert "Warnings raised by the metrics" in format_summary([record])
@@ -196,11 +189,11 @@ def test_data_with_other_class_order_is_refused(trained_run, exact_npz, tmp_path
     swapped = names[1:] + names[:1]
     np.savez(tmp_path / "swapped.npz", images=images, labels=labels, label_names=np.array(swapped))
     with pytest.raises(UserError, match="classes in another order") as info:
-        evaluate(trained_run / "last.pt", ["clean"], data_spec=str(tmp_path / "swapped.npz"), n=8,
+        evaluate(trained_run / "last.pt", ["clean"], data=str(tmp_path / "swapped.npz"), n=8,
                  out_dir=tmp_path / "out", **QUIET)
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
     np.savez(tmp_path / "same.npz", images=images, labels=labels, label_names=np.array(names))
-    (ok,) = evaluate(trained_run / "last.pt", ["clean"], data_spec=str(tmp_path / "same.npz"), n=8,
+    (ok,) = evaluate(trained_run / "last.pt", ["clean"], data=str(tmp_path / "same.npz"), n=8,
                      out_dir=tmp_path / "out", **QUIET)
     assert ok["n"] == 8
 
@@ -247,7 +240,7 @@ def test_metrics_run_without_tf32(trained_run, exact_npz, tmp_path, monkeypatch)
     for s in switches:
         s.fp32_precision = "tf32"
     try:
-        evaluate(trained_run / "last.pt", ["clean"], data_spec=str(exact_npz), n=8, out_dir=tmp_path, **QUIET)
+        evaluate(trained_run / "last.pt", ["clean"], data=str(exact_npz), n=8, out_dir=tmp_path, **QUIET)
         assert seen["inside"] == ["ieee", "ieee"]
         assert [s.fp32_precision for s in switches] == ["tf32", "tf32"]
     finally:

@@ -92,14 +92,14 @@ def test_pipeline_matches_independent_computation(exact_test):
 
 
 def test_is_and_fid_refuse_without_inception_weights(trained_run, exact_npz, tmp_path, monkeypatch):
-    from energybench.evaluate import evaluate
+    from energybench.evaluation import evaluate
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     with pytest.raises(UserError, match="need torch-fidelity's Inception-v3 weights"):
         find_inception_weights(None)
     for metric in ("is", "fid"):
         with pytest.raises(UserError, match="No IS/FID value is computed"):
-            evaluate(trained_run / "last.pt", [metric], data_spec=str(exact_npz), n=10,
+            evaluate(trained_run / "last.pt", [metric], data=str(exact_npz), n=10,
                      out_dir=tmp_path / "e", log=lambda m: None)
         assert not (tmp_path / "e" / f"{metric}.json").exists()
     with pytest.raises(UserError, match="does not exist"):

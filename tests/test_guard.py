@@ -60,12 +60,12 @@ def test_guard_off_fails_fast(tmp_path, jpeg_tar):
 
 def test_roll_backs_show_in_records_and_table_cells(tmp_path, jpeg_tar, exact_npz):
     """A run the guard rolled back says so in every record and in every table cell built on it."""
-    from energybench.evaluate import evaluate
+    from energybench.evaluation import evaluate
     from energybench.report import build, load_table, render
 
     cfg = config(jpeg_tar, "optim.lr=1e4", "run.guard.lr_factor=1e-5", "run.guard.max_abs_energy=1e3")
     ckpt = train(cfg, tmp_path / "r", torch.device("cpu"))
-    (record,) = evaluate(ckpt, ["clean"], data_spec=str(exact_npz), n=20, out_dir=tmp_path / "e",
+    (record,) = evaluate(ckpt, ["clean"], data=str(exact_npz), n=20, out_dir=tmp_path / "e",
                          log=lambda m: None)
     assert record["model"]["training"]["rollbacks"] == 1
     assert record["model"]["training"]["lr_scale"] == pytest.approx(1e-5)

@@ -8,7 +8,7 @@ from energybench.attacks import PGDConfig
 from energybench.config import apply_overrides
 from energybench.energy import joint_energy, marginal_energy
 from energybench.errors import UserError
-from energybench.evaluate import evaluate
+from energybench.evaluation import evaluate
 from energybench.recipes import RecipeContext, get_recipe, preset_config, recipe_names
 from energybench.trainer import train
 
@@ -43,7 +43,7 @@ def test_each_recipe_trains_and_evaluates(name, tmp_path, jpeg_tar, exact_npz):
     assert raw["recipe"] == name
     if hasattr(raw["config"]["params"], "get") and "buffer_size" in raw["config"]["params"]:
         assert raw["recipe_state"]["replay_buffer"]["images"].shape == (64, 3, 32, 32)
-    (record,) = evaluate(ckpt, ["clean"], data_spec=str(exact_npz), n=50, out_dir=tmp_path / "e",
+    (record,) = evaluate(ckpt, ["clean"], data=str(exact_npz), n=50, out_dir=tmp_path / "e",
                          log=lambda m: None)
     assert 0 <= record["value"] <= 1
 

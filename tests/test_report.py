@@ -95,7 +95,7 @@ def test_csv_is_tidy_and_tex_is_escaped():
 
 def test_report_cli_errors_are_one_line(run_cli, tmp_path):
     for args, message in [
-        (["report", "--table", "jeat-t9"], "unknown table 'jeat-t9'"),
+        (["report", "--table", "jeat-t9"], "'jeat-t9' is not one of 'ebjdat-at'"),
         (["report", "--table", "jeat-t2", "--format", "docx", "--results", str(RECORDS)], "'docx' is not one of 'md', 'tex', 'csv'"),
         (["report", "--table", "jeat-t2", "--results", str(tmp_path / "nowhere")], "does not exist"),
         (["reproduce", "--preset", "huge"], "'huge' is not one of 'ci', 'smoke', 'paper'"),
@@ -124,7 +124,7 @@ def test_the_reproduction_plan_is_read_off_the_tables():
 
 def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
     from energybench.config import apply_overrides
-    from energybench.evaluate import metric_params
+    from energybench.evaluation import metric_params
     from energybench.recipes import preset_config, recipe_names
     from energybench.reproduce import PRESETS
 

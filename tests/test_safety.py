@@ -174,9 +174,9 @@ def test_stale_temporaries_are_removed_on_resume(tmp_path, run_cli, jpeg_tar):
 
 
 def test_written_files_have_ordinary_permissions(trained_run, exact_npz, tmp_path):
-    from energybench.evaluate import evaluate
+    from energybench.evaluation import evaluate
 
-    (record,) = evaluate(trained_run / "last.pt", ["clean"], data_spec=str(exact_npz), n=4,
+    (record,) = evaluate(trained_run / "last.pt", ["clean"], data=str(exact_npz), n=4,
                          out_dir=tmp_path, log=lambda m: None)
     mask = os.umask(0)
     os.umask(mask)

@@ -26,20 +26,20 @@ def test_noise_free_sgld_is_gradient_descent_on_the_chosen_energy():
     model = Quadratic(centres)
     x0 = torch.rand(5, 3, 2, 2, generator=gen)
     y = torch.tensor([0, 1, 2, 0, 1])
-    cfg = SGLDConfig(steps=1, step_size=0.1, noise_scale=0.0, target="joint", clamp=False)
+    cfg = SGLDConfig(steps=1, step_size=0.1, noise=0.0, target="joint", clamp=False)
     x1 = sgld(model, x0, cfg, torch.Generator().manual_seed(1), y)
     # grad_x E(x, y) = x - c_y
     expected = x0 - 0.1 * (x0.flatten(1) - centres[y]).view_as(x0)
     torch.testing.assert_close(x1, expected)
-    many = sgld(model, x0, SGLDConfig(steps=200, step_size=0.1, noise_scale=0.0, target="joint",
+    many = sgld(model, x0, SGLDConfig(steps=200, step_size=0.1, noise=0.0, target="joint",
                                       clamp=False), torch.Generator(), y)
     torch.testing.assert_close(many.flatten(1), centres[y], atol=1e-4, rtol=0)
 
 
-def test_sgld_noise_scale_is_separate_from_step_size():
+def test_sgld_noise_is_separate_from_step_size():
     model = Quadratic(torch.zeros(2, 3 * 8 * 8))
     x0 = torch.full((64, 3, 8, 8), 0.5)
-    cfg = SGLDConfig(steps=1, step_size=0.0, noise_scale=0.01, clamp=False)
+    cfg = SGLDConfig(steps=1, step_size=0.0, noise=0.01, clamp=False)
     x1 = sgld(model, x0, cfg, torch.Generator().manual_seed(0))
     assert (x1 - x0).std().item() == pytest.approx(0.01, rel=0.05)
 
@@ -49,7 +49,7 @@ def test_sgld_lowers_energy_and_stays_in_range(trained_model):
     x0 = torch.rand(32, 3, 32, 32, generator=gen)
     y = torch.arange(32) % 10
     for target in ("marginal", "joint", "conditional"):
-        x = sgld(trained_model, x0, SGLDConfig(steps=10, step_size=0.05, noise_scale=0.001,
+        x = sgld(trained_model, x0, SGLDConfig(steps=10, step_size=0.05, noise=0.001,
                                                target=target), gen, y)
         assert x.min() >= 0 and x.max() <= 1 and torch.isfinite(x).all()
         with torch.no_grad():

@@ -80,7 +80,7 @@ def test_holdout_and_best_checkpoint_by_robust_accuracy(tmp_path, jpeg_tar, exac
     robust accuracy on it, and best.pt is the epoch with the highest (first of ties); eval says
     which checkpoint a record is of."""
     from energybench.data import load_split
-    from energybench.evaluate import evaluate
+    from energybench.evaluation import evaluate
     from energybench.trainer import balanced_subset, split_holdout
 
     cfg = small_config(jpeg_tar, "optim.epochs=3", "data.holdout=100", "run.robust_eval=60")
@@ -100,7 +100,7 @@ def test_holdout_and_best_checkpoint_by_robust_accuracy(tmp_path, jpeg_tar, exac
     as_rows = lambda d: {bytes(img.numpy()) for img in d.images}  # noqa: E731
     assert not as_rows(kept) & as_rows(held)
     assert torch.equal(split_holdout(data, 100, seed=0)[1].images, held.images)
-    records = {p: evaluate(tmp_path / "r" / p, ["clean"], data_spec=str(exact_npz), n=10,
+    records = {p: evaluate(tmp_path / "r" / p, ["clean"], data=str(exact_npz), n=10,
                            out_dir=tmp_path / f"e-{p}", log=lambda m: None)[0] for p in ("last.pt", "best.pt")}
     assert records["last.pt"]["model"]["checkpoint"] == {"which": "last"}
     assert records["best.pt"]["model"]["checkpoint"]["which"] == "best"

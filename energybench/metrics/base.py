@@ -1,6 +1,6 @@
 """What a metric is: a name, a protocol (frozen dataclass of parameters) and `compute`.
 
-Metrics run through `energybench.evaluate`, which builds the EvalContext, skips metrics whose
+Metrics run through `energybench.evaluation`, which builds the EvalContext, skips metrics whose
 record already exists with the same inputs, and writes one JSON record per metric.
 """
 

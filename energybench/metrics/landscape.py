@@ -1,5 +1,5 @@
 """Energy landscapes: `energy-hist` (EB-JDAT Fig. 2), `energy-contour` (JEAT Fig. 2) and
-`energy-dynamics` (JEAT Fig. 3, from a training run's log). Figures are PNGs with raw data beside."""
+`energy-dynamics` (JEAT Fig. 3, from a training run's log). Each writes its raw data beside its record; energybench.plotting draws the figure from it."""
 
 from __future__ import annotations
 
@@ -16,20 +16,10 @@ from energybench.errors import UserError
 from energybench.generation import GenerationConfig
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
 from energybench.metrics.generative import samples_for
-from energybench.figures import save_figure, save_npz
 from energybench.hashing import file_sha256
-from energybench.results import write_text_atomic
+from energybench.results import write_npz_atomic, write_text_atomic
 from energybench.runtime import derive_seed, make_generator
 from energybench.validation import Checked
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @torch.no_grad()
@@ -88,19 +78,7 @@ class EnergyHistogram(Metric):
         lo = min(v.min() for v in e.values())
         hi = max(v.max() for v in e.values())
         bins = np.linspace(lo, hi, p.bins + 1)
-        save_npz(ctx.artifact("npz"), **e)
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for label, colour in (("clean", "tab:blue"), ("adversarial", "tab:red"), ("generated", "tab:green")):
-            ax.hist(e[label], bins=bins, alpha=0.5, density=True, color=colour,
-                    label=f"{label} (mean {e[label].mean():.2f})")
-        ax.set_xlabel("E(x, y)")
-        ax.set_ylabel("density")
-        ax.legend()
-        ax.set_title("Energy of clean, PGD-20 and generated images")
-        fig.tight_layout()
-        save_figure(fig, ctx.artifact("png"), dpi=120)
-        plt.close(fig)
+        write_npz_atomic(ctx.artifact("npz"), **e)
         stats = {k: {"mean": float(v.mean()), "std": float(v.std()), "n": len(v)} for k, v in e.items()}
         gap_adv = stats["adversarial"]["mean"] - stats["clean"]["mean"]
         gap_gen = stats["generated"]["mean"] - stats["clean"]["mean"]
@@ -147,21 +125,8 @@ class EnergyContour(Metric):
         centre = grid[:, p.grid // 2, p.grid // 2]
         near = (steps.abs() <= p.flat_radius + 1e-9).cpu()
         rise = (grid[:, near][:, :, near] - centre[:, None, None]).mean(dim=(1, 2))
-        save_npz(ctx.artifact("npz"), grid=grid.numpy(), steps=steps.cpu().numpy(),
-                 labels=y.cpu().numpy())
-        plt = _pyplot()
-        fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
-        ticks = (steps * 255).cpu().numpy()
-        for k, ax in enumerate(axes[0]):
-            cs = ax.contourf(ticks, ticks, grid[k].numpy().T, levels=20, cmap="viridis")
-            ax.plot(0, 0, marker="*", color="tab:blue", markersize=12)
-            ax.set_title(f"test image {k}, rise {rise[k]:.2f}")
-            ax.set_xlabel("direction 1 (x/255)")
-            fig.colorbar(cs, ax=ax)
-        axes[0][0].set_ylabel("direction 2 (x/255)")
-        fig.tight_layout()
-        save_figure(fig, ctx.artifact("png"), dpi=110)
-        plt.close(fig)
+        write_npz_atomic(ctx.artifact("npz"), grid=grid.numpy(), steps=steps.cpu().numpy(),
+                         labels=y.cpu().numpy(), classes=np.array(ctx.data.classes))
         return MetricResult(float(rise.mean()), n, float(rise.std() / n**0.5) if n > 1 else None, {
             "rise_per_image": rise.tolist(), "centre_energy": centre.tolist(),
             "figure": ctx.artifact("png").name, "raw": ctx.artifact("npz").name})
@@ -180,28 +145,18 @@ class EnergyDynamicsFigure(Metric):
     unit = "energy"
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        log = Path(ctx.loaded.path).parent / "log.jsonl"
-        if ctx.loaded.checkpoint is None or not log.is_file():
-            raise UserError(f"energy-dynamics needs the training log beside the checkpoint ({log})")
+        if ctx.loaded.checkpoint is None:
+            raise UserError(f"energy-dynamics reads a training run's log: {ctx.loaded.name} is not "
+                            f"an energybench checkpoint")
+        path = Path(ctx.loaded.path)
+        beside = path.with_name(f"{path.stem}.log.jsonl")  # a copied checkpoint's own log
+        log = beside if beside.is_file() else path.parent / "log.jsonl"  # else its run folder's
+        if not log.is_file():
+            raise UserError(f"energy-dynamics needs the training log beside the checkpoint ({log} or {beside})")
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if "dxE_joint" in r]
         if not rows:
             raise UserError(f"{log} has no energy dynamics (trained with run.dynamics_probe=0?)")
-        epochs = [r["epoch"] for r in rows]
-        plt = _pyplot()
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for ax, kind in zip(axes, ("joint", "marginal")):
-            ax.plot(epochs, [r[f"dxE_{kind}"] for r in rows], "o-", color="tab:red", label="Δx E (attack)")
-            theta = [(r["epoch"], r[f"dthetaE_{kind}"]) for r in rows if f"dthetaE_{kind}" in r]
-            if theta:
-                ax.plot(*zip(*theta), "s-", color="tab:blue", label="Δθ E (update)")
-            ax.axhline(0, color="grey", lw=0.8)
-            ax.set_title("E(x, y)" if kind == "joint" else "E(x)")
-            ax.set_xlabel("epoch")
-            ax.legend()
-        fig.tight_layout()
-        save_figure(fig, ctx.artifact("png"), dpi=120)
-        plt.close(fig)
         write_text_atomic("".join(json.dumps(r) + "\n" for r in rows), ctx.artifact("rows.jsonl"))
         return MetricResult(float(rows[-1]["dxE_joint"]), len(rows), None, {
             "epochs": len(rows), "figure": ctx.artifact("png").name,

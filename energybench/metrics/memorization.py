@@ -1,18 +1,19 @@
 """`memorization` (JEAT Fig. 7): for each generated image, its 10 nearest training images by SSIM
 (11x11 Gaussian window, sigma 1.5, data range 1) over the whole training split the model saw.
-Records the distribution of the best SSIM and the share above a threshold, and saves the figure
-(generated | its 10 neighbours) with the raw indices and values."""
+Records the distribution of the best SSIM and the share above a threshold; the raw data (indices,
+values, and the images of the figure's rows: generated | its k neighbours) sit beside the record."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from energybench.figures import image_grid, save_npz, save_png
 from energybench.generation import GenerationConfig
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
 from energybench.metrics.generative import samples_for, train_uint8
+from energybench.results import write_npz_atomic
 from energybench.ssim import nearest_by_ssim
 
 
@@ -38,15 +39,12 @@ class Memorization(Metric):
         train = train_uint8(ctx)
         values, indices = nearest_by_ssim(samples.images, train.images, k=self.params.k, device=ctx.device)
         best = values[:, 0].double()
-        save_npz(ctx.artifact("npz"), ssim=values.numpy(), train_index=indices.numpy(),
-                 sample_labels=samples.labels.numpy())
         rows = min(self.params.figure_rows, len(samples.labels))
         pick = torch.linspace(0, len(samples.labels) - 1, rows).long()  # spread over classes
-        tiles = []
-        for i in pick:
-            neighbours = train.images[indices[i]].float() / 255
-            tiles.append(torch.cat([samples.images[i:i + 1], neighbours]))
-        save_png(image_grid(torch.cat(tiles), rows, self.params.k + 1), ctx.artifact("png"))
+        write_npz_atomic(ctx.artifact("npz"), ssim=values.numpy(), train_index=indices.numpy(),
+                         sample_labels=samples.labels.numpy(), classes=np.array(ctx.data.classes),
+                         figure_samples=samples.uint8()[pick].numpy(), figure_labels=samples.labels[pick].numpy(),
+                         figure_neighbours=train.images[indices[pick]].numpy(), figure_ssim=values[pick].numpy())
         n = len(best)
         return MetricResult(float(best.mean()), n, float(best.std() / n**0.5) if n > 1 else None, {
             "best_ssim_median": float(best.median()), "best_ssim_max": float(best.max()),

@@ -42,7 +42,7 @@ class BufferSampler:
         self.buffer = ReplayBuffer(params.buffer_size, init, ctx.num_classes, ctx.device,
                                    params.reinit_prob, gen)
         self.cfg = SGLDConfig(steps=params.sgld_steps, step_size=params.sgld_step_size,
-                              noise_scale=params.sgld_noise, target="marginal", clamp=params.sgld_clamp)
+                              noise=params.sgld_noise, target="marginal", clamp=params.sgld_clamp)
 
     def negatives(self, model, n: int, generator: torch.Generator) -> torch.Tensor:
         """n samples after `sgld_steps` SGLD steps on E(x); written back to the buffer."""

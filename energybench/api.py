@@ -1,0 +1,46 @@
+"""The Python entry point: `energybench.evaluate(model, data, metrics=...)`.
+
+    import energybench
+    records = energybench.evaluate(my_module, (x_uint8, y), metrics=["clean", "pgd20"],
+                                   out_dir="eval-mine", eps=4 / 255)
+    records[1]["value"]          # robust accuracy, a fraction
+
+It runs exactly what `energybench eval` runs (same protocols, records, caches and skips).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from energybench.errors import UserError
+
+
+def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None = None,
+             out_dir: str | Path | None = None, device: str = "auto", batch_size: int = 256,
+             seed: int = 0, train_data=None, force: bool = False, verbose: bool = False,
+             threat_model: str = "Linf", model_dir: str | Path | None = None, **protocol) -> list[dict]:
+    """Run metrics on any model; returns one record (dict) per metric, as written to out_dir.
+
+    model: an nn.Module mapping [0, 1] NCHW float images to logits, a checkpoint or .pt2 path, or
+        "robustbench:NAME" (with threat_model and model_dir).
+    data: a data spec ("cifar10", a path), a `LabeledImages`, or (images, labels): images uint8
+        (N, 3, 32, 32) or (N, 32, 32, 3) in [0, 255], labels ints (N,). Default: a checkpoint's own.
+    metrics, suites: names as in `energybench list metrics` / `list suites`.
+    train_data: the training split (same forms as data) for class-Gaussian SGLD, FID and
+        memorization when the model does not name its own.
+    out_dir: records folder (default: eval-<name>/ beside a checkpoint, else in the current folder).
+    protocol: protocol values, e.g. eps=4/255, step_size=1/255, n_per_class=50, probes=20.
+    Raises energybench.errors.UserError (one line) on bad input or a metric that cannot run here.
+    """
+    from energybench.evaluation import check_param_keys, evaluate as run
+    from energybench.metrics import resolve_metrics
+    from energybench.runtime import resolve_device
+
+    if isinstance(metrics, str) or isinstance(suites, str):
+        raise UserError("metrics and suites are lists of names, e.g. metrics=['clean', 'pgd20']")
+    names = resolve_metrics(list(suites), list(metrics))
+    check_param_keys(names, protocol)
+    return run(model, names, data=data, n=n, out_dir=out_dir, device=resolve_device(device),
+               batch_size=batch_size, seed=seed, overrides=protocol, force=force,
+               log=print if verbose else (lambda message: None), train_data=train_data,
+               threat_model=threat_model, model_dir=model_dir)

@@ -1,0 +1,258 @@
+"""Run metrics on one model and write their records (the `energybench eval` command).
+
+Each metric's record is written as soon as it finishes, to OUT/<metric>-<key>.json with `key` a
+digest of its identity (`record_identity`: model sha256, data content, n, every protocol value,
+seed, batch size, device type, metric version); a record with the same identity is reused unless
+force=True. Metrics run with TF32 off (`runtime.exact_float32`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from energybench import data as datalib
+from energybench.checkpoint import LoadedModel
+from energybench.handle import default_out_dir, open_model
+from energybench.errors import UserError
+from energybench.validation import RangeError
+from energybench.metrics import METRICS, EvalContext
+from energybench.results import (
+    RECORD_VERSION, check_writable_dir, protocol_text, read_record, record_path, same_inputs,
+    write_json_atomic,
+)
+from energybench.plotting import DRAWERS, draw_record
+from energybench.runtime import environment_info, exact_float32, float32_precision_now
+
+
+def metric_params(name: str, overrides: dict) -> object:
+    """The metric's protocol with the applicable overrides applied. Override values may be typed
+    (eps=0.03) or strings from `--param KEY=VALUE`, parsed by the field's type."""
+    from energybench.config import parse_field
+
+    cls = METRICS.get(name)
+    fields = {f.name for f in dataclasses.fields(cls.Params)}
+    values = {}
+    for key, value in overrides.items():
+        if key in fields and value is not None:
+            values[key] = parse_field(cls.Params, key, value) if isinstance(value, str) and \
+                key != "inception_weights" else value
+    try:
+        return cls.Params(**values)
+    except RangeError as exc:
+        raise exc.renamed(f"{name}: {exc.field}") from None
+
+
+# Protocol names that were renamed so that one concept has one name everywhere.
+RENAMED_PARAMS = {"noise_scale": "noise"}
+
+
+def check_param_keys(metrics: list[str], keys) -> None:
+    """Every --param key must belong to at least one selected metric's protocol."""
+    known = {f.name for m in metrics for f in dataclasses.fields(METRICS.get(m).Params)}
+    renamed = sorted(k for k in keys if k in RENAMED_PARAMS)
+    if renamed:
+        raise UserError(f"--param {renamed[0]} is now called {RENAMED_PARAMS[renamed[0]]}; "
+                        f"write {RENAMED_PARAMS[renamed[0]]}=...")
+    unknown = sorted(set(keys) - known)
+    if unknown:
+        raise UserError(f"--param {', '.join(unknown)}: no selected metric takes it; they take: "
+                        f"{', '.join(sorted(known)) or 'nothing'}")
+
+
+def check_classes(loaded: LoadedModel, test: datalib.LabeledImages, device: torch.device) -> None:
+    """The data must have the model's classes: their number, and for a checkpoint (which stores
+    its class names) the same names in the same order."""
+    num_classes = getattr(loaded.model, "num_classes", None) or _num_outputs(loaded, test, device)
+    if num_classes != test.num_classes:
+        raise UserError(
+            f"{loaded.name} outputs {num_classes} classes but the data has {test.num_classes}; "
+            f"give the matching dataset with --data"
+        )
+    trained = loaded.checkpoint["meta"].get("classes") if loaded.checkpoint is not None else None
+    if trained is not None and list(trained) != list(test.classes):
+        first = next(i for i, (a, b) in enumerate(zip(trained, test.classes)) if a != b)
+        raise UserError(
+            f"{loaded.name} was trained with classes in another order or with other names than the "
+            f"data's (class {first}: {trained[first]!r} vs {test.classes[first]!r}); give data with "
+            f"the classes {', '.join(trained[:3])}, ... in the model's order"
+        )
+
+
+def record_identity(metric, loaded: LoadedModel, test: datalib.LabeledImages, seed: int,
+                    batch_size: int, device: torch.device) -> dict:
+    """Everything a record's number depends on; equal identities share one record file."""
+    return {"metric": metric.name, "metric_version": metric.version, "model_sha256": loaded.sha256,
+            "data": datalib.data_identity(test.source), "n": len(test), "params": metric.protocol(),
+            "seed": seed, "batch_size": batch_size, "device": device.type}
+
+
+def evaluate(
+    model,
+    metrics: list[str],
+    data=None,
+    n: int | None = None,
+    out_dir: str | Path | None = None,
+    device: torch.device = torch.device("cpu"),
+    batch_size: int = 256,
+    seed: int = 0,
+    overrides: dict | None = None,
+    force: bool = False,
+    log=print,
+    refused: dict | None = None,
+    train_data=None,
+    threat_model: str = "Linf",
+    model_dir: str | Path | None = None,
+) -> list[dict]:
+    """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
+    with `file`, the path it is stored at.
+
+    model: any model handle (`energybench.handle.open_model`: .pt, .pt2, robustbench:NAME, an
+    nn.Module); data: a data spec or `LabeledImages` (default: the data a checkpoint was trained
+    on); train_data: the training split (spec or `LabeledImages`) for metrics that need one when
+    the model does not name its own. A metric that cannot run here (e.g. IS/FID without Inception
+    weights) raises its UserError, or, when a `refused` dict is given, is recorded there by name
+    and the others still run. Everything is checked (model, data, classes, every protocol) before
+    anything is written."""
+    if n is not None and n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    chosen = [METRICS.get(name)(metric_params(name, overrides or {})) for name in metrics]
+    loaded: LoadedModel = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
+    test = _test_split(data if data is not None else loaded.train_source, loaded)
+    if n is not None:
+        test = test.subset(n)
+    check_classes(loaded, test, device)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
+    check_writable_dir(out_dir)
+    ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,
+                      train_data=train_data)
+    model_info = describe_model(loaded)
+    spec = data if isinstance(data, (str, Path)) else (loaded.train_source if data is None else "in memory")
+    train_data = _train_split(train_data)
+    data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
+    created = not out_dir.exists()
+    try:
+        return _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir, force,
+                            model_info, data_info, log, refused)
+    finally:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # every metric refused: leave no empty folder behind
+
+
+def _train_split(train_data):
+    """A training split given in memory as (images, labels) becomes LabeledImages; a spec stays."""
+    if isinstance(train_data, tuple) and len(train_data) == 2:
+        return datalib.in_memory(*train_data, label="training images given in memory")
+    return train_data
+
+
+def _test_split(data, loaded: LoadedModel) -> datalib.LabeledImages:
+    """The test split from a spec, a LabeledImages, or an (images, labels) pair held in memory."""
+    if isinstance(data, datalib.LabeledImages):
+        return data
+    if isinstance(data, tuple) and len(data) == 2:
+        return datalib.in_memory(*data)
+    if data is None:
+        raise UserError(f"{loaded.name} does not say what data it was trained on; pass --data")
+    return datalib.load_split(data, "test")
+
+
+def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: Path, force: bool,
+                 model_info: dict, data_info: dict, log, refused) -> list[dict]:
+    records = []
+    for metric in chosen:
+        name = metric.name
+        identity = record_identity(metric, loaded, test, seed, batch_size, device)
+        path = record_path(out_dir, name, identity)
+        old = read_record(path)
+        if old is not None and not force and same_inputs(old, identity):
+            log(f"{name}: already recorded in {path} (use --force to recompute)")
+            if name in DRAWERS and not path.with_suffix(".png").exists():
+                draw_record(path)  # a figure deleted or never drawn: redrawn from the raw data
+            records.append({**old, "file": str(path)})
+            continue
+        start = time.perf_counter()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with exact_float32():
+                result = metric.compute(dataclasses.replace(ctx, stem=path.stem))
+        except UserError as exc:
+            if refused is None:
+                raise
+            refused[name] = str(exc)
+            log(f"{name}: not computed: {exc}")
+            continue
+        params = identity["params"]
+        defaults = type(metric)(type(metric).Params()).protocol()
+        record = {
+            "record_version": RECORD_VERSION,
+            "metric": name,
+            "summary": metric.summary,
+            "value": float(result.value),
+            "unit": metric.unit,
+            "n": result.n,
+            "stderr": None if result.stderr is None else float(result.stderr),
+            "params": params,
+            "changed_params": {k: v for k, v in params.items() if v != defaults.get(k)},
+            "extra": result.extra,
+            "seed": seed,
+            "device": str(device),
+            "dtype": "float32",
+            "float32_precision": float32_precision_now() if device.type == "cuda" else "ieee (CPU)",
+            "batch_size": batch_size,
+            "model": model_info,
+            "data": data_info,
+            "identity": identity,
+            "versions": environment_info(device),
+            "wall_seconds": time.perf_counter() - start,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_json_atomic(record, path)
+        if name in DRAWERS:  # the figure, drawn from the raw data just written beside the record
+            draw_record(path)
+        log(f"{name}: {record['value']:.4f} (n={record['n']}, {protocol_text(record)}) -> {path}")
+        records.append({**record, "file": str(path)})
+    return records
+
+
+def describe_model(loaded: LoadedModel) -> dict:
+    """What a record says about the evaluated model: identity, recipe and its parameters, the
+    training scale (epochs, training images and their source) that tables report beside a number,
+    which checkpoint of the run it is (`last`, or `best` with how it was selected), and whether
+    the divergence guard rolled the run back (how often, the final learning-rate scale)."""
+    ckpt = loaded.checkpoint
+    info = {"path": str(loaded.path.resolve()) if loaded.path is not None else None, "name": loaded.name,
+            "sha256": loaded.sha256, "kind": loaded.kind, "recipe": None, "model": None,
+            "recipe_params": None, "training": None, "parameters": _parameters(loaded), **loaded.info}
+    if ckpt is None:
+        return info
+    meta, progress = ckpt.get("meta", {}), ckpt.get("progress", {})
+    info.update({
+        "recipe": ckpt["recipe"], "model": ckpt["model"], "recipe_params": ckpt["config"].get("params"),
+        "training": {"epochs": progress.get("epoch"), "planned_epochs": ckpt["config"]["optim"]["epochs"],
+                     "train_images": meta.get("num_train_images"),
+                     "holdout_images": meta.get("num_holdout_images", 0),
+                     "data": (meta.get("train_source") or {}).get("label"), "seed": meta.get("seed"),
+                     "rollbacks": progress.get("rollbacks", 0), "lr_scale": progress.get("lr_scale", 1.0),
+                     "resume_overrides": progress.get("resume_overrides", [])},
+        "checkpoint": {"which": "best", **ckpt["selection"]} if "selection" in ckpt else {"which": "last"},
+    })
+    return info
+
+
+def _parameters(loaded: LoadedModel) -> int | None:
+    """Trainable parameter count, where the model has ordinary parameters (not a .pt2 graph)."""
+    return None if loaded.kind == "export" else sum(p.numel() for p in loaded.model.parameters())
+
+
+@torch.no_grad()
+def _num_outputs(loaded: LoadedModel, test: datalib.LabeledImages, device) -> int:
+    x = test.images[:1].to(device).float().div_(255)
+    return int(loaded.model(x).shape[1])

@@ -1,0 +1,153 @@
+"""RobustBench: zoo models in, leaderboard entries out, behind a lazy import.
+
+robustbench 1.1.1 cannot be imported as published next to pyautoattack: its `robustbench.eval`
+does `from autoattack import AutoAttack` (pyautoattack installs as `pyautoattack`), and its
+`robustbench.loaders` imports `pkg_resources`, which recent setuptools no longer ship. `robustbench()`
+imports it with both names supplied for the duration of the import only (`autoattack` as an alias
+of pyautoattack; `pkg_resources.resource_filename` by importlib.resources), so nothing else in the
+process sees them. Any failure is a one-line UserError; nothing else in energybench imports it.
+
+Zoo models take [0, 1] NCHW images and normalise inside, as energybench's models do.
+`robustbench.utils.load_model` reads `MODEL_DIR/<dataset>/<threat model>/<name>.pt` and only
+downloads (from Google Drive) when that file is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import importlib.resources
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import torch.nn as nn
+
+from energybench.errors import UserError
+
+PREFIX = "robustbench:"
+THREAT_MODELS = ("Linf", "L2", "corruptions")
+DATASETS = {"cifar10": 10, "cifar100": 100}
+# RobustBench's leaderboard entry (robustbench.utils.ModelInfo; model_info/<dataset>/<threat>/*.json)
+LEADERBOARD_EPS = {"Linf": "8/255", "L2": "0.5"}
+
+
+def is_zoo_name(spec) -> bool:
+    return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+@contextlib.contextmanager
+def _import_names():
+    """`autoattack` (= pyautoattack) and a minimal `pkg_resources`, only while robustbench imports."""
+    added = {}
+    try:
+        import pyautoattack
+        import pyautoattack.state
+
+        added.update({"autoattack": pyautoattack, "autoattack.state": pyautoattack.state})
+    except ImportError:
+        pass
+    if importlib.util.find_spec("pkg_resources") is None:
+        shim = types.ModuleType("pkg_resources")
+        shim.resource_filename = lambda package, path: str(importlib.resources.files(package).joinpath(path))
+        added["pkg_resources"] = shim
+    added = {k: v for k, v in added.items() if k not in sys.modules}
+    sys.modules.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def robustbench():
+    """The robustbench package (its `utils` and `model_zoo` loaded), or a one-line UserError."""
+    try:
+        with _import_names(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = importlib.import_module("robustbench")
+            importlib.import_module("robustbench.utils")
+            importlib.import_module("robustbench.model_zoo")
+    except Exception as exc:  # ImportError, or any error raised while its modules run
+        raise UserError(f"robustbench is not usable here ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}); install it with "
+                        f"pip install 'energybench[robustbench]'") from None
+    return module
+
+
+def zoo_names(dataset: str = "cifar10", threat_model: str = "Linf") -> list[str]:
+    """The model names RobustBench lists for a dataset and threat model."""
+    rb = robustbench()
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    return sorted(rb.model_zoo.model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)])
+
+
+def load_zoo_model(spec: str, threat_model: str = "Linf", model_dir: str | Path | None = None,
+                   dataset: str = "cifar10") -> tuple[nn.Module, Path | None, dict]:
+    """robustbench:NAME -> (model in eval mode on CPU, its weights file, provenance).
+
+    The weights come from MODEL_DIR/<dataset>/<threat_model>/NAME.pt (default ./models, as in
+    RobustBench); where that file is absent, robustbench downloads it (needs the internet)."""
+    name = spec[len(PREFIX):]
+    if dataset not in DATASETS:
+        raise UserError(f"--dataset {dataset!r} is not one energybench evaluates; use {', '.join(DATASETS)}")
+    if threat_model not in THREAT_MODELS:
+        raise UserError(f"--threat-model {threat_model!r} is not a RobustBench threat model; use "
+                        f"{', '.join(THREAT_MODELS)}")
+    known = zoo_names(dataset, threat_model)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"{len(known)} names, e.g. {', '.join(known[:3])}"
+        raise UserError(f"{name!r} is not in RobustBench's {dataset} {threat_model} zoo ({hint})")
+    model_dir = Path(model_dir) if model_dir is not None else Path("models")
+    weights = model_dir / dataset / threat_model / f"{name}.pt"
+    from robustbench.utils import load_model
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = (f"the weights at {weights} do not load ({first[:160]})" if weights.is_file()
+                 else f"{weights} is absent and could not be downloaded ({first[:120]})")
+        raise UserError(f"robustbench:{name}: {where}; put the model's state dict there "
+                        f"(or pass --model-dir)") from None
+    info = {"robustbench_name": name, "dataset": dataset, "threat_model": threat_model,
+            "architecture": type(model).__name__}
+    return model.eval(), (weights if weights.is_file() else None), info
+
+
+def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset: str = "cifar10",
+                      threat_model: str = "Linf", additional_data: bool | None = None) -> dict:
+    """A RobustBench leaderboard entry (the fields of robustbench.utils.ModelInfo, accuracies as
+    percent strings with two decimals, as in RobustBench's model_info JSON files) from one model's
+    `clean` and `autoattack` records. additional_data: whether training used data beyond the
+    dataset (False for energybench runs; None, written as null, where it is not known). Their eps must be the leaderboard's; the footnote says what
+    was measured (images, data) so a partial evaluation is never mistaken for the full protocol."""
+    by_metric = {r["metric"]: r for r in records}
+    missing = [m for m in ("clean", "autoattack") if m not in by_metric]
+    if missing:
+        raise UserError(f"a RobustBench entry needs the clean and autoattack records; missing "
+                        f"{', '.join(missing)} (add --metric {' --metric '.join(missing)})")
+    clean, aa = by_metric["clean"], by_metric["autoattack"]
+    eps = aa["params"]["eps"]
+    wanted = 8 / 255  # energybench's AutoAttack is L-inf only
+    if threat_model != "Linf" or abs(eps - wanted) > 1e-9 or aa["params"].get("version") != "standard":
+        raise UserError(f"the autoattack record is Linf eps {eps:.6g}, version "
+                        f"{aa['params'].get('version')}; RobustBench's {threat_model} leaderboard "
+                        f"needs the standard version at {LEADERBOARD_EPS.get(threat_model, '?')}")
+    data = clean["data"]["label"]
+    partial = "" if aa["n"] >= 10000 else f" on the first {aa['n']} test images only (RobustBench uses all 10,000)"
+    return {
+        "link": "", "name": name, "authors": "", "additional_data": additional_data,
+        "number_forward_passes": 1, "dataset": dataset, "venue": "", "architecture": architecture,
+        "eps": LEADERBOARD_EPS[threat_model],
+        "clean_acc": f"{100 * clean['value']:.2f}", "reported": "",
+        "autoattack_acc": f"{100 * aa['value']:.2f}",
+        "footnote": (f"Measured with energybench (standard AutoAttack, pyautoattack) on {data}: clean {clean['n']} images, AutoAttack {aa['n']}"
+                     f"{partial}."),
+    }
