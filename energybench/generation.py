@@ -97,13 +97,11 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
 def save_samples(samples: Samples, cfg: GenerationConfig, path: Path, meta: dict) -> None:
     """An .npz with images (N, H, W, C) uint8, labels, the float images, the config and `meta`
     (what the samples belong to), written atomically."""
-    from energybench.results import atomic_output
+    from energybench.results import write_npz_atomic
 
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, images=samples.uint8().permute(0, 2, 3, 1).numpy(),
-                                images_float=samples.images.numpy(), labels=samples.labels.numpy(),
-                                config=json.dumps(asdict(cfg)), meta=json.dumps(meta, sort_keys=True))
+    write_npz_atomic(path, images=samples.uint8().permute(0, 2, 3, 1).numpy(),
+                     images_float=samples.images.numpy(), labels=samples.labels.numpy(),
+                     config=json.dumps(asdict(cfg)), meta=json.dumps(meta, sort_keys=True))
 
 
 def load_samples(path: Path, meta: dict | None = None) -> Samples | None:

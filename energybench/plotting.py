@@ -18,6 +18,7 @@ from energybench.errors import UserError
 from energybench.results import atomic_output
 
 DPI = 300
+_NO_DATES = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
 FORMATS = ("png", "pdf")
 SERIES = {"clean": ("tab:blue", "-"), "adversarial": ("tab:red", "--"), "generated": ("tab:green", ":")}
 
@@ -31,7 +32,7 @@ def pyplot():
 
     plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
                          "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 100,
-                         "savefig.bbox": "tight", "pdf.fonttype": 42})
+                         "savefig.bbox": "tight", "pdf.fonttype": 42, "svg.hashsalt": "energybench"})
     return plt
 
 
@@ -40,8 +41,8 @@ def save(fig, stem: Path, formats=FORMATS) -> list[Path]:
     paths = []
     for fmt in formats:
         path = Path(f"{stem}.{fmt}")
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, format=fmt)
+        with atomic_output(path) as tmp:  # no creation dates: the same figure gives the same file
+            fig.savefig(tmp, dpi=DPI, format=fmt, metadata=_NO_DATES.get(fmt))
         paths.append(path)
     pyplot().close(fig)
     return paths
@@ -82,8 +83,9 @@ def model_label(record: dict) -> str:
     model = record.get("model", {})
     if model.get("recipe"):
         which = (model.get("checkpoint") or {}).get("which", "")
-        return f"{model['recipe']} ({model.get('model', {}).get('name', '?')}, {which}.pt)" if which \
-            else model["recipe"]
+        sigma = (model.get("recipe_params") or {}).get("sigma")  # the noise study's one variable
+        recipe = model["recipe"] + (f" σ={eps_text(sigma)}" if sigma is not None else "")
+        return f"{recipe} ({model.get('model', {}).get('name', '?')}, {which}.pt)" if which else recipe
     return model.get("name") or Path(model.get("path") or "model").name
 
 

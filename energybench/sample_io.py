@@ -8,7 +8,7 @@ from pathlib import Path
 
 from energybench import data as datalib
 from energybench.handle import default_out_dir, open_model
-from energybench.plotting import save_sample_grids
+from energybench.plotting import model_label, save_sample_grids
 from energybench.generation import GenerationConfig, Samples, generate, save_samples
 from energybench.results import check_writable_dir
 from energybench.runtime import exact_float32
@@ -65,10 +65,12 @@ def sample_model(model, n_per_class, mode, init, steps, step_size, noise, train_
     with exact_float32():
         samples = generate_for(loaded, cfg, device, train_data, train=train)
     save_samples(samples, cfg, out / "samples.npz", {"model": loaded.name, "sha256": loaded.sha256})
+    from energybench.evaluation import describe_model
+
     ckpt = loaded.checkpoint
     classes = ckpt["meta"].get("classes") if ckpt else (list(train.classes) if train is not None else None)
     what = {"joint": "E(x, y)", "conditional": "E(x, y) - E(x)", "marginal": "E(x)"}[mode]
-    who = f"{ckpt['recipe']} ({ckpt['model']['name']}, {loaded.path.name})" if ckpt else loaded.name
+    who = model_label({"model": describe_model(loaded)})
     title = f"{who}: SGLD on {what}, {steps} steps from {init}"
     save_sample_grids(samples.images, samples.labels, classes, out, title)
     return out

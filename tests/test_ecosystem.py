@@ -238,11 +238,14 @@ def test_figures_are_drawn_as_png_and_pdf_at_300_dpi(figure_records):
 def test_plot_redraws_figures_from_raw_data_only(figure_records, run_cli, tmp_path):
     folder, records = figure_records
     before = {p.name: p.read_bytes() for p in folder.glob("*.json")}
-    for png in folder.glob("*.png"):
-        png.unlink()
+    drawn = {p.name: p.read_bytes() for p in [*folder.glob("*.png"), *folder.glob("*.pdf")]}
+    for figure in drawn:
+        (folder / figure).unlink()
     code, out, err = run_cli("plot", str(folder))
     assert code == 0, err
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(r["extra"]["figure"] for r in records)
+    # the same pictures, byte for byte (no dates in the PDFs)
+    assert {p.name: p.read_bytes() for p in [*folder.glob("*.png"), *folder.glob("*.pdf")]} == drawn
     assert {p.name: p.read_bytes() for p in folder.glob("*.json")} == before  # nothing recomputed
     code, out, err = run_cli("plot", records[0]["file"], "--out", str(tmp_path / "svg"), "--format", "svg")
     assert code == 0 and (tmp_path / "svg" / (f"{records[0]['file'].rsplit('/', 1)[1][:-5]}.svg")).exists()
