@@ -145,8 +145,7 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
             raise UserError(f"{config_file} is a config for {named}, not {recipe}; drop RECIPE or "
                             f"give a {recipe} config")
         recipe = named
-        registry_choice = _registry_choice("recipes")
-        registry_choice.convert(recipe, None, None)
+        _registry_choice("recipes").convert(recipe, None, None)  # a misspelt name gets the list
     if recipe is None:
         raise UserError("name a RECIPE (see `energybench list recipes`) or give --config FILE")
     cfg = preset_config(recipe, preset)
@@ -249,35 +248,14 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     if refused:
         raise UserError(f"not computed: {', '.join(refused)} (first reason: {next(iter(refused.values()))})")
     if fmt == "robustbench":
-        from energybench.zoo import leaderboard_entry
+        from energybench.zoo import architecture_name, entry_name, leaderboard_entry
 
         model = records[0]["model"]
-        entry = leaderboard_entry(records, _entry_name(model), _architecture(model), threat_model=threat_model,
+        entry = leaderboard_entry(records, entry_name(model), architecture_name(model), threat_model=threat_model,
                                   additional_data=False if model["kind"] == "checkpoint" else None)
-        path = out / f"robustbench-{_entry_name(model)}.json"
+        path = out / f"robustbench-{entry_name(model)}.json"
         write_json_atomic(entry, path)
         _echo(f"RobustBench leaderboard entry: {path}")
-
-
-def _entry_name(model: dict) -> str:
-    """A file-safe name for a model's leaderboard entry."""
-    import re
-
-    name = model.get("robustbench_name") or (
-        f"{model['recipe']}-{Path(model['path']).stem}" if model.get("recipe") else model["name"])
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_")
-
-
-def _architecture(model: dict) -> str:
-    """How a leaderboard names the architecture: the zoo's class, or ours with its size."""
-    if model.get("architecture"):
-        return model["architecture"]
-    spec = model.get("model") or {}
-    if spec.get("name") == "wrn":
-        kw = spec["kwargs"]
-        return f"WideResNet-{kw.get('depth')}-{kw.get('widen_factor')}"
-    return {"wrn-28-10": "WideResNet-28-10", "wrn-16-4": "WideResNet-16-4",
-            "preact-resnet18": "PreActResNet-18", "tiny-cnn": "tiny CNN"}.get(spec.get("name"), model["kind"])
 
 
 # ----------------------------------------------------------------------------- sample
@@ -403,12 +381,12 @@ def plot(records, out_dir, formats):
     files = []
     for item in records:
         if item.is_dir():
-            files += sorted(p for p in item.glob("*.json") if _is_record(p))
+            files += sorted(item.glob("*.json"))
         elif item.is_file():
             files.append(item)
         else:
             raise UserError(f"{item} does not exist; give record .json files or folders of them")
-    drawable = [f for f in files if _metric_of(f) in DRAWERS]
+    drawable = [f for f in files if _metric_of(f) in DRAWERS]  # other JSON (e.g. AutoAttack state) is skipped
     if not drawable:
         raise UserError(f"no record with a figure among {len(files)} file(s); figures belong to "
                         f"{', '.join(sorted(DRAWERS))}")
@@ -418,10 +396,6 @@ def plot(records, out_dir, formats):
     for record in drawable:
         for path in draw_record(record, out_dir, tuple(formats) or FORMATS):
             _echo(str(path))
-
-
-def _is_record(path: Path) -> bool:
-    return _metric_of(path) is not None
 
 
 def _metric_of(path: Path) -> str | None:

@@ -132,10 +132,9 @@ def evaluate(
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     check_writable_dir(out_dir)
     ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,
-                      train_data=train_data)
+                      train_data=_train_split(train_data))
     model_info = describe_model(loaded)
     spec = data if isinstance(data, (str, Path)) else (loaded.train_source if data is None else "in memory")
-    train_data = _train_split(train_data)
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
     created = not out_dir.exists()
     try:

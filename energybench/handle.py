@@ -50,9 +50,7 @@ def open_model(model, device: torch.device | str = "cpu", threat_model: str = "L
         return LoadedModel(net.to(device).eval(), "robustbench", weights, sha, None, name=model, info=info)
     if not isinstance(model, (str, os.PathLike)):
         raise UserError(f"a model is {MODEL_HELP}, or an nn.Module; got a {type(model).__name__}")
-    loaded = load_model(model, device)
-    loaded.name = str(model)
-    return loaded
+    return load_model(model, device)  # named by its path
 
 
 def default_out_dir(loaded: LoadedModel) -> Path:

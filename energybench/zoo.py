@@ -18,6 +18,7 @@ import contextlib
 import difflib
 import importlib
 import importlib.resources
+import re
 import sys
 import types
 import warnings
@@ -151,3 +152,22 @@ def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset
         "footnote": (f"Measured with energybench (standard AutoAttack, pyautoattack) on {data}: clean {clean['n']} images, AutoAttack {aa['n']}"
                      f"{partial}."),
     }
+
+
+def entry_name(model: dict) -> str:
+    """A file-safe name for a model's leaderboard entry."""
+    name = model.get("robustbench_name") or (
+        f"{model['recipe']}-{Path(model['path']).stem}" if model.get("recipe") else model["name"])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_")
+
+
+def architecture_name(model: dict) -> str:
+    """How a leaderboard names the architecture: the zoo's class, or ours with its size."""
+    if model.get("architecture"):
+        return model["architecture"]
+    spec = model.get("model") or {}
+    if spec.get("name") == "wrn":
+        kw = spec["kwargs"]
+        return f"WideResNet-{kw.get('depth')}-{kw.get('widen_factor')}"
+    return {"wrn-28-10": "WideResNet-28-10", "wrn-16-4": "WideResNet-16-4",
+            "preact-resnet18": "PreActResNet-18", "tiny-cnn": "tiny CNN"}.get(spec.get("name"), model["kind"])

@@ -209,6 +209,16 @@ def test_python_api_refuses_bad_input_in_one_line(tmp_path):
         energybench.evaluate(_model(), "cifar10", metrics="clean", device="cpu")
 
 
+def test_training_images_in_memory_serve_like_the_same_images_from_a_file(tmp_path):
+    data = synthetic_npz(tmp_path / "synth.npz")
+    with np.load(data) as npz:
+        train = (npz["train_images"], npz["train_labels"])
+    common = dict(metrics=["memorization"], n=10, device="cpu", n_per_class=1, steps=2, k=2, figure_rows=2)
+    (from_file,) = energybench.evaluate(_model(), str(data), train_data=str(data), out_dir=tmp_path / "a", **common)
+    (in_memory,) = energybench.evaluate(_model(), str(data), train_data=train, out_dir=tmp_path / "b", **common)
+    assert in_memory["value"] == from_file["value"] and in_memory["extra"]["train_images"] == 60
+
+
 # ----------------------------------------------------------------------------- figures
 
 
