@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,9 +99,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                 f"(loading it could run code); re-save its state_dict, or export the model to .pt2"
             ) from None
         raise UserError(f"corrupt checkpoint {path} ({first[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # arbitrary bytes fail anywhere in torch's reader (IndexError, KeyError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"corrupt or truncated checkpoint {path} ({first})") from None
+        raise UserError(f"corrupt or truncated checkpoint {path} ({type(exc).__name__}: {first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         looks_like = (
             " (it looks like a bare state_dict)"

@@ -442,8 +442,10 @@ def _read_batch(path: Path) -> dict:
             batch = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
     except FileNotFoundError:
         raise UserError(f"missing {path.name} in {path.parent}; is the CIFAR folder complete?") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise UserError(f"cannot read {path} as a CIFAR batch ({exc})") from None
+    except Exception as exc:  # arbitrary bytes fail anywhere in the unpickler (IndexError, KeyError, ...)
+        raise UserError(f"cannot read {path} as a CIFAR batch ({type(exc).__name__}: {exc})") from None
+    if not isinstance(batch, dict):
+        raise UserError(f"cannot read {path} as a CIFAR batch (it holds a {type(batch).__name__}, not a dict)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 

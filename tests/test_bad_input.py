@@ -103,6 +103,12 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     files["truncated_ckpt"] = root / "truncated.pt"
     (root / "noise.pt").write_bytes(os.urandom(4096))
     files["noise_ckpt"] = root / "noise.pt"
+    batches = root / "tvfolder" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    (batches / "test_batch").write_bytes(b"\x80\x02].")  # a CIFAR batch that pickles a list, not a dict
+    files["bad_batch_folder"] = root / "tvfolder"
+    (root / "build.pt").write_bytes(b"\x80\x02b.")  # a pickle whose BUILD finds an empty stack
+    files["build_ckpt"] = root / "build.pt"
     (root / "empty.pt").write_bytes(b"")
     files["empty_ckpt"] = root / "empty.pt"
     from energybench.checkpoint import save_checkpoint
@@ -257,6 +263,8 @@ CASES = [
     ("eval-ckpt-truncated", ["eval", "--ckpt", "{truncated_ckpt}"], r"corrupt or truncated checkpoint"),
     ("eval-ckpt-noise", ["eval", "--ckpt", "{noise_ckpt}"], r"corrupt"),
     ("eval-ckpt-empty", ["eval", "--ckpt", "{empty_ckpt}"], r"corrupt or truncated"),
+    ("eval-data-bad-cifar-batch", EVAL + ["--data", "{bad_batch_folder}"], r"cannot read .*test_batch as a CIFAR batch \(it holds a list, not a dict\)"),
+    ("eval-ckpt-bad-pickle", ["eval", "--ckpt", "{build_ckpt}"], r"corrupt or truncated checkpoint .*IndexError"),
     ("eval-ckpt-bare", ["eval", "--ckpt", "{bare_ckpt}"], r"bare state_dict"),
     ("eval-ckpt-code", ["eval", "--ckpt", "{code_ckpt}"], r"refusing .* pickled Python objects"),
     ("eval-ckpt-list", ["eval", "--ckpt", "{list_ckpt}"], r"not an energybench checkpoint"),
