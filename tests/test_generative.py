@@ -1,6 +1,10 @@
 """The IS/FID pipeline with a substitute feature extractor (never presented as IS or FID), checked
 against an independent computation from the same features; the real metrics refuse without weights."""
 
+import os
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -12,6 +16,7 @@ from energybench.errors import UserError
 from energybench.metrics.generative import compute_fidelity, find_inception_weights
 
 NAME = "energybench-test-random-features"
+REPO = Path(__file__).resolve().parent.parent
 
 
 class RandomFeatures(FeatureExtractorBase):
@@ -104,3 +109,55 @@ def test_is_and_fid_refuse_without_inception_weights(trained_run, exact_npz, tmp
         assert not (tmp_path / "e" / f"{metric}.json").exists()
     with pytest.raises(UserError, match="does not exist"):
         find_inception_weights(str(tmp_path / "nope.pth"))
+
+
+class _RunsCode:
+    """Pickles to a call that creates `marker` when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_inception_weights_that_would_run_code_are_refused(tmp_path, run_cli):
+    """torch-fidelity unpickles --inception-weights with weights_only=False: energybench reads the
+    file safely first and refuses it in one line, and torch-fidelity's own load runs under forced
+    weights_only=True."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from energybench.safe_pickle import no_code_from_pickles
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "weights-inception.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "x": _RunsCode(marker)}, evil)
+    data = tmp_path / "synthetic.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, images=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), labels=np.arange(20) % 10)
+    code, out, err = run_cli("eval", "--model", REPO / "checkpoints" / "jeat-smoke.pt", "--data", data,
+                             "--metric", "is", "--inception-weights", evil, "--device", "cpu",
+                             "--out", tmp_path / "out", "--param", "n_per_class=1", "--param", "steps=1")
+    assert code == 2 and "refusing Inception weights" in err and "could run code" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not marker.exists()
+    assert not list((tmp_path / "out").glob("is-*.json"))
+    with no_code_from_pickles(), pytest.raises(pickle.UnpicklingError):
+        FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(evil))
+    assert not marker.exists()
+    try:  # the reference: torch-fidelity's loader on its own runs the payload
+        FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(evil))
+    except Exception:  # noqa: BLE001  it fails after unpickling; the code has run by then
+        pass
+    assert marker.exists()
+
+
+def test_inception_weights_must_be_a_state_dict(tmp_path):
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="is not a state dict"):
+        find_inception_weights(str(tmp_path / "list.pth"))
+    with pytest.raises(UserError, match="corrupt Inception weights"):
+        find_inception_weights(str(tmp_path / "junk.pth"))
+    torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pth")
+    assert find_inception_weights(str(tmp_path / "plain.pth")) == str((tmp_path / "plain.pth").resolve())

@@ -26,29 +26,38 @@ from energybench.errors import UserError
 from energybench.hashing import file_sha256, json_key
 from energybench.generation import GenerationConfig, Samples
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
+from energybench.safe_pickle import load_tensor_dict, no_code_from_pickles
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION = "inception-v3-compat"
 
 
 def find_inception_weights(given: str | None) -> str | None:
-    """A weights path, None for torch-fidelity's own download, or a UserError (refusal)."""
+    """A weights path, None for torch-fidelity's own download, or a UserError (refusal).
+
+    A file is read here with `weights_only=True` and must be a state dict of tensors: torch-fidelity
+    itself unpickles it with `weights_only=False`, so a crafted file would run code there."""
     if given == "download":
         return None
     if given:
         if not Path(given).is_file():
             raise UserError(f"--inception-weights {given} does not exist")
-        return str(Path(given).resolve())
+        return _checked(Path(given).resolve())
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     cached = torch_home / "hub" / "checkpoints" / INCEPTION_FILE
     if cached.is_file():
-        return str(cached)
+        return _checked(cached)
     raise UserError(
         f"IS/FID need torch-fidelity's Inception-v3 weights ({INCEPTION_FILE}), which are not on "
         f"this machine (looked in {cached.parent}); pass --inception-weights PATH, or "
         f"--inception-weights download where the internet is reachable. No IS/FID value is computed "
         f"without them."
     )
+
+
+def _checked(path: Path) -> str:
+    load_tensor_dict(path, "Inception weights")
+    return str(path)
 
 
 class UInt8Images(torch.utils.data.Dataset):
@@ -82,7 +91,8 @@ def compute_fidelity(samples_uint8: torch.Tensor, train_uint8: torch.Tensor | No
         kwargs["input2"] = UInt8Images(train_uint8)
         if train_cache_name is not None:
             kwargs["input2_cache_name"] = train_cache_name
-    return torch_fidelity.calculate_metrics(**kwargs)
+    with no_code_from_pickles():  # torch-fidelity loads the weights with weights_only=False
+        return torch_fidelity.calculate_metrics(**kwargs)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""Files that torch reads with pickle (weights, sample inputs), read without running code.
+
+`torch.load(weights_only=True)` rebuilds only tensors and plain containers; anything else in the
+pickle (a `__reduce__` that calls `os.system`) is refused before it runs. Libraries that call
+`torch.load(weights_only=False)` themselves (torch.export for pickled payloads, torch-fidelity for
+its Inception weights) run inside `no_code_from_pickles()`, which forces the safe mode on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from energybench.errors import UserError
+
+
+def _no_unpickling(*args, **kwargs):
+    raise pickle.UnpicklingError("energybench does not unpickle Python objects from model files")
+
+
+@contextlib.contextmanager
+def no_code_from_pickles():
+    """Within this block torch.load runs with weights_only=True whatever its caller asks, and
+    pickle.loads and TorchScript's object loader refuse."""
+    safe_load = torch.load
+
+    def weights_only_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return safe_load(*args, **kwargs)
+
+    with mock.patch("torch.load", weights_only_load), mock.patch("pickle.loads", _no_unpickling), \
+            mock.patch.object(torch._C, "_pickle_load_obj", _no_unpickling):
+        yield
+
+
+def load_tensor_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
+    """A file holding a dict of name -> tensor (a state dict), read with weights_only=True.
+
+    Anything else (pickled classes, a payload that would run code, a corrupt file, other
+    structures) is a one-line UserError naming `what` the file was meant to be."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower():
+            raise UserError(f"refusing {what} {path}: it holds pickled Python objects, not plain "
+                            f"tensors (loading it could run code)") from None
+        raise UserError(f"corrupt {what} {path} (not a readable torch file)") from None
+    except Exception as exc:  # noqa: BLE001  arbitrary bytes fail anywhere in torch's reader
+        raise UserError(f"corrupt {what} {path} ({type(exc).__name__}: not a readable torch file)") from None
+    if not isinstance(obj, dict) or not obj or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise UserError(f"{what} {path} is not a state dict (a dict of names to tensors)")
+    return obj
