@@ -1,4 +1,4 @@
-"""L-inf attacks in [0, 1] pixel units: PGD (any steps, restarts), FGSM with random start.
+"""L-inf attacks in [0, 1] pixel units: PGD (any steps, restarts, EOT), FGSM with random start.
 
 One engine, `pgd`, serves every attack here; its objective is either cross-entropy (paper eq. 14)
 or the joint energy E(x, y) (the energy attack, paper eq. 18). Both are *ascended*. FGSM with
@@ -11,18 +11,18 @@ gradients (we differentiate with respect to the input only).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from energybench.energy import joint_energy
+from energybench.energy import joint_energy, logit_margin
 from energybench.errors import UserError
-from energybench.runtime import inner_loop
+from energybench.runtime import derive_seed, inner_loop, make_generator
 from energybench.validation import Checked, parse_number
 
-OBJECTIVES = ("ce", "energy")
+OBJECTIVES = ("ce", "energy", "margin")
 
 
 @contextlib.contextmanager
@@ -66,17 +66,21 @@ def default_step(eps: float) -> float:
 @dataclass(frozen=True)
 class PGDConfig(Checked):
     """An L-inf PGD attack. eps/step_size in [0, 1] pixel units; step_size None means
-    eps / 4, so a budget given alone keeps the protocol's step-to-budget ratio."""
+    eps / 4, so a budget given alone keeps the protocol's step-to-budget ratio. `eot` > 1 averages
+    the input gradient over that many forward passes per step (EOT-PGD, Athalye et al. 2018: the
+    attack for models whose forward is random)."""
 
-    LIMITS = {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)", "restarts": "[1, inf)"}
+    LIMITS = {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)", "restarts": "[1, inf)",
+              "eot": "[1, inf)"}
     CHOICES = {"objective": OBJECTIVES}
 
     eps: float = 8 / 255
     step_size: float | None = None
     steps: int = 20
     restarts: int = 1
-    objective: str = "ce"  # "ce" (eq. 14) or "energy" (ascend E(x, y), eq. 18)
+    objective: str = "ce"  # "ce" (eq. 14), "energy" (ascend E(x, y), eq. 18) or "margin" (CW loss)
     random_start: bool = True
+    eot: int = 1  # forward passes averaged per gradient step
 
     @property
     def step(self) -> float:
@@ -92,28 +96,93 @@ class PGDConfig(Checked):
         return replace(self, step_size=self.step)
 
 
+def per_example_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
+    """The quantity the attack ascends, per example: logits (N, K), y (N,) -> (N,)."""
+    if objective == "ce":
+        return F.cross_entropy(logits, y, reduction="none")
+    if objective == "margin":  # Carlini-Wagner's: max_{k != y} z_k - z_y (Square's loss too)
+        return -logit_margin(logits, y)
+    return joint_energy(logits, y)
+
+
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
     """The summed per-example quantity the attack ascends. logits (N, K), y (N,) -> scalar."""
-    if objective == "ce":
-        return F.cross_entropy(logits, y, reduction="sum")
-    return joint_energy(logits, y).sum()
+    return per_example_loss(logits, y, objective).sum()
 
 
-def _single_run(model, x, y, cfg: PGDConfig, generator, loss_fn, x_init) -> torch.Tensor:
+@dataclass
+class AttackTrace:
+    """What one PGD run saw, per image, at no extra cost (the attack computes it anyway): at each
+    iterate before its step, the objective (`losses`) and the logit margin (`margins`), each a list
+    of (N,) tensors; at the first iterate, whether the input gradient was all zero or held NaN/inf
+    (`grad_zero`, `grad_nonfinite`, (N,) bool). With restarts, the first run is traced."""
+
+    losses: list[torch.Tensor] = field(default_factory=list)
+    margins: list[torch.Tensor] = field(default_factory=list)
+    grad_zero: torch.Tensor | None = None
+    grad_nonfinite: torch.Tensor | None = None
+
+    def record(self, step: int, loss: torch.Tensor, margin: torch.Tensor, grad: torch.Tensor) -> None:
+        self.losses.append(loss.detach().float().cpu())
+        self.margins.append(margin.detach().float().cpu())
+        if step == 0:
+            flat = grad.detach().flatten(1)
+            self.grad_nonfinite = (~torch.isfinite(flat)).any(1).cpu()
+            self.grad_zero = (flat == 0).all(1).cpu()
+
+    def margin_trajectory(self) -> torch.Tensor:
+        """(steps, N) float32 on CPU."""
+        return torch.stack(self.margins) if self.margins else torch.empty(0)
+
+
+def image_noise(shape: torch.Size, seeds: torch.Tensor, restart: int) -> torch.Tensor:
+    """U[0, 1) noise of `shape` (N, ...) on CPU whose row i depends only on seeds[i] and `restart`:
+    an image's random start is the same whatever batch, process or device it is attacked in."""
+    rows = [torch.rand(shape[1:], generator=make_generator(derive_seed(int(s), restart)))
+            for s in seeds.tolist()]
+    return torch.stack(rows) if rows else torch.empty(shape)
+
+
+def _input_gradient(model, x_adv, y, cfg: PGDConfig, loss_fn, traced: bool):
+    """(per-example objective (N,), logit margin (N,) or None, input gradient), each averaged over
+    cfg.eot forward passes. The margin is computed only when `traced`."""
+    total_loss = total_margin = total_grad = None
+    for _ in range(cfg.eot):
+        logits = model(x_adv)
+        if loss_fn is not None:  # a custom objective is a scalar: nothing per example to trace
+            loss = per_example = loss_fn(logits, y)
+        else:
+            per_example = per_example_loss(logits, y, cfg.objective)
+            loss = per_example.sum()
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        margin = logit_margin(logits.detach(), y) if traced else None
+        total_loss = per_example.detach() if total_loss is None else total_loss + per_example.detach()
+        total_grad = grad if total_grad is None else total_grad + grad
+        if traced:
+            total_margin = margin if total_margin is None else total_margin + margin
+    if cfg.eot > 1:
+        total_loss, total_grad = total_loss / cfg.eot, total_grad / cfg.eot
+        total_margin = None if total_margin is None else total_margin / cfg.eot
+    return total_loss, total_margin, total_grad
+
+
+def _single_run(model, x, y, cfg: PGDConfig, generator, loss_fn, x_init, trace=None,
+                noise=None) -> torch.Tensor:
     lower, upper = (x - cfg.eps).clamp_(min=0.0), (x + cfg.eps).clamp_(max=1.0)
     if x_init is not None:
         x_adv = torch.minimum(torch.maximum(x_init.detach(), lower), upper)
     elif cfg.random_start:
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        delta = noise.mul_(2 * cfg.eps).sub_(cfg.eps)
+        if noise is None:
+            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        delta = noise.to(x.device, x.dtype).mul_(2 * cfg.eps).sub_(cfg.eps)
         x_adv = (x + delta).clamp_(0.0, 1.0)
     else:
         x_adv = x.clone()
-    for _ in range(cfg.steps):
+    for step in range(cfg.steps):
         x_adv.requires_grad_(True)
-        logits = model(x_adv)
-        loss = loss_fn(logits, y) if loss_fn is not None else attack_loss(logits, y, cfg.objective)
-        (grad,) = torch.autograd.grad(loss, x_adv)
+        loss, margin, grad = _input_gradient(model, x_adv, y, cfg, loss_fn, trace is not None)
+        if trace is not None:
+            trace.record(step, loss, margin, grad)
         x_adv = x_adv.detach().add_(grad.sign_(), alpha=cfg.step)
         x_adv = torch.minimum(torch.maximum(x_adv, lower), upper)
     return x_adv.detach()
@@ -127,24 +196,34 @@ def pgd(
     generator: torch.Generator | None = None,
     loss_fn=None,
     x_init: torch.Tensor | None = None,
+    trace: AttackTrace | None = None,
+    image_seeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Adversarial examples for one batch.
 
     x: float32 (N, C, H, W) in [0, 1]; y: int64 (N,). Returns x_adv with ||x_adv - x||_inf <= eps
     and values in [0, 1]. With restarts > 1, each example keeps the first run that fools the model
     (else the last run). `loss_fn(logits_adv, y) -> scalar` replaces the objective (e.g. TRADES'
-    KL term); `x_init` replaces the random start (projected into the ball).
+    KL term); `x_init` replaces the random start (projected into the ball). `image_seeds` (N,)
+    draws each image's random starts from its own seed (`image_noise`) instead of `generator`;
+    `trace` collects the first run's per-image objective and start gradients (`AttackTrace`).
     """
+    if trace is not None and loss_fn is not None:
+        raise ValueError("a trace needs the per-example objective; it cannot follow a custom loss_fn")
+
+    def noise(restart):
+        return None if image_seeds is None else image_noise(x.shape, image_seeds, restart)
+
     with eval_mode(model), torch.enable_grad(), inner_loop(x.device):
-        best = _single_run(model, x, y, cfg, generator, loss_fn, x_init)
+        best = _single_run(model, x, y, cfg, generator, loss_fn, x_init, trace, noise(0))
         if cfg.restarts == 1:
             return best
         with torch.no_grad():
             fooled = model(best).argmax(1) != y
-        for _ in range(cfg.restarts - 1):
+        for restart in range(1, cfg.restarts):
             if bool(fooled.all()):
                 break
-            candidate = _single_run(model, x, y, cfg, generator, loss_fn, None)
+            candidate = _single_run(model, x, y, cfg, generator, loss_fn, None, None, noise(restart))
             with torch.no_grad():
                 now_fooled = model(candidate).argmax(1) != y
             take = ~fooled

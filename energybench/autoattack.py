@@ -20,13 +20,18 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from energybench.attacks import check_eps, eval_mode, predict
+from energybench import diagnostics
+from energybench.attacks import check_eps, eval_mode
+from energybench.diagnostics import Check
+from energybench.energy import logit_margin
 from energybench.errors import UserError
 from energybench.progress import progress
 from energybench.results import write_json_atomic
 
 STATE_FORMAT = "energybench-autoattack-state"
+STATE_VERSION = 3  # 3: per-image outcomes and diagnostics in each chunk
 _AFTER_RE = re.compile(r"robust accuracy after (\S+): ([\d.]+)%")
 
 
@@ -39,6 +44,14 @@ class AutoAttackResult:
     warnings: list[str] = field(default_factory=list)  # AutoAttack's own checks, each once
     chunks: int = 0
     chunks_resumed: int = 0  # chunks read from the state file instead of attacked
+    clean_flags: torch.Tensor | None = None  # bool (N,): right on the clean image
+    adv_flags: torch.Tensor | None = None  # bool (N,): right on AutoAttack's returned image
+    loss: torch.Tensor | None = None  # float (N,): cross-entropy at the returned image
+    margin: torch.Tensor | None = None  # float (N,): logit margin at the returned image
+    grad_zero: torch.Tensor | None = None  # bool (N,): all-zero CE input gradient at the clean image
+    grad_nonfinite: torch.Tensor | None = None  # bool (N,): NaN/inf in that gradient
+    probability_rows: int = 0  # clean logit rows that look like probabilities
+    randomized: Check | None = None  # two forwards of the first batch compared
 
 
 class _LogCollector(logging.Handler):
@@ -103,24 +116,84 @@ def _read_state(path: Path, key: dict) -> list[dict]:
     return state["chunks"]
 
 
-def _attack_chunk(model, x, y, eps, seed, batch_size, device, version) -> dict:
+def _bits(flags: torch.Tensor) -> str:
+    return "".join("01"[int(v)] for v in flags)
+
+
+def _flags(bits: str) -> torch.Tensor:
+    return torch.tensor([c == "1" for c in bits], dtype=torch.bool)
+
+
+def _clean_pass(model, x, y, batch_size, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Clean predictions, and the cross-entropy input gradient at each clean image: (right (N,),
+    grad all zero (N,), grad non-finite (N,), probability-like logit rows)."""
+    right, zero, nonfinite, rows = [], [], [], 0
+    for start in range(0, len(y), batch_size):
+        xb = x[start:start + batch_size].to(device).requires_grad_(True)
+        yb = y[start:start + batch_size].to(device)
+        with torch.enable_grad():
+            logits = model(xb)
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, yb, reduction="sum"), xb)
+        flat = grad.flatten(1)
+        right.append((logits.argmax(1) == yb).cpu())
+        zero.append((flat == 0).all(1).cpu())
+        nonfinite.append((~torch.isfinite(flat)).any(1).cpu())
+        rows += diagnostics.probability_rows(logits.detach())
+    return torch.cat(right), torch.cat(zero), torch.cat(nonfinite), rows
+
+
+def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool) -> dict:
     from pyautoattack import AutoAttack
 
     start = time.perf_counter()
     with _collect_log() as log, eval_mode(model), _parameters_frozen(model):
-        clean = predict(model, x.to(device)).cpu() == y
+        randomized = None
+        if first:
+            probe = x[:batch_size].to(device)
+            with torch.no_grad():
+                randomized = diagnostics.randomized_forward(model, probe, model(probe)).as_record()
+        clean, grad_zero, grad_nonfinite, rows = _clean_pass(model, x, y, batch_size, device)
         adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed, device=device)
-        _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+        x_adv, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
         attacks = list(adversary.attacks_to_run)
-    robust = (y_adv.cpu() == y) & clean
+        with torch.no_grad():
+            adv_logits = torch.cat([model(x_adv[i:i + batch_size].to(device)).cpu()
+                                    for i in range(0, len(y), batch_size)])
+    adv = adv_logits.argmax(1) == y
+    robust = adv & clean
     after, count = {}, int(clean.sum())
     for attack in attacks:  # attacks skipped once nothing was left robust keep the last count
         if attack in log.after:
             count = round(log.after[attack] * len(y))
         after[attack] = count
-    return {"n": len(y), "clean": "".join("01"[int(v)] for v in clean),
-            "robust": "".join("01"[int(v)] for v in robust), "robust_after": after,
-            "warnings": log.warnings, "seconds": time.perf_counter() - start}
+    chunk = {"n": len(y), "clean": _bits(clean), "robust": _bits(robust), "adv": _bits(adv),
+             "robust_after": after, "warnings": log.warnings, "seconds": time.perf_counter() - start,
+             "loss": F.cross_entropy(adv_logits, y, reduction="none").tolist(),
+             "margin": logit_margin(adv_logits, y).tolist(), "grad_zero": _bits(grad_zero),
+             "grad_nonfinite": _bits(grad_nonfinite), "probability_rows": rows}
+    if randomized is not None:
+        chunk["randomized"] = randomized
+    return chunk
+
+
+def run_square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
+               seed: int, batch_size: int, device) -> torch.Tensor:
+    """pyautoattack's Square attack (gradient-free, margin loss, L-inf): which images of x (N, C,
+    H, W) in [0, 1] the model still classifies right, (N,) bool. Square seeds torch's global
+    generator itself; it runs inside a forked RNG state."""
+    from pyautoattack.square import SquareAttack
+
+    devices = [device] if torch.device(device).type == "cuda" else []
+    right = []
+    with eval_mode(model), _parameters_frozen(model), torch.random.fork_rng(devices=devices):
+        attack = SquareAttack(model, norm="Linf", n_queries=queries, eps=eps, seed=seed, device=device)
+        attack.return_all = False
+        for start in range(0, len(y), batch_size):
+            xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+            with torch.no_grad():
+                adv = attack.perturb(xb, yb)
+                right.append((model(adv).argmax(1) == yb).cpu())
+    return torch.cat(right) if right else torch.zeros(0, dtype=torch.bool)
 
 
 def run_autoattack(
@@ -147,17 +220,18 @@ def run_autoattack(
         raise UserError("AutoAttack needs pyautoattack: pip install pyautoattack==0.2.0") from None
     check_eps(eps)
     chunk_size = chunk_size or batch_size
-    key = dict(key or {}, eps=eps, seed=seed, version=version, chunk_size=chunk_size, n=len(y))
+    key = dict(key or {}, eps=eps, seed=seed, version=version, chunk_size=chunk_size, n=len(y),
+               state_version=STATE_VERSION)
     chunks = _read_state(Path(state_path), key) if state_path is not None else []
     resumed = len(chunks)
     starts = list(range(0, len(y), chunk_size))
     for start in progress(starts[resumed:], desc="autoattack chunks", total=len(starts) - resumed):
         stop = min(start + chunk_size, len(y))
         chunks.append(_attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size,
-                                    device, version))
+                                    device, version, first=start == 0))
         if state_path is not None:
             write_json_atomic({"format": STATE_FORMAT, "key": key, "chunks": chunks}, state_path)
-    flags = torch.tensor([c == "1" for chunk in chunks for c in chunk["robust"]], dtype=torch.bool)
+    flags = _flags("".join(chunk["robust"] for chunk in chunks))
     clean = sum(chunk["clean"].count("1") for chunk in chunks)
     per_attack: dict[str, float] = {}
     for chunk in chunks:
@@ -165,5 +239,13 @@ def run_autoattack(
             per_attack[attack] = per_attack.get(attack, 0) + count
     warnings = list(dict.fromkeys(w for chunk in chunks for w in chunk["warnings"]))
     n = len(y)
-    return AutoAttackResult(clean / n, int(flags.sum()) / n, flags,
-                            {a: c / n for a, c in per_attack.items()}, warnings, len(chunks), resumed)
+    return AutoAttackResult(
+        clean / n, int(flags.sum()) / n, flags, {a: c / n for a, c in per_attack.items()}, warnings,
+        len(chunks), resumed, clean_flags=_flags("".join(c["clean"] for c in chunks)),
+        adv_flags=_flags("".join(c["adv"] for c in chunks)),
+        loss=torch.tensor([v for c in chunks for v in c["loss"]]),
+        margin=torch.tensor([v for c in chunks for v in c["margin"]]),
+        grad_zero=_flags("".join(c["grad_zero"] for c in chunks)),
+        grad_nonfinite=_flags("".join(c["grad_nonfinite"] for c in chunks)),
+        probability_rows=sum(c["probability_rows"] for c in chunks),
+        randomized=diagnostics.from_record("randomized_forward", chunks[0]["randomized"]) if chunks else None)

@@ -17,7 +17,6 @@ A checkpoint is a dict:
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch.nn as nn
 from energybench.errors import UserError
 from energybench.hashing import file_sha256, tensors_sha256
 from energybench.results import atomic_output
+from energybench.safe_pickle import read_plain
 
 FORMAT = "energybench-checkpoint"
 FORMAT_VERSION = 2  # 2: weights_sha256 (version 1 files load, without the integrity check)
@@ -86,22 +86,7 @@ def check_weights(ckpt: dict, path: Path) -> None:
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate an energybench checkpoint; any problem is a one-line UserError."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc).split("WeightsUnpickler error:", 1)[-1]
-        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-        if "unsupported global" in str(exc).lower():
-            raise UserError(
-                f"refusing {path}: it holds pickled Python objects, not plain tensors "
-                f"(loading it could run code); re-save its state_dict, or export the model to .pt2"
-            ) from None
-        raise UserError(f"corrupt checkpoint {path} ({first[:160]})") from None
-    except Exception as exc:  # arbitrary bytes fail anywhere in torch's reader (IndexError, KeyError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"corrupt or truncated checkpoint {path} ({type(exc).__name__}: {first})") from None
+    ckpt = read_plain(path, "checkpoint", "re-save its state_dict, or export the model to .pt2")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         looks_like = (
             " (it looks like a bare state_dict)"

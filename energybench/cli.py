@@ -348,7 +348,9 @@ def report(tables, results, fmt, out_file):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--inception-weights", default=None,
               help="torch-fidelity Inception weights for IS/FID (a path, or 'download' when online)")
-def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights):
+@click.option("--seeds", type=POSITIVE, default=None,
+              help="training seeds per run (default: ci 1, smoke 3, paper 5); tables give mean ± std")
+def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights, seeds):
     """Train the tables' models, evaluate them and render every table and figure with an index."""
     from energybench.data import resolve_source
     from energybench.reproduce import reproduce as run_reproduction
@@ -359,7 +361,7 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
                              runs_dir or Path(f"runs/reproduce-{preset}"),
                              {"cifar10": data_spec, "cifar100": data_cifar100}, _device(device),
                              only=only, inception_weights=inception_weights,
-                             log=lambda m: _echo(m, err=True))
+                             log=lambda m: _echo(m, err=True), seeds=seeds)
     _echo(f"index page: {index}")
 
 
@@ -372,10 +374,13 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
               help="folder for the figures (default: beside each record)")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["png", "pdf", "svg"]),
               help="figure format(s), repeatable (default png and pdf; PNG at 300 dpi)")
-def plot(records, out_dir, formats):
+@click.option("--compare", "compare", default=None, metavar="NAME",
+              help="also draw NAME.png/.pdf in --out (default: the current folder) overlaying every "
+                   "given record of one metric (robust-curve): models side by side")
+def plot(records, out_dir, formats, compare):
     """Redraw the figures of RECORDS (record .json files or folders of them) from their saved raw
     data, without recomputing anything."""
-    from energybench.plotting import DRAWERS, FORMATS, draw_record
+    from energybench.plotting import COMPARISONS, DRAWERS, FORMATS, draw_comparison, draw_record
     from energybench.results import check_writable_dir
 
     files = []
@@ -393,6 +398,16 @@ def plot(records, out_dir, formats):
     if out_dir is not None:
         check_writable_dir(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+    if compare is not None:
+        if Path(compare).name != compare or not compare.strip(". "):
+            raise UserError(f"--compare {compare!r} must be a plain file name (no folders); use --out for the folder")
+        chosen = [f for f in drawable if _metric_of(f) in COMPARISONS]
+        if len(chosen) < 2:
+            raise UserError(f"--compare needs at least two records of {', '.join(COMPARISONS)}; got {len(chosen)}")
+        folder = out_dir or Path(".")
+        check_writable_dir(folder)
+        for path in draw_comparison(chosen, folder / compare, tuple(formats) or FORMATS):
+            _echo(str(path))
     for record in drawable:
         for path in draw_record(record, out_dir, tuple(formats) or FORMATS):
             _echo(str(path))

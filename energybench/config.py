@@ -75,7 +75,7 @@ class GuardConfig(Checked):
 class RunConfig(Checked):
     LIMITS = {"seed": "[0, inf)", "checkpoint_every_steps": "[0, inf)", "dynamics_probe": "[0, inf)",
               "robust_eval": "[0, inf)"}
-    CHOICES = {"inner_precision": ("float32", "bfloat16")}
+    CHOICES = {"inner_precision": ("float32", "bfloat16"), "select_by": ("auto", "robust", "clean")}
 
     seed: int = 0
     amp: bool = True  # bfloat16 autocast of the training step on CUDA (CPU trains in float32)
@@ -84,7 +84,10 @@ class RunConfig(Checked):
     deterministic: bool = False
     checkpoint_every_steps: int = 0  # extra mid-epoch checkpoints; 0 = only at epoch ends
     dynamics_probe: int = 128  # probe images for per-epoch energy dynamics (JEAT eq. 15); 0 = off
-    robust_eval: int = 500  # per-epoch PGD-10 (8/255) images: held-out ones select best.pt; 0 = off
+    robust_eval: int = 500  # per-epoch PGD-10 (8/255) images on the test subset and the held-out images; 0 = off
+    # best.pt (with data.holdout): the epoch with the highest held-out PGD-10 accuracy ("robust"), or
+    # clean accuracy ("clean"); "auto": robust for recipes that train against an attack, else clean
+    select_by: str = "auto"
     guard: GuardConfig = GuardConfig()
 
 

@@ -24,3 +24,11 @@ def marginal_energy(logits: torch.Tensor) -> torch.Tensor:
 def conditional_nll(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """-log p(y|x) = E(x, y) - E(x), per example (N,); equals cross-entropy."""
     return joint_energy(logits, y) - marginal_energy(logits)
+
+
+def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """z_y - max_{k != y} z_k per example: logits (N, K), y (N,) -> (N,); < 0 when misclassified.
+    Equals E(x, k*) - E(x, y) for the best other class k*."""
+    true = logits.gather(1, y.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, y.view(-1, 1), float("-inf"))
+    return true - others.max(1).values

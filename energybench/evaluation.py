@@ -21,7 +21,7 @@ from energybench.errors import UserError
 from energybench.validation import RangeError
 from energybench.metrics import METRICS, EvalContext
 from energybench.results import (
-    RECORD_VERSION, check_writable_dir, protocol_text, read_record, record_path, same_inputs,
+    RECORD_VERSION, check_lines, check_writable_dir, protocol_text, read_record, record_path, same_inputs,
     write_json_atomic,
 )
 from energybench.plotting import DRAWERS, draw_record
@@ -201,6 +201,7 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
             "params": params,
             "changed_params": {k: v for k, v in params.items() if v != defaults.get(k)},
             "extra": result.extra,
+            **({"diagnostics": result.diagnostics} if result.diagnostics is not None else {}),
             "seed": seed,
             "device": str(device),
             "dtype": "float32",
@@ -217,6 +218,8 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         if name in DRAWERS:  # the figure, drawn from the raw data just written beside the record
             draw_record(path)
         log(f"{name}: {record['value']:.4f} (n={record['n']}, {protocol_text(record)}) -> {path}")
+        for line in check_lines(record):
+            log(f"  attack check raised: {line}")
         records.append({**record, "file": str(path)})
     return records
 

@@ -172,6 +172,56 @@ def energy_dynamics(record: dict, rows: list[dict]):
     return fig
 
 
+def wilson_interval(p: np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of accuracies p measured on n images (lower, upper)."""
+    p = np.asarray(p, dtype=float)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return centre - half, centre + half
+
+
+def _curve(ax, record: dict, raw: dict, label: str, colour=None) -> None:
+    eps, acc = raw["eps"] * 255, raw["accuracy"]
+    lower, upper = wilson_interval(acc, record["n"])
+    line, = ax.plot(eps, 100 * acc, "o-", markersize=3, linewidth=1.2, color=colour, label=label)
+    ax.fill_between(eps, 100 * lower, 100 * upper, color=line.get_color(), alpha=0.15, linewidth=0)
+
+
+def _curve_axes(ax, record: dict) -> None:
+    params = record["params"]
+    ax.set_xlabel(f"L-inf budget eps (/255); PGD-{params['steps']}, step {params['step_ratio']:g} eps")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3, linewidth=0.5)
+    ax.axvline(8, color="grey", linewidth=0.6, linestyle=":")
+
+
+def robust_curve(record: dict, raw: dict):
+    """Robust accuracy against eps with 95% Wilson intervals (eps 0: clean accuracy)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3.4, 2.6), constrained_layout=True)
+    _curve(ax, record, raw, f"{model_label(record)} (n = {record['n']:,})")
+    _curve_axes(ax, record)
+    ax.legend(frameon=False, loc="upper right")
+    ax.set_title(f"Robustness curve, {record['data'].get('label') or 'test data'}")
+    return fig
+
+
+def curve_comparison(curves: dict[str, tuple[dict, dict]]):
+    """Several models' robustness curves on one axis: {name: (record, raw)}."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3.8, 2.8), constrained_layout=True)
+    first = None
+    for name, (record, raw) in curves.items():
+        _curve(ax, record, raw, f"{name} (n = {record['n']:,})")
+        first = first or record
+    _curve_axes(ax, first)
+    ax.legend(frameon=False, loc="upper right", fontsize=6)
+    ax.set_title(f"Robustness curves, {first['data'].get('label') or 'test data'} (95% Wilson intervals)")
+    return fig
+
+
 def memorization(record: dict, raw: dict):
     """Each generated image (left column, class name) beside its nearest training images by SSIM."""
     if "figure_samples" not in raw:
@@ -286,8 +336,12 @@ def robustness_scatter(points: list[dict]):
 
 
 def read_raw(record_file: Path, record: dict):
-    """The raw data a record's figure is drawn from (its `raw` file beside it)."""
-    name = record.get("extra", {}).get("raw")
+    """The raw data a record's figure is drawn from (its `raw` file beside it: a plain file name,
+    never a path that leads out of the record's folder)."""
+    extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
+    name = extra.get("raw")
+    if name is not None and (not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..")):
+        raise UserError(f"{record_file}: its raw data must be a file beside it, not {str(name)[:80]!r}")
     path = Path(record_file).parent / name if name else None
     if path is None or not path.is_file():
         raise UserError(f"{record_file}: its raw data {name or '(none named)'} is not beside it; "
@@ -299,19 +353,41 @@ def read_raw(record_file: Path, record: dict):
 
 
 DRAWERS = {"energy-hist": energy_hist, "energy-contour": energy_contour,
-           "energy-dynamics": energy_dynamics, "memorization": memorization}
+           "energy-dynamics": energy_dynamics, "memorization": memorization, "robust-curve": robust_curve}
+COMPARISONS = {"robust-curve": curve_comparison}  # metrics whose records `plot --compare` overlays
+
+
+def _read_record(record_file: Path) -> dict:
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UserError(f"cannot read record {record_file} ({str(exc)[:80]})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("metric"), str):
+        raise UserError(f"{record_file} is not an energybench record")
+    return record
+
+
+def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS) -> list[Path]:
+    """One figure overlaying the given records (all of one metric in COMPARISONS), named by model."""
+    records = [(Path(f), _read_record(Path(f))) for f in record_files]
+    metrics = {r["metric"] for _, r in records}
+    if len(metrics) != 1 or next(iter(metrics)) not in COMPARISONS:
+        raise UserError(f"--compare overlays records of one metric among {', '.join(COMPARISONS)}; got "
+                        f"{', '.join(sorted(metrics))}")
+    curves = {}
+    for f, r in records:
+        name = model_label(r)
+        while name in curves:
+            name += "'"
+        curves[name] = ({**r, "file": str(f)}, read_raw(f, r))
+    return save(COMPARISONS[next(iter(metrics))](curves), out_stem, formats)
 
 
 def draw_record(record_file: str | Path, out_dir: str | Path | None = None, formats=FORMATS) -> list[Path]:
     """Redraw a record's figure from its raw data; returns the files written (none for metrics
     without a figure). out_dir defaults to the record's folder."""
     record_file = Path(record_file)
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read record {record_file} ({exc})") from None
-    if not isinstance(record, dict) or "metric" not in record:
-        raise UserError(f"{record_file} is not an energybench record")
+    record = _read_record(record_file)
     drawer = DRAWERS.get(record["metric"])
     if drawer is None:
         return []

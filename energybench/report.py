@@ -17,12 +17,17 @@ import csv
 import io
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from energybench.errors import UserError
-from energybench.results import read_record, write_text_atomic
+from energybench.outcomes import paired, read_outcomes
+from energybench.results import raised_checks, read_record, write_text_atomic
+from energybench.stats import compare
 
 FORMATS = ("md", "tex", "csv")
 MISSING, NO_RECIPE, NOT_REPORTED = "missing", "no recipe", "–"
@@ -79,13 +84,21 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def cell_protocol(measure: dict) -> dict:
-    """The full protocol a measure asks for: the metric's defaults with the measure's values,
-    written out (e.g. PGD's step follows eps), without estimator and incidental parameters."""
+def entry_protocol(entry: dict, measure: dict) -> dict:
+    """What an entry changes in a measure's protocol (e.g. the sampler the paper used for that
+    row: `"protocol": {"is": {"mode": "conditional"}}` in the entry)."""
+    return dict((entry.get("protocol") or {}).get(measure["key"], {}))
+
+
+def cell_protocol(measure: dict, entry: dict | None = None) -> dict:
+    """The full protocol a cell asks for: the metric's defaults with the measure's values and the
+    entry's own, written out (e.g. PGD's step follows eps), without estimator and incidental
+    parameters."""
     from energybench.metrics import METRICS
 
     metric = METRICS.get(measure["metric"])
-    params = metric.Params(**measure.get("protocol", {}))
+    values = {**measure.get("protocol", {}), **(entry_protocol(entry, measure) if entry else {})}
+    params = metric.Params(**values)
     return metric.defining_params(metric(params).protocol())
 
 
@@ -110,7 +123,7 @@ def matches(record: dict, entry: dict, measure: dict, protocol: dict | None = No
     params = model.get("recipe_params") or {}
     if any(k not in params or not _same(params[k], v) for k, v in entry.get("params", {}).items()):
         return False
-    protocol = cell_protocol(measure) if protocol is None else protocol
+    protocol = cell_protocol(measure, entry) if protocol is None else protocol
     return all(k in record["params"] and _same(record["params"][k], v) for k, v in protocol.items())
 
 
@@ -138,7 +151,8 @@ class Scale:
         estimator = ", ".join(k.replace("_", " ") if v is True else f"{k.replace('_', ' ')} {v}"
                               for k, v in values.items() if v is not False)
         selected = model.get("checkpoint") or {}
-        checkpoint = (f"best checkpoint (epoch {selected.get('epoch')}, by PGD-10 robust accuracy on "
+        criterion = "clean accuracy" if selected.get("by") == "val_acc" else "PGD-10 robust accuracy"
+        checkpoint = (f"best checkpoint (epoch {selected.get('epoch')}, by {criterion} on "
                       f"{selected.get('val_n')} held-out training images)" if selected.get("which") == "best" else "")
         return cls((model.get("model") or {}).get("name", model.get("kind", "?")), model.get("parameters"),
                    training.get("epochs"), training.get("train_images"), training.get("data"),
@@ -166,33 +180,118 @@ class Scale:
 
 @dataclass(frozen=True)
 class Measured:
-    value: float  # in display units (scale applied)
-    stderr: float | None
+    value: float  # in display units (scale applied); the mean over seeds when there are several
+    stderr: float | None  # one run: standard error over test images; several seeds: their std
     scale: Scale
     differs: tuple[str, ...]
     file: str
     rollbacks: int = 0  # divergence-guard roll-backs of the run behind the number
     lr_scale: float = 1.0  # the learning-rate factor the roll-backs left
+    checks: tuple[str, ...] = ()  # attack-failure checks raised by the record or the model's sanity record
+    records: tuple = ()  # the records behind the number, one per training seed, by seed
+    seeds: tuple = ()  # their training seeds
+
+
+def attack_checks(record: dict, records: list[dict]) -> tuple[str, ...]:
+    """Titles of the attack-failure checks raised on a robustness record: its own (always-on) and
+    those of any `attack-sanity` record of the same model on the same test data."""
+    if "diagnostics" not in record:
+        return ()
+    same = [r for r in records if r["metric"] == "attack-sanity"
+            and r["model"].get("sha256") == record["model"].get("sha256")
+            and (r.get("identity") or {}).get("data") == (record.get("identity") or {}).get("data")]
+    titles = {}
+    for r in [record, *same]:
+        for name, check in raised_checks(r).items():
+            titles.setdefault(name, check.get("title", name))
+    return tuple(titles.values())
+
+
+def training_seed(record: dict):
+    return (record["model"].get("training") or {}).get("seed")
+
+
+def _identity(record: dict, without=()) -> dict:
+    identity = record.get("identity") or {"model_sha256": record["model"].get("sha256"), "n": record["n"],
+                                          "params": record["params"]}
+    return {k: v for k, v in identity.items() if k not in without}
+
+
+def _differences(a: dict, b: dict) -> str:
+    ia, ib = _identity(a), _identity(b)
+    keys = sorted(k for k in set(ia) | set(ib) if ia.get(k) != ib.get(k))
+    names = {"model_sha256": "model weights", "data": "test data", "n": "number of test images",
+             "params": "protocol", "seed": "evaluation seed", "batch_size": "batch size",
+             "device": "device type", "metric_version": "metric version"}
+    return ", ".join(names.get(k, k) for k in keys) or "nothing recorded"
 
 
 def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) -> Measured | None:
-    """The one record filling this cell, or None. Several distinct matches are an error."""
-    protocol = cell_protocol(measure)
+    """The records filling this cell, or None: one record, or one per training seed of the same
+    model evaluated in the same way (then the mean and standard deviation over seeds). Candidates
+    that differ in anything else that changes the number (test data, n, protocol, evaluation seed,
+    batch size, device type) are an error naming two of them."""
+    protocol = cell_protocol(measure, entry)
     found = [r for r in records if matches(r, entry, measure, protocol)]
     if not found:
         return None
-    distinct = {(r["model"]["sha256"], r["n"], json.dumps(r["params"], sort_keys=True)): r for r in found}
-    if len(distinct) > 1:
-        files = ", ".join(sorted(r["_file"] for r in distinct.values())[:3])
-        raise UserError(f"{len(distinct)} different records fit '{entry['label']}' / '{measure['label']}' "
-                        f"({files}); pass --results folders holding one model per table entry")
-    r = next(iter(distinct.values()))
-    scale = Scale.of(r)
+    unique = list({json.dumps(_identity(r), sort_keys=True): r for r in found}.values())  # copies count once
+    seeds = [training_seed(r) for r in unique]
+    same_evaluation = len({json.dumps(_identity(r, ("model_sha256",)), sort_keys=True) for r in unique}) == 1
+    if len(unique) > 1 and not (same_evaluation and None not in seeds and len(set(seeds)) == len(seeds)):
+        a, b = sorted(unique, key=lambda r: r["_file"])[:2]
+        what = "training seed" if same_evaluation else _differences(a, b)
+        raise UserError(f"{len(unique)} different records fit '{entry['label']}' / '{measure['label']}': "
+                        f"{a['_file']} and {b['_file']} (they differ in {what}); pass --results folders "
+                        f"holding one evaluation per table entry")
+    unique.sort(key=lambda r: (training_seed(r) is None, training_seed(r) or 0))
     k = measure["scale"]
-    training = r["model"].get("training") or {}
-    return Measured(r["value"] * k, None if r.get("stderr") is None else r["stderr"] * k, scale,
-                    tuple(scale.differences(paper, entry.get("dataset", "cifar10"))), r["_file"],
-                    training.get("rollbacks", 0), training.get("lr_scale", 1.0))
+    values = [r["value"] * k for r in unique]
+    first = unique[0]
+    if len(unique) == 1:
+        spread = None if first.get("stderr") is None else first["stderr"] * k
+    else:
+        spread = statistics.stdev(values)
+    scale = Scale.of(first)
+    training = [r["model"].get("training") or {} for r in unique]
+    checks = tuple(dict.fromkeys(c for r in unique for c in attack_checks(r, records)))
+    return Measured(statistics.fmean(values), spread, scale,
+                    tuple(scale.differences(paper, entry.get("dataset", "cifar10"))), first["_file"],
+                    sum(t.get("rollbacks", 0) for t in training), min(t.get("lr_scale", 1.0) for t in training),
+                    checks, tuple(unique), tuple(training_seed(r) for r in unique))
+
+
+def significance(measure: dict, cells: dict[str, tuple[str, Measured]]) -> tuple[list, list]:
+    """Paired tests between every two entries of one measure, on their per-image outcomes (seed i
+    of one with seed i of the other): (comparisons, pairs that could not be tested and why)."""
+    field = None
+    out, untested = [], []
+    names = list(cells)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            (label_a, ma), (label_b, mb) = cells[a], cells[b]
+            try:
+                pairs_a, pairs_b = [], []
+                for ra, rb in zip(ma.records, mb.records):
+                    columns = read_outcomes(ra | {"file": ra["_file"]})
+                    field = next(f for f in ("robust", "clean_correct", "score") if f in columns)
+                    xa, xb = paired(ra | {"file": ra["_file"]}, rb | {"file": rb["_file"]}, field)
+                    pairs_a.append(xa)
+                    pairs_b.append(xb)
+            except (UserError, StopIteration) as exc:
+                untested.append(f"{label_a} vs {label_b}: {str(exc)[:120] or 'no per-image outcomes'}")
+                continue
+            out.append(compare(label_a, np.concatenate(pairs_a), label_b, np.concatenate(pairs_b)))
+    return out, untested
+
+
+def public_measure(measure: dict, entry: dict) -> dict | None:
+    """The measure under the public protocol that produced this entry's published number, where
+    the table names one (`public`: {"metric", "entries", "label"}); else None."""
+    public = measure.get("public")
+    if not public or entry["key"] not in public["entries"]:
+        return None
+    return {**measure, "metric": public["metric"], "protocol": {}}
 
 
 # ----------------------------------------------------------------------------- the table
@@ -225,13 +324,18 @@ def build(spec: dict, records: list[dict]) -> Grid:
     secondary = set(spec.get("secondary", []))
     any_differs = False
     rolled: dict[str, tuple[int, float]] = {}  # entry label -> (roll-backs, final lr scale)
+    flagged: dict[str, tuple[str, ...]] = {}  # "entry, measure" -> raised attack-failure checks
+    public_protocols: dict[str, str] = {}  # metric -> what it reproduces
+    measured_cells: dict[str, dict[str, tuple[str, Measured]]] = {}  # measure -> entry -> (label, cell)
+    seed_counts: set[int] = set()
     cells, tidy = {}, []
     for entry in spec["entries"]:
         for measure in spec["measures"]:
             published = spec["published"].get(entry["key"], {}).get(measure["key"])
             pub_text = NOT_REPORTED if published is None else published + ("§" if entry["key"] in secondary else "")
             row = {"table": spec["name"], "entry": entry["label"], "measure": measure["label"],
-                   "rollbacks": None,
+                   "rollbacks": None, "attack_checks": None, "public_protocol": None, "public_measured": None,
+                   "seeds": None, "spread": None, "not_significant_vs": None,
                    "display_scale": measure["scale"],
                    "metric": measure["metric"], "published": published,
                    "published_source": None if published is None else
@@ -250,14 +354,40 @@ def build(spec: dict, records: list[dict]) -> Grid:
                     text = fmt_number(m.value, measure)
                     if m.stderr is not None and m.stderr > 0:
                         text += f" ± {fmt_number(m.stderr, measure, stderr=True)}"
-                    text += f" [{label}{'†' if m.differs else ''}]"
+                    seeds_text = f"; {len(m.seeds)} seeds" if len(m.seeds) > 1 else ""
+                    text += f" [{label}{'†' if m.differs else ''}{seeds_text}]"
+                    if len(m.seeds) > 1:
+                        seed_counts.add(len(m.seeds))
+                    measured_cells.setdefault(measure["key"], {})[entry["key"]] = (entry["label"], m)
                     if m.rollbacks:
                         text += "‡"
                         rolled[entry["label"]] = (m.rollbacks, m.lr_scale)
+                    if m.checks:
+                        text += " ⚑"
+                        flagged[f"{entry['label']}, {measure['label']}"] = m.checks
                     row.update(measured=m.value, stderr=m.stderr, scale=m.scale.describe(),
-                               differs_from_paper="; ".join(m.differs), rollbacks=m.rollbacks)
+                               differs_from_paper="; ".join(m.differs), rollbacks=m.rollbacks,
+                               attack_checks="; ".join(m.checks), seeds=len(m.seeds),
+                               spread="std over seeds" if len(m.seeds) > 1 else "stderr over test images")
+                public = public_measure(measure, entry)
+                if public is not None:
+                    p = measured_cell(records, entry, public, paper)
+                    public_protocols[measure["public"]["metric"]] = measure["public"]["label"]
+                    if p is None:
+                        text += f" · public: {MISSING}"
+                    else:
+                        label = scales.setdefault(p.scale, chr(ord("a") + len(scales)))
+                        text += f" · public: {fmt_number(p.value, measure)}"
+                        if p.stderr is not None and p.stderr > 0:
+                            text += f" ± {fmt_number(p.stderr, measure, stderr=True)}"
+                        text += f" [{label}]" + (" ⚑" if p.checks else "")
+                        if p.checks:
+                            flagged[f"{entry['label']}, {measure['label']} (public protocol)"] = p.checks
+                    row.update(public_protocol=measure["public"]["metric"],
+                               public_measured=None if p is None else p.value)
             cells[entry["key"], measure["key"]] = (pub_text, text)
             tidy.append(row)
+    same, untested = _mark_indistinguishable(spec, measured_cells, cells, tidy)
     by_entry = spec["rows_are"] == "entries"
     outer, inner = (spec["entries"], spec["measures"]) if by_entry else (spec["measures"], spec["entries"])
     header = ["Model" if by_entry else ""] + [f"{i['label']} ({side})" for i in inner for side in ("paper", "measured")]
@@ -277,12 +407,51 @@ def build(spec: dict, records: list[dict]) -> Grid:
     for label, (count, lr_scale) in rolled.items():
         notes.append(f"‡ {label}: the divergence guard rolled its training back {count} time"
                      f"{'s' if count > 1 else ''} (learning rate finally x{lr_scale:g}); see the run's events.jsonl.")
+    if seed_counts:
+        notes.append(f"{' or '.join(map(str, sorted(seed_counts)))} seeds: the mean ± standard deviation over "
+                     f"models trained with different seeds (the other cells: value ± standard error over test images).")
+    for measure_label, comparison in same:
+        notes.append(f"≈ {measure_label}: {comparison.describe()}; not significantly different at 5%.")
+    if untested:
+        notes.append("Not tested for significance: " + "; ".join(untested) + ".")
+    for cell, titles in flagged.items():
+        notes.append(f"⚑ {cell}: attack-failure checks raised ({'; '.join(titles)}): the robust accuracy "
+                     f"may be overstated; the record's diagnostics give the evidence and what to do.")
+    for metric, label in public_protocols.items():
+        notes.append(f"· public: the same measure under {label} (metric {metric}), the protocol the "
+                     f"published number came from; the first number uses energybench's standard protocol.")
     if secondary:
         notes.append("§ published value taken from secondary notes of the paper, not its text.")
     notes.append(f"Published: {spec['paper']}. {NOT_REPORTED}: not reported. Measured: value ± standard "
                  f"error. {MISSING}: no record in the given results. {NO_RECIPE}: not an energybench recipe.")
     notes.extend(spec.get("notes", []))
     return Grid(spec["title"], header, rows, notes, tidy)
+
+
+def _mark_indistinguishable(spec, measured_cells, cells, tidy) -> tuple[list, list]:
+    """Test every two entries of each measure on the same images; mark with ≈ the cells of each
+    pair whose difference is not significant at 5%. Returns ([(measure label, comparison)],
+    [pairs not tested, with why])."""
+    same, untested = [], []
+    labels = {m["key"]: m["label"] for m in spec["measures"]}
+    rows = {(r["entry"], r["measure"]): r for r in tidy}
+    for measure_key, by_entry in measured_cells.items():
+        if len(by_entry) < 2:
+            continue
+        comparisons, skipped = significance(labels[measure_key], by_entry)
+        untested += [f"{labels[measure_key]}: {line}" for line in skipped]
+        keys = {label: key for key, (label, _) in by_entry.items()}
+        for c in comparisons:
+            if c.significant:
+                continue
+            same.append((labels[measure_key], c))
+            for label, other in ((c.first, c.second), (c.second, c.first)):
+                pub, text = cells[keys[label], measure_key]
+                if "≈" not in text:
+                    cells[keys[label], measure_key] = (pub, text + " ≈")
+                row = rows[(label, labels[measure_key])]
+                row["not_significant_vs"] = "; ".join(filter(None, [row["not_significant_vs"], other]))
+    return same, untested
 
 
 def render(grid: Grid, fmt: str) -> str:
@@ -311,7 +480,7 @@ def render(grid: Grid, fmt: str) -> str:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "†": r"$^\dagger$",
-        "§": r"\S{}", "‡": r"$^\ddagger$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "–": "--"}
+        "§": r"\S{}", "‡": r"$^\ddagger$", "⚑": r"$^{!}$", "·": r"$\cdot$", "≈": r"$\approx$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "–": "--"}
 
 
 def _tex(text: str) -> str:

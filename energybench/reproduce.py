@@ -16,9 +16,10 @@ Output folder:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -27,8 +28,9 @@ from energybench import data as datalib
 from energybench.config import apply_overrides
 from energybench.errors import UserError
 from energybench.evaluation import evaluate
+from energybench.outcomes import outcomes_path
 from energybench.recipes import preset_config, recipe_names
-from energybench.report import collect_records, load_table, run_name, table_names, write_tables
+from energybench.report import collect_records, entry_protocol, load_table, run_name, table_names, write_tables
 from energybench.results import check_writable_dir, write_json_atomic, write_text_atomic
 
 
@@ -44,6 +46,7 @@ class ReproductionPreset:
     figures: bool = False  # sample gallery + landscape and memorization figures per run
     summary: str = ""
     checkpoint: str = "last"  # which checkpoint of each run is evaluated: last, or best (best.pt)
+    seeds: int = 1  # training seeds per run (the JEAT paper repeats every experiment 5 times)
 
     def n_for(self, metric: str) -> int | None:
         return self.test_images.get(metric, self.test_images["default"])
@@ -55,32 +58,41 @@ PRESETS = {
         ("data.train_subset=1000", "optim.epochs=2", "data.eval_subset=0", "run.deterministic=true",
          "run.dynamics_probe=0"),
         {"default": 300, "autoattack": 48, "jfs": 100, "mfs": 100},
-        {"jfs": {"probes": 4}, "mfs": {"probes": 4}},
+        {"jfs": {"probes": 4}, "mfs": {"probes": 4}, "attack-sanity": {"max_images": 32, "square_queries": 300}},
         summary="CPU, minutes: the regression fixture CI re-runs (1,000 images, 2 epochs)"),
     "smoke": ReproductionPreset(
         "smoke", "smoke", ("data.train_subset=5000", "optim.epochs=6"),
         {"default": 500, "autoattack": 100, "jfs": 200, "mfs": 200},
-        figures=True, summary="CPU, about 16 minutes of training and evaluation on 2 cores (tiny-cnn, 5,000 images, 6 epochs)"),
+        {"attack-sanity": {"max_images": 100}},
+        figures=True, seeds=3,
+        summary="CPU, about an hour of training and evaluation on 2 cores (tiny-cnn, 5,000 images, 6 epochs, 3 seeds)"),
     "paper": ReproductionPreset(
         "paper", "paper", (), {"default": None},
-        {"autoattack": {"max_images": 10_000}, "is": {"n_per_class": 5000}, "fid": {"n_per_class": 5000}},
-        figures=True, summary="GPU, days: every recipe's paper preset, full test set, 50,000 IS/FID samples",
-        checkpoint="best"),
+        {"autoattack": {"max_images": 10_000}, "is": {"n_per_class": 5000}, "fid": {"n_per_class": 5000},
+         "attack-sanity": {"max_images": 1000}},
+        figures=True, summary="GPU, days: every recipe's paper preset, full test set, 50,000 IS/FID samples, 5 seeds",
+        checkpoint="best", seeds=5),
 }
 FIGURE_METRICS = ["energy-hist", "energy-contour", "energy-dynamics", "memorization"]
+ROBUSTNESS_METRICS = ("pgd20", "pgd20-energy", "autoattack", "pgd20-ebjdat-public", "pgd20-jem-public")
 GALLERY = {"n_per_class": 10, "mode": "joint", "init": "class-gaussian", "steps": 100,
            "step_size": 0.25, "noise": 0.005}
 
 
 @dataclass
 class RunPlan:
-    """One model to train and the metrics the tables need from it."""
+    """One model to train and the evaluations the tables need from it: (metric, the entry's own
+    protocol values for it, e.g. the sampler a paper used for that row)."""
 
     name: str
     recipe: str
     dataset: str
     params: dict
-    metrics: list[str]
+    evaluations: list[tuple[str, dict]]
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(dict.fromkeys(metric for metric, _ in self.evaluations))
 
 
 def plan(tables: list[str], only: list[str] | None = None) -> list[RunPlan]:
@@ -96,7 +108,12 @@ def plan(tables: list[str], only: list[str] | None = None) -> list[RunPlan]:
                                                dict(entry.get("params", {})), []))
             if (run.recipe, run.dataset, run.params) != (entry["recipe"], entry["dataset"], entry.get("params", {})):
                 raise ValueError(f"table {name}: run {key} means two different models")
-            run.metrics += [m["metric"] for m in spec["measures"] if m["metric"] not in run.metrics]
+            wanted = [(m["metric"], entry_protocol(entry, m)) for m in spec["measures"]]
+            wanted += [(m["public"]["metric"], {}) for m in spec["measures"]
+                       if m.get("public") and entry["key"] in m["public"]["entries"]]
+            if any(m in ROBUSTNESS_METRICS for m, _ in wanted):
+                wanted.append(("attack-sanity", {}))  # the diagnostics suite behind every robustness number
+            run.evaluations += [w for w in wanted if w not in run.evaluations]
     return list(runs.values())
 
 
@@ -110,23 +127,41 @@ def parse_only(only: str | None) -> list[str] | None:
     return names
 
 
+def base_run_name(name: str) -> str:
+    """The run a seed's folder belongs to: 'jeat-seed2' -> 'jeat'."""
+    return re.sub(r"-seed\d+$", "", name)
+
+
+def seeded(runs: list[RunPlan], seeds: int) -> list[tuple[RunPlan, int]]:
+    """Each run once per training seed 0..seeds-1; seed k > 0 trains into `<run>-seed<k>`."""
+    return [(replace(run, name=run.name if k == 0 else f"{run.name}-seed{k}"), k)
+            for run in runs for k in range(seeds)]
+
+
 def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device: torch.device,
               only: str | None = None, tables: list[str] | None = None, inception_weights: str | None = None,
-              log=print) -> Path:
-    """Train, evaluate and render; returns the index page. `data` maps dataset -> data spec."""
+              log=print, seeds: int | None = None) -> Path:
+    """Train, evaluate and render; returns the index page. `data` maps dataset -> data spec;
+    `seeds` (default: the preset's) trains every run that many times, and the tables report the
+    mean and standard deviation over them."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
+    if seeds is not None:
+        if seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {seeds}")
+        p = replace(p, seeds=seeds)
     tables = tables or table_names()
-    runs = plan(tables, parse_only(only))
+    runs = [run for run, _ in seeded(plan(tables, parse_only(only)), 1)]
+    jobs = seeded(runs, p.seeds)
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     check_writable_dir(out_dir)
     check_writable_dir(runs_dir, "--runs")
     datalib.resolve_source(data.get("cifar10"))  # CIFAR-10 is required: a missing one is an error
     status: dict[str, dict] = {}
-    for run in runs:
-        log(f"== {run.name}: {run.recipe} on {run.dataset}")
-        status[run.name] = _reproduce_run(p, run, runs_dir / run.name, out_dir, data, device,
+    for run, seed in jobs:
+        log(f"== {run.name}: {run.recipe} on {run.dataset}, training seed {seed}")
+        status[run.name] = _reproduce_run(p, run, seed, runs_dir / run.name, out_dir, data, device,
                                           inception_weights, log)
     records = collect_records([out_dir / "records"]) if (out_dir / "records").exists() else []
     rendered = write_tables(records, out_dir / "tables", tables)
@@ -136,12 +171,13 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     seconds = {"training": sum(s.get("train_seconds_total", 0.0) for s in status.values()),
                "evaluation": sum(r.get("wall_seconds") or 0.0 for r in records + figure_records)}
     index = out_dir / "README.md"
-    write_text_atomic(index_page(p, runs, status, rendered, out_dir, data, only, seconds, comparisons), index)
+    write_text_atomic(index_page(p, [run for run, _ in jobs], status, rendered, out_dir, data, only, seconds,
+                                 comparisons), index)
     log(f"index page: {index}")
     return index
 
 
-def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: Path, data: dict,
+def _reproduce_run(p: ReproductionPreset, run: RunPlan, seed: int, run_dir: Path, out_dir: Path, data: dict,
                    device, inception_weights, log) -> dict:
     from energybench.trainer import train
 
@@ -155,7 +191,8 @@ def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: 
         log(f"{run.name}: skipped: {reason}")
         return {"skipped": reason}
     cfg = preset_config(run.recipe, p.recipe_preset)
-    sets = [f"data.source={spec}", *p.train_overrides, *(f"recipe.{k}={v!r}" for k, v in run.params.items())]
+    sets = [f"data.source={spec}", *p.train_overrides, *(f"recipe.{k}={v!r}" for k, v in run.params.items()),
+            f"run.seed={seed}"]
     cfg = apply_overrides(cfg, sets)
     start = time.perf_counter()
     try:
@@ -168,18 +205,22 @@ def _reproduce_run(p: ReproductionPreset, run: RunPlan, run_dir: Path, out_dir: 
     status = {"train_seconds_this_call": time.perf_counter() - start, "checkpoint": str(ckpt),
               "evaluated": ckpt.stem, "train_seconds_total": _train_seconds(run_dir), "refused": {}}
     records = []
-    for metric in run.metrics:  # one call per metric: each has its own n and protocol overrides
+    for metric, protocol in run.evaluations:  # one call each: its own n and protocol overrides
         records += evaluate(ckpt, [metric], n=p.n_for(metric), out_dir=run_dir / "eval", device=device,
                             overrides={"inception_weights": inception_weights,
-                                       **p.metric_params.get(metric, {})},
+                                       **p.metric_params.get(metric, {}), **protocol},
                             refused=status["refused"], log=log)
     records_dir = out_dir / "records" / run.name  # exactly this reproduction's records
     if records_dir.exists():
         shutil.rmtree(records_dir)
     records_dir.mkdir(parents=True)
-    for record in records:
-        shutil.copyfile(record["file"], records_dir / Path(record["file"]).name)
-    if p.figures:
+    for record in records:  # each record with its per-image outcomes, for paired comparisons
+        source = Path(record["file"])
+        shutil.copyfile(source, records_dir / source.name)
+        outcomes = outcomes_path(source)
+        if outcomes.exists():
+            shutil.copyfile(outcomes, records_dir / outcomes.name)
+    if p.figures and seed == 0:  # figures of the first seed's model
         status["figures"] = _figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log)
     return status
 
@@ -219,12 +260,14 @@ def comparison_figures(records: list[dict], figure_records: list[dict], dest: Pa
     if len(hists) > 1:
         panels = {name: (r, plotting.read_raw(Path(r["_file"]), r)) for name, r in sorted(hists.items())}
         made += plotting.save(plotting.hist_comparison(panels), dest / "compare-energy-hist")
-    by_run: dict[str, dict] = {}
+    by_run: dict[str, dict] = {}  # run (its seeds pooled) -> metric -> values over seeds
     for r in records:
         if r["metric"] in ("clean", "pgd20", "autoattack") and abs(r["params"].get("eps", 8 / 255) - 8 / 255) < 1e-9:
-            point = by_run.setdefault(Path(r["_file"]).parent.name, {})
-            point[r["metric"]], point[f"n_{r['metric']}"] = r["value"], r["n"]
-    points = [{"name": name, **v} for name, v in sorted(by_run.items()) if "clean" in v and "pgd20" in v]
+            point = by_run.setdefault(base_run_name(Path(r["_file"]).parent.name), {})
+            point.setdefault(r["metric"], []).append(r["value"])
+            point[f"n_{r['metric']}"] = r["n"]
+    points = [{"name": name, **{k: (sum(v) / len(v) if isinstance(v, list) else v) for k, v in values.items()}}
+              for name, values in sorted(by_run.items()) if "clean" in values and "pgd20" in values]
     if len(points) > 1:
         made += plotting.save(plotting.robustness_scatter(points), dest / "compare-robustness")
     return [str(p.relative_to(dest.parent)) for p in made if p.suffix == ".png"]
@@ -247,9 +290,13 @@ def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendere
              f"Scale: {p.summary}. Recipe preset `{p.recipe_preset}`"
              + (f" with `{' '.join(p.train_overrides)}`" if p.train_overrides else "")
              + "; test images per metric: " + ", ".join(f"{k} {v if v else 'all'}" for k, v in p.test_images.items())
+             + f"; {p.seeds} training seed{'s' if p.seeds > 1 else ''} per run"
+             + (" (the tables give the mean ± standard deviation over seeds, and mark with ≈ the "
+                "differences between rows that are not significant at 5%)" if p.seeds > 1 else "")
              + f". Evaluated checkpoint: `{p.checkpoint}`"
-             + (" (best.pt, the epoch with the highest PGD-10 robust accuracy on held-out training "
-                "images, where the run has one; else last.pt)" if p.checkpoint == "best" else
+             + (" (best.pt, the epoch with the highest held-out PGD-10 robust accuracy for recipes "
+                "that train against an attack, clean accuracy for the others, where the run has a "
+                "holdout; else last.pt)" if p.checkpoint == "best" else
                 " (last.pt, the end of training)")
              + ". Every measured cell names its scale; † marks a scale unlike the paper's.", "",
              f"Compute: {seconds['training'] / 60:.1f} minutes of training and {seconds['evaluation'] / 60:.1f} "

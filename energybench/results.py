@@ -165,19 +165,45 @@ def load_records(paths) -> "pandas.DataFrame":  # noqa: F821
     return pd.DataFrame(rows)
 
 
+def raised_checks(record: dict) -> dict[str, dict]:
+    """The attack-failure checks a record raised (its `diagnostics` block: energybench.diagnostics)."""
+    checks = record.get("diagnostics")
+    if not isinstance(checks, dict):
+        return {}
+    return {name: c for name, c in checks.items() if isinstance(c, dict) and c.get("flag")}
+
+
+def _evidence_text(evidence: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in evidence.items())
+
+
+def check_lines(record: dict) -> list[str]:
+    """One line per raised check: what was found, the evidence, and what to do."""
+    return [f"{record['metric']}: {c.get('title', name)} ({_evidence_text(c.get('evidence') or {})}): "
+            f"{c.get('advice', '')}" for name, c in raised_checks(record).items()]
+
+
 def format_summary(records: list[dict]) -> str:
     """A Markdown table of records (metric, protocol, value in % for accuracies, ± stderr, n,
-    seconds), then any reliability warnings the metrics recorded."""
-    lines = ["| metric | protocol | value | ± stderr | n | seconds |", "|---|---|---:|---:|---:|---:|"]
-    warnings = []
+    attack checks, seconds), then the attack-failure checks they raised and any reliability
+    warnings the metrics recorded."""
+    lines = ["| metric | protocol | value | ± stderr | n | attack checks | seconds |",
+             "|---|---|---:|---:|---:|---|---:|"]
+    warnings, raised = [], []
     for r in records:
         pct = r.get("unit") == "fraction"
         scale = 100.0 if pct else 1.0
         value = f"{r['value'] * scale:.2f} %" if pct else f"{r['value']:.4g}"
         err = "" if r.get("stderr") is None else f"{r['stderr'] * scale:.2f}"
-        lines.append(f"| {r['metric']} | {protocol_text(r)} | {value} | {err} | {r['n']} | "
+        checks = r.get("diagnostics")
+        flags = raised_checks(r)
+        status = "" if not isinstance(checks, dict) else (f"⚑ {len(flags)} raised" if flags else "passed")
+        lines.append(f"| {r['metric']} | {protocol_text(r)} | {value} | {err} | {r['n']} | {status} | "
                      f"{r['wall_seconds']:.1f} |")
+        raised += [f"- ⚑ {line}" for line in check_lines(r)]
         warnings += [f"- {r['metric']}: {w}" for w in (r.get("extra") or {}).get("warnings", [])]
+    if raised:
+        lines += ["", "Attack-failure checks raised (the robust accuracy may be overstated):", *raised]
     if warnings:
         lines += ["", "Warnings raised by the metrics:", *warnings]
     return "\n".join(lines)

@@ -38,23 +38,32 @@ def no_code_from_pickles():
         yield
 
 
-def load_tensor_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
-    """A file holding a dict of name -> tensor (a state dict), read with weights_only=True.
-
-    Anything else (pickled classes, a payload that would run code, a corrupt file, other
-    structures) is a one-line UserError naming `what` the file was meant to be."""
+def read_plain(path: str | os.PathLike, what: str, advice: str) -> object:
+    """`torch.load(path, weights_only=True)`: tensors and plain containers only. A pickle that
+    needs any other class (a payload that would run code) is refused before it runs; any other
+    failure (truncated, random bytes: torch's reader raises anything) is 'corrupt'. One-line
+    UserErrors naming `what` the file is meant to be; `advice` says what to do instead."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
+        raise UserError(f"{what} not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():
-            raise UserError(f"refusing {what} {path}: it holds pickled Python objects, not plain "
-                            f"tensors (loading it could run code)") from None
-        raise UserError(f"corrupt {what} {path} (not a readable torch file)") from None
+            raise UserError(f"refusing {what} {path}: it holds pickled Python objects, not plain tensors "
+                            f"(loading it could run code); {advice}") from None
+        text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+        raise UserError(f"corrupt {what} {path} ({first[:160]})") from None
     except Exception as exc:  # noqa: BLE001  arbitrary bytes fail anywhere in torch's reader
-        raise UserError(f"corrupt {what} {path} ({type(exc).__name__}: not a readable torch file)") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"corrupt or truncated {what} {path} ({type(exc).__name__}: {first[:160]})") from None
+
+
+def load_tensor_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
+    """A file holding a dict of name -> tensor (a state dict), read by `read_plain`; anything else
+    is a one-line UserError naming `what` the file was meant to be."""
+    obj = read_plain(path, what, "give the plain state dict (torch.save(model.state_dict()))")
     if not isinstance(obj, dict) or not obj or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise UserError(f"{what} {path} is not a state dict (a dict of names to tensors)")

@@ -8,11 +8,12 @@ with U one of
     "conditional"  E(x, y) - E(x)       (the classic robust-classifier procedure, eq. 16)
 The papers' form x - a/2 grad U + sqrt(a) N is step_size = a/2, noise = sqrt(a). JEM's
 published values (step 1, noise 0.01 on [-1, 1] inputs) are step_size 0.25, noise 0.005 in
-pixel units. The model is in eval mode and runs in float32 while sampling.
+pixel units. The model is in eval mode (unless `train_mode`) and runs in float32 while sampling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ class SGLDConfig:
     noise: float = 0.005
     target: str = "marginal"
     clamp: bool = True  # keep samples in [0, 1] after every step
+    train_mode: bool = False  # sample with the model as it is (batch norm on batch statistics, as
+    # JEM++'s and EB-JDAT's code do during training) instead of in eval mode
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -58,7 +61,8 @@ def sgld(model: nn.Module, x0: torch.Tensor, cfg: SGLDConfig, generator: torch.G
          y: torch.Tensor | None = None) -> torch.Tensor:
     """Run `cfg.steps` SGLD steps from x0 (N, C, H, W); returns the detached samples."""
     x = x0.detach().clone()
-    with eval_mode(model), torch.enable_grad(), inner_loop(x.device):
+    mode = contextlib.nullcontext() if cfg.train_mode else eval_mode(model)
+    with mode, torch.enable_grad(), inner_loop(x.device):
         for _ in range(cfg.steps):
             x.requires_grad_(True)
             energy = sgld_energy(model(x), y, cfg.target).sum()

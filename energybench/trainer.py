@@ -70,6 +70,25 @@ def learning_rate(cfg: OptimConfig, step: int, total_steps: int) -> float:
     raise UserError(f"unknown schedule {cfg.schedule!r}; use multistep, cosine or constant")
 
 
+def selection_rule(select_by: str, recipe_cls) -> dict:
+    """How best.pt is chosen among epochs, as recorded in it: by held-out PGD-10 robust accuracy
+    ('robust'), or clean accuracy ('clean'); 'auto' is robust exactly for recipes that train
+    against an attack (`Recipe.trains_on_attacks`)."""
+    robust = select_by == "robust" or (select_by == "auto" and recipe_cls.trains_on_attacks)
+    rule = {"rule": select_by, "by": "val_robust_acc" if robust else "val_acc"}
+    if robust:
+        rule["attack"] = "PGD-10, eps 8/255, step 2/255, random start"
+    return rule
+
+
+def _best_from_progress(best: dict | None) -> dict | None:
+    """best.pt's record from a checkpoint's progress (older runs stored {"val_robust_acc": v})."""
+    if best is None or "value" in best:
+        return best
+    return {"epoch": best["epoch"], "by": "val_robust_acc", "value": best["val_robust_acc"],
+            "val_n": best.get("val_n")}
+
+
 def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -199,6 +218,7 @@ class Trainer:
         ctx = RecipeContext(num_classes, device, self.images, self.labels,
                             derive_seed(cfg.run.seed, _RECIPE, *((world.rank,) if world.enabled else ())))
         self.recipe = recipe_cls(cfg.params, ctx)
+        self.selection = selection_rule(cfg.run.select_by, recipe_cls)
         self.step_module = RecipeStep(self.model, self.recipe)
         if world.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -221,7 +241,7 @@ class Trainer:
         self.totals = EpochTotals()
         self.lr_scale, self.reseeds, self.rollbacks = 1.0, 0, 0
         self.resume_overrides: list[dict] = []
-        self.best: dict | None = None  # {"epoch", "val_robust_acc"} of best.pt
+        self.best: dict | None = None  # {"epoch", "by", "value", "val_n"} of best.pt
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -287,7 +307,7 @@ class Trainer:
         self.lr_scale, self.reseeds = prog.get("lr_scale", 1.0), prog.get("reseeds", 0)
         self.rollbacks = prog.get("rollbacks", 0)
         self.resume_overrides = list(prog.get("resume_overrides", []))
-        self.best = prog.get("best")
+        self.best = _best_from_progress(prog.get("best"))
         if self.dynamics is not None:
             self.dynamics.load_state_dict(prog.get("dynamics", {}))
         log = self.out_dir / LOG_NAME
@@ -455,15 +475,14 @@ class Trainer:
                 record.update(self.dynamics.measure(self.model))
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.totals = EpochTotals()
-        improved = "val_robust_acc" in record and (
-            self.best is None or record["val_robust_acc"] > self.best["val_robust_acc"])
+        key = self.selection["by"]
+        improved = key in record and (self.best is None or record[key] > self.best["value"])
         finished = self.epoch >= self.cfg.optim.epochs
-        if improved:  # Rice et al. (2020): keep the most robust epoch; best.pt first, then last.pt
-            self.best = {"epoch": self.epoch, "val_robust_acc": record["val_robust_acc"],
-                         "val_n": record["val_robust_n"]}
+        if improved:  # keep the best held-out epoch (Rice et al. 2020); best.pt first, then last.pt
+            n_key = "val_robust_n" if key == "val_robust_acc" else "val_n"
+            self.best = {"epoch": self.epoch, "by": key, "value": record[key], "val_n": record[n_key]}
             save_checkpoint({**self.checkpoint_dict(finished),
-                             "selection": {"by": "val_robust_acc", **self.best,
-                                           "attack": "PGD-10, eps 8/255, step 2/255, random start",
+                             "selection": {**self.selection, **self.best,
                                            "images": "held-out training images (data.holdout)"}},
                             self.out_dir / BEST_NAME)
         self.save(finished=finished)

@@ -1,13 +1,14 @@
 """Copy the smoke reproduction's checkpoints into checkpoints/ for evaluation on a fresh clone.
 
-    python scripts/ship_checkpoints.py [--runs runs/reproduce-smoke] [--n 500]
+    python scripts/ship_checkpoints.py [--runs runs/reproduce-smoke] [--n 500] [--records-only]
 
 Each shipped file is the run's last.pt (the checkpoint `reproduce --preset smoke` evaluated)
 without what only resuming training needs (optimizer state, the SGLD replay buffer), with its
 training data named relative to the repository root (../shared/data/...), re-digested and saved
 with energybench's own writer; the run's log.jsonl goes beside it as <name>-smoke.log.jsonl. Then each is evaluated with `--suite smoke` on 500 test images of
 the JPEG copy; the records go to checkpoints/records/<name>/, and one row per checkpoint is printed
-for the table in checkpoints/README.md.
+for the table in checkpoints/README.md. `--records-only` keeps the shipped files and only
+re-makes their records (after a change to the metrics), replacing checkpoints/records/<name>/.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "reproduce-smoke")
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--records-only", action="store_true", help="keep the shipped files; re-make their records")
     args = parser.parse_args()
     out = REPO / "checkpoints"
     rows = []
     for name in RUNS:
         dest = out / f"{name}-smoke.pt"
-        ship(args.runs / name, dest)
+        if not args.records_only:
+            ship(args.runs / name, dest)
+        shutil.rmtree(out / "records" / name, ignore_errors=True)
         records = evaluate(dest.relative_to(REPO), ["clean", "pgd20"], n=args.n,
                            out_dir=out / "records" / name, log=lambda m: None)
         by = {r["metric"]: r for r in records}

@@ -279,7 +279,7 @@ CASES = [
     ("eval-pt2-not-logits", ["eval", "--ckpt", "{identity_pt2}", "--data", "{exact}"], r"must return \(N, num_classes\) logits"),
     ("eval-pt2-no-data", ["eval", "--ckpt", "{exported}"], r"does not say what data it was trained on; pass --data"),
     # ---- eval: options
-    ("eval-unknown-metric", EVAL + ["--metric", "fid9"], r"'fid9' is not one of 'autoattack'"),
+    ("eval-unknown-metric", EVAL + ["--metric", "fid9"], r"'fid9' is not one of 'attack-sanity', 'autoattack'"),
     ("eval-unknown-suite", EVAL + ["--suite", "everything"], r"'everything' is not one of 'all'"),
     ("eval-eps-integer", EVAL + ["--eps", "8"], r"out of range.*8/255"),
     ("eval-eps-zero", EVAL + ["--eps", "0"], r"eps 0 is out of range"),

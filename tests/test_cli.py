@@ -27,7 +27,9 @@ def test_train_eval_json(tmp_path, run_cli, jpeg_tar):
     (pgd,) = _records(records, "pgd20").values()
     assert clean["n"] == 64 and 0 <= clean["value"] <= 1 and isinstance(clean["stderr"], float)
     assert pgd["params"] == {"eps": 8 / 255, "step_size": 2 / 255, "steps": 20, "restarts": 1,
-                             "objective": "ce", "random_start": True}
+                             "objective": "ce", "random_start": True, "eot": 1}
+    assert set(pgd["diagnostics"]) == {"randomized_forward", "probability_output", "unavailable_gradients",
+                                       "incomplete_optimisation"}
     assert pgd["value"] <= clean["value"]
     for key in ("seed", "device", "dtype", "versions", "wall_seconds", "model", "data", "identity"):
         assert key in pgd
@@ -79,7 +81,7 @@ def test_list_shows_registries(run_cli):
     (["train", "normal", "--data", "/no/such/folder", "--out", "{tmp}/r"], "does not exist"),
     (["train", "normal", "--preset", "giant"], "'giant' is not one of 'paper', 'smoke'"),
     (["eval", "--ckpt", "{tmp}/none.pt"], "checkpoint not found"),
-    (["eval", "--ckpt", "{ckpt}", "--metric", "fid9"], "'fid9' is not one of 'autoattack'"),
+    (["eval", "--ckpt", "{ckpt}", "--metric", "fid9"], "'fid9' is not one of 'attack-sanity', 'autoattack'"),
     (["eval", "--ckpt", "{ckpt}", "--suite", "everything"], "'everything' is not one of 'all'"),
     (["eval", "--ckpt", "{ckpt}", "--eps", "8"], "out of range.*8/255"),
     (["eval", "--ckpt", "{ckpt}", "--n", "0"], "--n.*0 is not in the range x>=1"),

@@ -57,8 +57,8 @@ def test_jem_paper_preset_is_the_public_code():
 def test_trades_paper_preset_is_the_official_schedule():
     cfg = preset_config("trades", "paper")
     o = cfg.optim
-    assert (o.lr, o.momentum, o.weight_decay, o.batch_size, o.epochs) == (0.1, 0.9, 2e-4, 128, 80)
-    assert lr_at_epochs(cfg, [74, 75, 79]) == pytest.approx([0.1, 0.01, 0.01])
+    assert (o.lr, o.momentum, o.weight_decay, o.batch_size, o.epochs) == (0.1, 0.9, 2e-4, 128, 76)
+    assert lr_at_epochs(cfg, [0, 73, 74, 75]) == pytest.approx([0.1, 0.1, 0.01, 0.01])  # 0-based epochs
     assert cfg.params.beta == 6
 
 

@@ -43,7 +43,7 @@ def test_every_table_renders_every_published_number_and_never_fills_missing_cell
                 if value is not None:
                     assert value in text
         measured = [row[2::2] for row in grid.rows]
-        assert {cell for row in measured for cell in row} <= {"missing", "no recipe"}
+        assert {cell for row in measured for cell in row} <= {"missing", "no recipe", "missing · public: missing"}
 
 
 def test_secondary_sources_are_marked():
@@ -78,8 +78,8 @@ def test_recipe_parameters_select_the_noise_runs():
 def test_two_different_records_for_one_cell_is_an_error(tmp_path):
     records = collect_records([RECORDS])
     twin = copy.deepcopy(next(r for r in records if r["model"]["recipe"] == "jem" and r["metric"] == "clean"))
-    twin["n"], twin["_file"] = 50, "other/clean.json"
-    with pytest.raises(UserError, match="different records fit 'JEM'"):
+    twin["n"], twin["identity"]["n"], twin["_file"] = 50, 50, "other/clean.json"
+    with pytest.raises(UserError, match="different records fit 'JEM'.*differ in number of test images"):
         build(load_table("jeat-t3"), records + [twin])
 
 
@@ -116,9 +116,12 @@ def test_the_reproduction_plan_is_read_off_the_tables():
     runs = {r.name: r for r in plan(table_names())}
     assert set(runs) == {"normal", "normal-cifar100", "pgd-at", "trades", "jem", "jeat", "eb-jdat",
                          "noise-s8", "noise-s16", "noise-s24"}
-    assert set(runs["normal"].metrics) == {"clean", "pgd20", "pgd20-energy", "jfs", "mfs", "is", "fid"}
+    assert set(runs["normal"].metrics) == {"clean", "pgd20", "pgd20-energy", "jfs", "mfs", "is", "fid",
+                                           "attack-sanity"}
+    assert "pgd20-ebjdat-public" in runs["eb-jdat"].metrics and "pgd20-ebjdat-public" not in runs["jeat"].metrics
     assert runs["noise-s8"].params == {"sigma": pytest.approx(8 / 255)}
-    assert set(runs["eb-jdat"].metrics) == {"clean", "pgd20", "autoattack", "fid", "is"}
+    assert set(runs["eb-jdat"].metrics) == {"clean", "pgd20", "autoattack", "fid", "is", "pgd20-ebjdat-public",
+                                            "attack-sanity"}
     assert {r.name for r in plan(table_names(), parse_only("jem, noise"))} == {"jem", "noise-s8", "noise-s16", "noise-s24"}
 
 
@@ -162,7 +165,8 @@ def test_reproduce_draws_figures_writes_an_index_and_resumes(tmp_path, jpeg_tar,
         assert Path(extra["figure"]).stem == record.stem and (figures / extra["raw"]).exists()
     assert "No attack | 94.39 | " in page and (out / "tables" / "jeat-t1.tex").exists()
     records = sorted((out / "records" / "normal").glob("*.json"))
-    assert sorted(r.stem.rsplit("-", 1)[0] for r in records) == ["clean", "pgd20", "pgd20-energy"]
+    assert sorted(r.stem.rsplit("-", 1)[0] for r in records) == ["attack-sanity", "clean", "pgd20", "pgd20-energy"]
+    assert len(list((out / "records" / "normal").glob("*.outcomes.npz"))) == 3  # clean and the two attacks
     stamps = {r: r.stat().st_mtime_ns for r in (runs / "normal" / "eval").glob("*.json")}
     rp.reproduce("tiny", out, runs, {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
                  only="normal", tables=["jeat-t1"], log=lambda m: None)

@@ -83,14 +83,15 @@ def test_holdout_and_best_checkpoint_by_robust_accuracy(tmp_path, jpeg_tar, exac
     from energybench.evaluation import evaluate
     from energybench.trainer import balanced_subset, split_holdout
 
-    cfg = small_config(jpeg_tar, "optim.epochs=3", "data.holdout=100", "run.robust_eval=60")
+    cfg = small_config(jpeg_tar, "optim.epochs=3", "data.holdout=100", "run.robust_eval=60",
+                       "run.select_by=robust")  # (normal would select by clean accuracy under 'auto')
     last = train(cfg, tmp_path / "r", torch.device("cpu"))
     log = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     robust = [r["val_robust_acc"] for r in log]
     assert all(r["val_robust_n"] == 60 and r["val_n"] == 100 for r in log)
     best = torch.load(tmp_path / "r" / "best.pt", weights_only=True)
     assert best["selection"]["epoch"] == 1 + robust.index(max(robust)) == best["progress"]["epoch"]
-    assert best["selection"]["val_robust_acc"] == max(robust)
+    assert best["selection"]["by"] == "val_robust_acc" and best["selection"]["value"] == max(robust)
     raw = torch.load(last, weights_only=True)
     assert raw["meta"]["num_train_images"] + raw["meta"]["num_holdout_images"] == 600
     # the split: disjoint, class-balanced, the same for the same seed

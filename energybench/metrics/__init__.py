@@ -11,6 +11,8 @@ register_suite("smoke", ["clean", "pgd20"])
 register_suite("robust", ["clean", "pgd20", "pgd20-energy", "autoattack"])
 register_suite("generative", ["is", "fid", "memorization"])
 register_suite("landscape", ["jfs", "mfs", "energy-hist", "energy-contour", "energy-dynamics"])
+register_suite("diagnostics", ["attack-sanity", "robust-curve"])
+register_suite("public", ["pgd20-jem-public", "pgd20-ebjdat-public"])
 register_suite("all", SUITES["robust"] + SUITES["generative"] + SUITES["landscape"])
 
 

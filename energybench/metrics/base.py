@@ -59,6 +59,7 @@ class MetricResult:
     n: int
     stderr: float | None = None
     extra: dict = field(default_factory=dict)
+    diagnostics: dict | None = None  # energybench.diagnostics checks, by name (attack metrics)
 
 
 def binomial_stderr(p: float, n: int) -> float:

@@ -21,7 +21,9 @@ import torch
 from energybench.energy import joint_energy, marginal_energy
 from energybench.validation import Checked
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
+from energybench.outcomes import OutcomeLog
 from energybench.progress import progress
+from energybench.results import write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
 
 
@@ -70,6 +72,7 @@ class FisherParams(Checked):
 class FisherScore(Metric):
     Params = FisherParams
     unit = "score"
+    version = 2  # 2: per-image scores beside the record
     estimator_params = ("probes", "exact_trace")  # both estimate the same trace
     kind: str
 
@@ -91,12 +94,15 @@ class FisherScore(Metric):
         g, t = torch.cat(grad_terms).double(), torch.cat(traces).double()
         per_image = g - t
         n = len(per_image)
+        log = OutcomeLog()
+        log.add(index=torch.arange(n), score=per_image)
+        write_npz_atomic(ctx.artifact("outcomes.npz"), **log.columns())
         sd = lambda v: float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")  # noqa: E731
         return MetricResult(float(per_image.mean()), n, sd(per_image), {
             "grad_term": float(g.mean()), "grad_term_stderr": sd(g),
             "trace_term": float(t.mean()), "trace_term_stderr": sd(t),
             "trace_estimator": "exact" if self.params.exact_trace else "hutchinson-rademacher",
-            "input_units": "[0, 1] pixels",
+            "input_units": "[0, 1] pixels", "outcomes": ctx.artifact("outcomes.npz").name,
         })
 
 

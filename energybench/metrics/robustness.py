@@ -1,19 +1,125 @@
-"""Robust accuracy under L-inf PGD (the standard protocol): `pgd20` (ascends cross-entropy, eq. 14)
-and `pgd20-energy` (ascends E(x, y), the energy attack of eq. 18; JEAT Table 1)."""
+"""Robust accuracy, and whether the attack behind it worked.
+
+Metrics:
+    pgd20                 L-inf PGD-20 on cross-entropy (eq. 14): eps 8/255, step 2/255, random start
+    pgd20-energy          the same ascending E(x, y), the energy attack (eq. 18; JEAT Table 1)
+    pgd20-jem-public      JEM's public evaluation: Gaussian noise (sigma 0.03 on [-1, 1], 0.015 in
+                          pixels) added once to every test image, then the standard PGD-20
+    pgd20-ebjdat-public   EB-JDAT's public evaluation (eval_jempp.py): the same noise, then PGD-20
+                          written for [0, 1] but run on [-1, 1] inputs (eps 8/255 and step 1/255
+                          there: 4/255 and 0.5/255 in pixels); an image counts as robust when its
+                          adversarial example is classified right, whatever its clean prediction
+    autoattack            standard AutoAttack (pyautoattack), chunked and resumable
+    robust-curve          PGD-20 accuracy against eps (0 to 16/255), with its figure
+    attack-sanity         the `diagnostics` suite: unbounded attack, budget monotonicity, more
+                          steps and restarts, and a gradient-free attack, on a subset
+
+Every PGD and AutoAttack record carries per-image outcomes (`energybench.outcomes`) and the
+always-on indicators of attack failure (`energybench.diagnostics`). Each image's random start is
+drawn from a seed derived from the evaluation seed and the image's index, so it does not depend on
+the batch it is attacked in. Set `eot` > 1 for EOT-PGD (the attack for randomized models).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, replace
+
+import numpy as np
 import torch
 
-from dataclasses import dataclass
-
-from energybench.attacks import PGDConfig, pgd
-from energybench.validation import Checked
-from energybench.metrics.base import (
-    EvalContext, Metric, MetricResult, binomial_stderr, register_metric,
-)
+from energybench import diagnostics
+from energybench.attacks import AttackTrace, PGDConfig, per_example_loss, pgd
+from energybench.autoattack import run_autoattack, run_square
+from energybench.metrics.base import EvalContext, Metric, MetricResult, binomial_stderr, register_metric
+from energybench.energy import logit_margin
+from energybench.outcomes import OutcomeLog
 from energybench.progress import progress
+from energybench.results import write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
+from energybench.validation import Checked, RangeError
+
+JEM_TEST_NOISE = 0.03 / 2  # sigma 0.03 on [-1, 1] inputs, in [0, 1] pixel units
+
+
+@dataclass
+class PGDRun:
+    """One PGD evaluation over ctx.data: counts, per-image outcomes, and the diagnostics."""
+
+    n: int
+    clean: int
+    robust: int
+    outcomes: dict
+    checks: list
+
+
+def image_seeds(seed: int, index: torch.Tensor) -> torch.Tensor:
+    """One seed per image, from the evaluation seed and the image's index in the test split."""
+    return torch.tensor([derive_seed(seed, int(i)) for i in index], dtype=torch.int64)
+
+
+def test_noise(x: torch.Tensor, index: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """x + N(0, sigma^2) noise fixed per image (drawn from the image's own seed), not clamped:
+    the public codes add it in their data transform, once per test image."""
+    noise = torch.stack([torch.randn(x.shape[1:], generator=make_generator(derive_seed(seed, int(i), 1)))
+                         for i in index]) if len(index) else torch.zeros_like(x)
+    return x + sigma * noise.to(x.device)
+
+
+def run_pgd(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.0,
+            robust_needs_clean: bool = True) -> PGDRun:
+    """PGD over ctx.data in batches, with per-image outcomes and the always-on diagnostics.
+
+    A randomized model draws its randomness from torch's global generator, which is seeded per
+    batch from (seed, first image index) inside a forked RNG state: records are reproducible and
+    the caller's RNG state is untouched."""
+    model, log = ctx.model, OutcomeLog()
+    margin_paths, final_margins, grad_zero, grad_nonfinite, survived = [], [], [], [], []
+    random_check, probability_rows = None, 0
+    total = -(-len(ctx.data) // ctx.batch_size)
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    for x, y, offset in progress(ctx.batches(), desc=desc, total=total):
+        index = torch.arange(offset, offset + len(y))
+        if noise_sigma > 0:
+            x = test_noise(x, index, noise_sigma, ctx.seed)
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(derive_seed(ctx.seed, offset, 2))
+            with torch.no_grad():
+                logits = model(x)
+            if random_check is None:
+                random_check = diagnostics.randomized_forward(model, x, logits)
+            trace = AttackTrace()
+            x_adv = pgd(model, x, y, cfg, trace=trace, image_seeds=image_seeds(ctx.seed, index))
+            with torch.no_grad():
+                adv_logits = model(x_adv)
+        right_clean = logits.argmax(1) == y
+        right_adv = adv_logits.argmax(1) == y
+        robust = right_clean & right_adv if robust_needs_clean else right_adv
+        margin = logit_margin(adv_logits, y)
+        log.add(index=index, clean_correct=right_clean, adv_correct=right_adv, robust=robust,
+                loss=per_example_loss(adv_logits, y, cfg.objective), margin=margin)
+        probability_rows += diagnostics.probability_rows(logits)
+        margin_paths.append(trace.margin_trajectory())
+        final_margins.append(margin.detach().cpu())
+        grad_zero.append(trace.grad_zero)
+        grad_nonfinite.append(trace.grad_nonfinite)
+        survived.append(robust.cpu())
+    outcomes = log.columns()
+    survived = torch.cat(survived)
+    checks = [random_check, diagnostics.probability_output(rows=probability_rows, total=len(ctx.data)),
+              diagnostics.unavailable_gradients(torch.cat(grad_zero), torch.cat(grad_nonfinite), survived)]
+    if random_check.flag and cfg.eot == 1:
+        checks.append(diagnostics.not_assessed(
+            "incomplete_optimisation", "the forward is randomized: a single-sample trajectory is noise"))
+    else:
+        checks.append(diagnostics.incomplete_optimisation(torch.cat(margin_paths, 1), torch.cat(final_margins),
+                                                          survived))
+    return PGDRun(len(ctx.data), int(outcomes["clean_correct"].sum()), int(outcomes["robust"].sum()),
+                  outcomes, checks)
+
+
+def checks_record(checks) -> dict:
+    return {c.name: c.as_record() for c in checks}
 
 
 class PGDRobustAccuracy(Metric):
@@ -21,22 +127,18 @@ class PGDRobustAccuracy(Metric):
     right on the clean image too (its adversarial example starts inside the eps-ball)."""
 
     Params = PGDConfig  # the protocol: eps 8/255, step 2/255, 20 steps, random start, CE
+    version = 2  # 2: per-image random starts, outcomes and diagnostics (1: starts per batch)
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        cfg = self.params
-        robust = clean = 0
-        total = -(-len(ctx.data) // ctx.batch_size)
-        for x, y, offset in progress(ctx.batches(), desc=self.name, total=total):
-            gen = make_generator(derive_seed(ctx.seed, offset), ctx.device)
-            x_adv = pgd(ctx.model, x, y, cfg, gen)
-            with torch.no_grad():
-                right_clean = ctx.model(x).argmax(1) == y
-                right_adv = ctx.model(x_adv).argmax(1) == y
-            clean += int(right_clean.sum())
-            robust += int((right_clean & right_adv).sum())
-        n = len(ctx.data)
-        acc = robust / n
-        return MetricResult(acc, n, binomial_stderr(acc, n), {"clean_accuracy": clean / n})
+        params = self.params
+        attack = PGDConfig(**{f: getattr(params, f) for f in PGDConfig.__dataclass_fields__})
+        run = run_pgd(ctx, attack, self.name, getattr(params, "test_noise", 0.0),
+                      getattr(params, "robust_needs_clean", True))
+        write_npz_atomic(ctx.artifact("outcomes.npz"), **run.outcomes)
+        acc = run.robust / run.n
+        return MetricResult(acc, run.n, binomial_stderr(acc, run.n),
+                            {"clean_accuracy": run.clean / run.n, "outcomes": ctx.artifact("outcomes.npz").name},
+                            checks_record(run.checks))
 
 
 @register_metric
@@ -58,12 +160,49 @@ class PGD20Energy(PGDRobustAccuracy):
 
 
 @dataclass(frozen=True)
+class PublicPGDConfig(PGDConfig):
+    """A public codebase's evaluation: `test_noise` (pixel units) added once to each test image
+    before the attack, and whether an image must also be right on its clean version to count."""
+
+    LIMITS = {**PGDConfig.LIMITS, "test_noise": "[0, 1]"}
+
+    test_noise: float = JEM_TEST_NOISE
+    robust_needs_clean: bool = True
+
+
+@register_metric
+class PGD20JEMPublic(PGDRobustAccuracy):
+    name = "pgd20-jem-public"
+    summary = ("PGD-20 as JEM's public evaluation: test-time noise sigma 0.03 on [-1, 1] "
+               "(0.015 in pixels) added to every image, then eps 8/255, step 2/255")
+    Params = PublicPGDConfig
+
+
+@dataclass(frozen=True)
+class EBJDATPublicConfig(PublicPGDConfig):
+    eps: float = 4 / 255  # "8/255" on [-1, 1] inputs
+    step_size: float | None = 0.5 / 255  # "1/255" on [-1, 1] inputs
+    robust_needs_clean: bool = False  # eval_jempp.py counts right adversarial predictions only
+
+
+@register_metric
+class PGD20EBJDATPublic(PGDRobustAccuracy):
+    name = "pgd20-ebjdat-public"
+    summary = ("PGD-20 as EB-JDAT's public evaluation (eval_jempp.py): test-time noise 0.015, "
+               "eps 4/255, step 0.5/255 in pixels (its 8/255 and 1/255 on [-1, 1]), adversarial hits only")
+    Params = EBJDATPublicConfig
+
+
+# ----------------------------------------------------------------------------- AutoAttack
+
+
+@dataclass(frozen=True)
 class AutoAttackParams(Checked):
     LIMITS = {"eps": "(0, 1]", "max_images": "[1, inf)", "chunk_size": "[1, inf)"}
     CHOICES = {"version": ("standard", "plus", "rand")}
 
     eps: float = 8 / 255
-    version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square
+    version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square; 'rand' (APGD with EOT) for randomized models
     max_images: int = 1000  # the first images of --n (AutoAttack is slow); full test set at paper scale
     chunk_size: int = 250  # images per resumable unit; each chunk's result is saved when it ends
 
@@ -73,12 +212,10 @@ class AutoAttackMetric(Metric):
     name = "autoattack"
     summary = "robust accuracy under standard AutoAttack (pyautoattack), L-inf 8/255, first 1,000 images"
     Params = AutoAttackParams
-    version = 2  # chunked runs (v1: one pyautoattack run over all images)
+    version = 3  # 3: per-image outcomes and diagnostics; 2: chunked runs (1: one run over all images)
     incidental_params = ("max_images", "chunk_size")  # max_images shows as the record's n
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from energybench.autoattack import run_autoattack
-
         p = self.params
         n = min(p.max_images, len(ctx.data))
         x = ctx.data.images[:n].float().div(255)
@@ -87,7 +224,159 @@ class AutoAttackMetric(Metric):
         result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
                                 device=ctx.device, state_path=state, version=p.version,
                                 chunk_size=p.chunk_size, key={"record": ctx.stem})
+        log = OutcomeLog()
+        log.add(index=torch.arange(n), clean_correct=result.clean_flags, adv_correct=result.adv_flags,
+                robust=result.robust_flags, loss=result.loss, margin=result.margin)
+        log.write(ctx.artifact("outcomes.npz"))
+        checks = [result.randomized, diagnostics.probability_output(rows=result.probability_rows, total=n),
+                  diagnostics.unavailable_gradients(result.grad_zero, result.grad_nonfinite, result.robust_flags),
+                  diagnostics.not_assessed("incomplete_optimisation", "AutoAttack reports no trajectory "
+                                           "(its APGD adapts its step and restarts from the best point)")]
         return MetricResult(result.robust_accuracy, n, binomial_stderr(result.robust_accuracy, n),
                             {"clean_accuracy": result.clean_accuracy, "per_attack": result.per_attack,
                              "warnings": result.warnings, "chunks": result.chunks,
-                             "chunks_resumed": result.chunks_resumed, "state_file": state.name})
+                             "chunks_resumed": result.chunks_resumed, "state_file": state.name,
+                             "outcomes": ctx.artifact("outcomes.npz").name},
+                            checks_record(checks))
+
+
+# ----------------------------------------------------------------------------- robustness curve
+
+
+@dataclass(frozen=True)
+class CurveParams(Checked):
+    LIMITS = {"eps_grid": "[0, 1]", "steps": "[1, inf)", "step_ratio": "(0, 1]"}
+    CHOICES = {"objective": ("ce", "energy")}
+
+    eps_grid: tuple[float, ...] = tuple(e / 255 for e in (0, 1, 2, 3, 4, 6, 8, 10, 12, 16))
+    steps: int = 20
+    step_ratio: float = 0.25  # step = ratio * eps (2/255 at 8/255)
+    objective: str = "ce"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(set(self.eps_grid)) < 2:
+            raise RangeError("eps_grid", "needs at least two budgets, e.g. 0,4/255,8/255")
+
+
+def _merge(checks: dict, run_checks, eps: float) -> None:
+    """Keep each always-on check once: the first raised one (with the eps it was raised at)."""
+    for check in run_checks:
+        kept = checks.get(check.name)
+        if kept is None or (check.flag and not kept.flag):
+            checks[check.name] = replace(check, evidence={**check.evidence, "at_eps": eps})
+
+
+def _budget_points(grid, accuracy, stderr) -> list[dict]:
+    """Each budget's accuracy must not exceed the next smaller budget's (within one stderr)."""
+    labels = [f"eps {e * 255:g}/255" for e in grid]
+    return [{"label": label, "value": a, "stderr": s, "weaker_than": labels[i - 1] if i else None}
+            for i, (label, a, s) in enumerate(zip(labels, accuracy, stderr))]
+
+
+def normalised_area(grid, accuracy) -> float:
+    """Mean accuracy over [min eps, max eps] by the trapezoid rule."""
+    area = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in zip(grid, grid[1:], accuracy, accuracy[1:]))
+    return area / (grid[-1] - grid[0])
+
+
+@torch.no_grad()
+def clean_correct(ctx: EvalContext) -> int:
+    return sum(int((ctx.model(x).argmax(1) == y).sum()) for x, y, _ in ctx.batches())
+
+
+@register_metric
+class RobustCurve(Metric):
+    """PGD accuracy at each eps of a grid (eps 0 is clean accuracy; step = step_ratio * eps).
+    value: the normalised area under the curve (mean accuracy over [0, max eps], trapezoid rule);
+    the record's extra and raw data hold every point with its standard error."""
+
+    name = "robust-curve"
+    summary = "PGD-20 robust accuracy against eps (0 to 16/255): normalised area under the curve, and its figure"
+    Params = CurveParams
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        p = self.params
+        grid = sorted(set(p.eps_grid))
+        accuracy, checks = [], {}
+        for eps in grid:
+            if eps == 0:
+                accuracy.append(clean_correct(ctx) / len(ctx.data))
+                continue
+            cfg = PGDConfig(eps=eps, step_size=p.step_ratio * eps, steps=p.steps, objective=p.objective)
+            run = run_pgd(ctx, cfg, f"{self.name} {eps * 255:g}/255")
+            accuracy.append(run.robust / run.n)
+            _merge(checks, run.checks, eps)
+        n = len(ctx.data)
+        stderr = [binomial_stderr(a, n) for a in accuracy]
+        checks["budget_monotone"] = diagnostics.budget_monotone(_budget_points(grid, accuracy, stderr))
+        raw = ctx.artifact("npz")
+        write_npz_atomic(raw, eps=np.array(grid), accuracy=np.array(accuracy), stderr=np.array(stderr))
+        return MetricResult(normalised_area(grid, accuracy), n, None,
+                            {"eps": grid, "accuracy": accuracy, "stderr": stderr, "raw": raw.name},
+                            checks_record(checks.values()))
+
+
+# ----------------------------------------------------------------------------- the diagnostics suite
+
+
+@dataclass(frozen=True)
+class SanityParams(Checked):
+    LIMITS = {"eps": "(0, 1]", "max_images": "[1, inf)", "more_steps": "[1, inf)",
+              "restarts": "[2, inf)", "square_queries": "[1, inf)"}
+
+    eps: float = 8 / 255
+    max_images: int = 200  # the first images of --n: a modest subset
+    more_steps: int = 100  # PGD-100 must not do worse than PGD-20
+    restarts: int = 5  # PGD-20 with 5 restarts must not do worse than one run
+    square_queries: int = 1000  # the gradient-free attack's budget per image
+
+
+@register_metric
+class AttackSanity(Metric):
+    """The sanity checks of an attack evaluation on a subset (the `diagnostics` suite):
+    PGD-20 at eps = 1 must reach 0%; PGD-20 accuracy must not rise from eps/2 to eps to 2 eps,
+    nor with 100 steps or 5 restarts (beyond one standard error); Square (gradient-free, margin
+    loss) must not break images that PGD-20 left robust on both cross-entropy and the same margin
+    loss. value: the number of checks raised (0 is the good answer). Cost per image, in
+    forward+backward passes: about 21 x 5 (PGD-20 at eps/2, eps, 2 eps, 1, and on the margin)
+    + 101 + 105 (more steps, restarts) + square_queries / 3 (forward-only queries): ~640, that is
+    ~30 PGD-20 runs on max_images = 200 images."""
+
+    name = "attack-sanity"
+    summary = ("sanity of the attack (diagnostics suite, 200 images): unbounded PGD reaches 0%, "
+               "accuracy monotone in eps, steps and restarts, Square does not beat PGD; value = checks raised")
+    Params = SanityParams
+    unit = "checks raised"
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        p = self.params
+        sub = dataclasses.replace(ctx, data=ctx.data.subset(min(p.max_images, len(ctx.data))))
+        n = len(sub.data)
+        base_cfg = PGDConfig(eps=p.eps)
+        runs = {"eps": run_pgd(sub, base_cfg, "sanity: PGD-20")}
+        runs["half eps"] = run_pgd(sub, PGDConfig(eps=p.eps / 2), "sanity: PGD-20 at eps/2")
+        runs["double eps"] = run_pgd(sub, PGDConfig(eps=min(1.0, 2 * p.eps)), "sanity: PGD-20 at 2 eps")
+        runs["more steps"] = run_pgd(sub, PGDConfig(eps=p.eps, steps=p.more_steps), f"sanity: PGD-{p.more_steps}")
+        runs["restarts"] = run_pgd(sub, PGDConfig(eps=p.eps, restarts=p.restarts), f"sanity: PGD-20 x{p.restarts}")
+        runs["unbounded"] = run_pgd(sub, PGDConfig(eps=1.0), "sanity: PGD-20 at eps 1")
+        runs["margin loss"] = run_pgd(sub, PGDConfig(eps=p.eps, objective="margin"), "sanity: PGD-20 on the margin")
+        accuracy = {k: r.robust / n for k, r in runs.items()}
+        stderr = {k: binomial_stderr(a, n) for k, a in accuracy.items()}
+        points = [{"label": k, "value": accuracy[k], "stderr": stderr[k], "weaker_than": ref}
+                  for k, ref in (("half eps", None), ("eps", "half eps"), ("double eps", "eps"),
+                                 ("more steps", "eps"), ("restarts", "eps"))]
+        x = sub.data.images.float().div(255)
+        square = run_square(sub.model, x, sub.data.labels, p.eps, p.square_queries, sub.seed,
+                            sub.batch_size, sub.device)
+        pgd_robust = torch.from_numpy(runs["eps"].outcomes["robust"] & runs["margin loss"].outcomes["robust"])
+        only_square = int((pgd_robust & ~square).sum())
+        checks = {c.name: c for c in runs["eps"].checks}
+        checks["unbounded"] = diagnostics.unbounded(runs["unbounded"].robust, n)
+        checks["budget_monotone"] = diagnostics.budget_monotone(points)
+        checks["black_box"] = diagnostics.black_box(only_square, int(pgd_robust.sum()), n)
+        raised = sum(bool(c.flag) for c in checks.values())
+        return MetricResult(raised, n, None,
+                            {"accuracy": accuracy, "square_accuracy": float(square.float().mean()),
+                             "broken_only_by_square": only_square},
+                            checks_record(checks.values()))

@@ -18,23 +18,24 @@ CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 class Normalize(nn.Module):
     """(x - mean) / std per channel; x (N, C, H, W) in [0, 1]. mean=0.5, std=0.5 maps to [-1, 1]."""
 
-    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+    def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD, persistent: bool = True):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
 
-def normalization(kind: str) -> Normalize:
-    """'cifar' (per-channel CIFAR-10 statistics), 'pm1' (maps [0,1] to [-1,1], JEM's), 'none'."""
+def normalization(kind: str, persistent: bool = True) -> Normalize:
+    """'cifar' (per-channel CIFAR-10 statistics), 'pm1' (maps [0,1] to [-1,1], JEM's), 'none'.
+    persistent=False keeps the statistics out of the state dict (a public layout's exact keys)."""
     if kind == "cifar":
-        return Normalize()
+        return Normalize(persistent=persistent)
     if kind == "pm1":
-        return Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        return Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), persistent)
     if kind == "none":
-        return Normalize((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        return Normalize((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), persistent)
     raise UserError(f"unknown normalization {kind!r}; use cifar, pm1 or none")
 
 

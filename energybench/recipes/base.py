@@ -55,6 +55,10 @@ class Recipe(abc.ABC):
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
     summary: ClassVar[str] = ""
+    # Whether it trains against an attack: then best.pt is the most robust held-out epoch (Rice et
+    # al. 2020); otherwise the most accurate one, as a robust criterion would pick an early,
+    # under-trained epoch of a model that is not robust anyway.
+    trains_on_attacks: ClassVar[bool] = False
 
     def __init__(self, params, ctx: RecipeContext):
         self.params = params

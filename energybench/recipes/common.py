@@ -30,6 +30,7 @@ class SGLDParams(Checked):
     reinit_prob: float = 0.05
     sgld_init: str = "uniform"  # or "class-gaussian" (fitted on the training split)
     sgld_clamp: bool = True  # keep chains in [0, 1] after every step (JEM's code does not)
+    sgld_train_mode: bool = False  # sample in train mode (batch statistics), as JEM++ / EB-JDAT's code
 
 
 class BufferSampler:
@@ -42,7 +43,8 @@ class BufferSampler:
         self.buffer = ReplayBuffer(params.buffer_size, init, ctx.num_classes, ctx.device,
                                    params.reinit_prob, gen)
         self.cfg = SGLDConfig(steps=params.sgld_steps, step_size=params.sgld_step_size,
-                              noise=params.sgld_noise, target="marginal", clamp=params.sgld_clamp)
+                              noise=params.sgld_noise, target="marginal", clamp=params.sgld_clamp,
+                              train_mode=params.sgld_train_mode)
 
     def negatives(self, model, n: int, generator: torch.Generator) -> torch.Tensor:
         """n samples after `sgld_steps` SGLD steps on E(x); written back to the buffer."""

@@ -20,7 +20,8 @@ initialisation, inputs scaled to [-1, 1] inside the model; SGD lr 0.01, momentum
 4e-4, batch 64, 150 epochs, lr x0.2 at epochs 40, 80 and 120, 1,000 warm-up steps; data noise
 0.03 on [-1, 1] (0.015 pixel units) added unclamped; crops from reflect padding; 5,000 training
 images held out for validation; replay buffer 10,000, reinit 0.05 from the class-conditional
-Gaussian; x_adv by 5 steps; loss weights (1, 1, 0.1, 1).
+Gaussian, chains run with the model in train mode (batch norm on the chains' batch statistics:
+`sgld_train_mode`, as sample_q leaves the model); x_adv by 5 steps; loss weights (1, 1, 0.1, 1).
 
 Deviations, each deliberate:
 - The inner step raises E(x, y) by default (a true attack, as the paper describes); the code's
@@ -32,6 +33,8 @@ Deviations, each deliberate:
 - Batch norm keeps PyTorch's momentum 0.1; JEM++'s code sets 0.9 (running statistics follow
   almost only the last batch).
 - best.pt is picked by PGD-10 robust accuracy on the held-out images (the code: clean accuracy).
+- One batch for all terms; x_adv starts uniformly in the 8/255 ball in pixel units (the code's
+  start radius is 8/255 on [-1, 1] inputs, 4/255 in pixels).
 The direction is recorded in every checkpoint (it is part of the recipe params).
 """
 
@@ -86,14 +89,15 @@ def normalized_logit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @register_recipe
 class EBJDAT(Recipe):
     name = "eb-jdat"
+    trains_on_attacks = True
     Params = EBJDATParams
     summary = "EB-JDAT: JEM + p(x, x_adv) energy alignment + CE on x_adv, weights (1, 1, 0.1, 1)"
 
     @classmethod
     def presets(cls):
         smoke = EBJDATParams(sgld_steps=5, buffer_size=2000, adv_steps=3)
-        return {"paper": paper_config(cls.name, EBJDATParams(), model=EBJDAT_MODEL, optim=EBJDAT_OPTIM,
-                                      data=JEM_DATA),
+        return {"paper": paper_config(cls.name, EBJDATParams(sgld_train_mode=True), model=EBJDAT_MODEL,
+                                      optim=EBJDAT_OPTIM, data=JEM_DATA),
                 "smoke": ebm_smoke_config(cls.name, smoke, EBJDAT_OPTIM)}
 
     def __init__(self, params, ctx):

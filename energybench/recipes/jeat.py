@@ -42,6 +42,7 @@ class JEATParams(SGLDParams):
 @register_recipe
 class JEAT(Recipe):
     name = "jeat"
+    trains_on_attacks = True
     Params = JEATParams
     summary = "JEAT (Algorithm 1): energy-FGSM examples + SGLD replay buffer, -log p(x_adv, y)"
 

@@ -25,6 +25,7 @@ class PreJEATParams(Checked):
 @register_recipe
 class PreJEAT(Recipe):
     name = "prejeat"
+    trains_on_attacks = True
     Params = PreJEATParams
     summary = "PreJEAT: CE on energy-FGSM (random start) examples, eps 8/255 (JEAT eq. 18)"
 

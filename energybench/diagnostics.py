@@ -1,0 +1,197 @@
+"""Did the attack work? Indicators of attack failure, run on every robustness number.
+
+A robust accuracy is only an upper bound if the attack could find the adversarial examples that
+exist. These checks look for the ways an evaluation overstates robustness (AutoAttack's
+flags_doc.md; Pintor et al. 2021, "Indicators of Attack Failure"; Carlini et al. 2019, "On
+Evaluating Adversarial Robustness"; Athalye et al. 2018 on randomized and shattered gradients).
+
+Always on, from what the attack computes anyway (at most one extra forward of one batch):
+    randomized_forward       two forwards of the same batch disagree: gradients are noisy, and
+                             a single-sample attack overstates robustness; use EOT
+    probability_output       the model returns probabilities (rows >= 0 summing to 1): the
+                             cross-entropy of probabilities has vanishing gradients
+    unavailable_gradients    images that survived the attack had an all-zero or NaN/inf input
+                             gradient at the start: the attack could not move them
+    incomplete_optimisation  images that survived were still being pushed towards the decision
+                             boundary in the last fifth of the steps (their logit margin still
+                             falling): more steps would break more
+
+The `diagnostics` suite (metric `attack-sanity`) adds, on a subset:
+    unbounded                PGD at eps = 1 must reach 0% robust accuracy
+    budget_monotone          accuracy must not rise with eps, nor with more steps or restarts
+                             (beyond one standard error)
+    black_box                images a gradient-free attack (Square) breaks but PGD did not
+
+Each check is a `Check`: flag True (raised), False (passed) or None (not assessed, with the
+reason), its evidence (counts, values) and what to do about it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+# A check is raised when its share of the considered images exceeds these (and at least one
+# image is concerned). Honest attacks on honest models leave the shares at 0 (gradients) or a
+# few percent (incomplete optimisation); reports/benchmarks/diagnostics.md has the measured values.
+GRADIENT_SHARE = 0.01  # of the surviving images
+RISING_SHARE = 0.01  # of all attacked images: a possible overstatement of one percentage point
+RISING_WINDOW = 0.2  # the last fifth of the iterates
+RISING_PROGRESS = 0.1  # share of an image's whole progress made in that window
+RANDOM_TOLERANCE = 1e-4  # relative difference of two forwards' logits
+PROBABILITY_SHARE = 0.99
+
+TITLES = {
+    "randomized_forward": "randomized forward",
+    "probability_output": "probability output",
+    "unavailable_gradients": "unavailable gradients",
+    "incomplete_optimisation": "incomplete optimisation",
+    "unbounded": "unbounded attack does not reach 0%",
+    "budget_monotone": "accuracy not monotone in the attack budget",
+    "black_box": "black-box attack beats white-box",
+}
+
+ADVICE = {
+    "randomized_forward": "attack with EOT (--param eot=10 for the PGD metrics) or AutoAttack "
+                          "--param version=rand, and report both",
+    "probability_output": "evaluate the model's logits (remove the final softmax)",
+    "unavailable_gradients": "the model masks its gradients (a non-differentiable or saturating "
+                             "layer): use BPDA or a gradient-free attack (AutoAttack's Square)",
+    "incomplete_optimisation": "run more steps (--param steps=100) or AutoAttack",
+    "unbounded": "the attack cannot break the model even without a budget: gradients are masked "
+                 "or the model is not what it seems; do not trust its robust accuracy",
+    "budget_monotone": "the attack is weaker than it should be at some budgets: use more steps, "
+                       "restarts or AutoAttack",
+    "black_box": "gradient masking: report the gradient-free attack's (or AutoAttack's) number",
+}
+
+
+@dataclass
+class Check:
+    """One indicator's verdict: flag True (raised), False (passed), None (not assessed)."""
+
+    name: str
+    flag: bool | None
+    evidence: dict = field(default_factory=dict)
+    note: str = ""  # why it was not assessed, where it was not
+
+    def as_record(self) -> dict:
+        out = {"title": TITLES[self.name], "flag": self.flag, "evidence": self.evidence}
+        if self.note:
+            out["note"] = self.note
+        if self.flag:
+            out["advice"] = ADVICE[self.name]
+        return out
+
+
+def _share(count: int, total: int) -> float:
+    return count / total if total else 0.0
+
+
+# --------------------------------------------------------------------------- always-on checks
+
+@torch.no_grad()
+def randomized_forward(model: nn.Module, x: torch.Tensor, first: torch.Tensor) -> Check:
+    """`first` are the logits of `x` already computed; one more forward of the same batch."""
+    again = model(x)
+    diff = float((again - first).abs().max()) if len(x) else 0.0
+    scale = float(first.abs().max()) if len(x) else 0.0
+    changed = int((again.argmax(1) != first.argmax(1)).sum())
+    flag = not math.isfinite(diff) or diff > RANDOM_TOLERANCE * (1.0 + scale)
+    return Check("randomized_forward", flag, {"images": len(x), "max_abs_logit_difference": diff,
+                                              "changed_predictions": changed})
+
+
+@torch.no_grad()
+def probability_rows(logits: torch.Tensor) -> int:
+    """How many rows of logits (N, K) look like probabilities: >= 0 and summing to 1."""
+    return int(((logits >= 0).all(1) & ((logits.sum(1) - 1).abs() < 1e-3)).sum())
+
+
+def probability_output(logits: torch.Tensor | None = None, rows: int | None = None,
+                       total: int | None = None) -> Check:
+    """From the clean logits (N, K), or from a count of probability-like rows out of `total`."""
+    if logits is not None:
+        rows, total = probability_rows(logits), len(logits)
+    share = _share(rows, total)
+    return Check("probability_output", bool(total) and share >= PROBABILITY_SHARE,
+                 {"images": total, "share_rows_like_probabilities": share})
+
+
+def unavailable_gradients(grad_zero: torch.Tensor, grad_nonfinite: torch.Tensor,
+                          survived: torch.Tensor) -> Check:
+    """Start gradients (N,) bool and which images survived the attack (N,) bool."""
+    zero = int((grad_zero & survived).sum())
+    nonfinite = int((grad_nonfinite & survived).sum())
+    bad = int(((grad_zero | grad_nonfinite) & survived).sum())
+    total = int(survived.sum())
+    share = _share(bad, total)
+    return Check("unavailable_gradients", bad >= 1 and share > GRADIENT_SHARE,
+                 {"surviving_images": total, "zero_gradient": zero, "nonfinite_gradient": nonfinite,
+                  "share": share})
+
+
+def incomplete_optimisation(margins: torch.Tensor, final: torch.Tensor, survived: torch.Tensor) -> Check:
+    """margins (T, N): the logit margin at iterates 0..T-1 (what decides robustness, whatever the
+    objective); final (N,): at the returned example; survived (N,) bool. An image that survived is
+    still improving when the attack's progress on it (the fall of its margin from the start) in the
+    last fifth of the iterates is more than RISING_PROGRESS of its whole progress. Raised when such
+    images are more than RISING_SHARE of all attacked images: the robust accuracy could fall by that
+    much with more steps."""
+    m = torch.cat([margins.cpu().float(), final.view(1, -1).cpu().float()])
+    steps = m.shape[0] - 1
+    if steps < 2:
+        return Check("incomplete_optimisation", None, {}, "fewer than two attack steps")
+    window = max(1, math.ceil(RISING_WINDOW * steps))
+    early_best = m[: steps + 1 - window].min(0).values
+    late_best = m[steps + 1 - window:].min(0).values
+    total_progress = (m[0] - m.min(0).values).clamp(min=0)
+    late_progress = (early_best - late_best).clamp(min=0)
+    still = (late_progress > RISING_PROGRESS * total_progress) & (late_progress > 1e-4 * (1 + m[0].abs()))
+    still &= survived.cpu()
+    count, n = int(still.sum()), m.shape[1]
+    return Check("incomplete_optimisation", count >= 1 and _share(count, n) > RISING_SHARE,
+                 {"images": n, "surviving_images": int(survived.sum()), "still_improving": count,
+                  "share_of_images": _share(count, n), "window_steps": window})
+
+
+def from_record(name: str, stored: dict) -> Check:
+    """A check saved with `as_record` (e.g. in AutoAttack's resumable state)."""
+    return Check(name, stored.get("flag"), stored.get("evidence", {}), stored.get("note", ""))
+
+
+def not_assessed(name: str, why: str) -> Check:
+    return Check(name, None, {}, why)
+
+
+# --------------------------------------------------------------------------- the sanity suite
+
+def unbounded(robust: int, n: int) -> Check:
+    return Check("unbounded", robust > 0, {"images": n, "robust_at_eps_1": robust,
+                                           "robust_accuracy": _share(robust, n)})
+
+
+def budget_monotone(points: list[dict]) -> Check:
+    """points: [{"label", "value", "stderr", "weaker_than": label or None}] where a point must not
+    exceed the point it names by more than one standard error (of the larger of the two)."""
+    by_label = {p["label"]: p for p in points}
+    violations = []
+    for p in points:
+        ref = by_label.get(p.get("weaker_than"))
+        if ref is None:
+            continue
+        slack = max(p["stderr"], ref["stderr"])
+        if p["value"] > ref["value"] + slack:
+            violations.append(f"{p['label']} {p['value']:.4f} > {ref['label']} {ref['value']:.4f}")
+    evidence = {p["label"]: p["value"] for p in points}
+    evidence["violations"] = "; ".join(violations) or "none"
+    return Check("budget_monotone", bool(violations), evidence)
+
+
+def black_box(blackbox_only: int, pgd_robust: int, n: int) -> Check:
+    """blackbox_only: images the gradient-free attack broke that PGD left robust."""
+    return Check("black_box", blackbox_only >= 1 and _share(blackbox_only, n) > GRADIENT_SHARE,
+                 {"images": n, "pgd_robust": pgd_robust, "broken_only_by_black_box": blackbox_only})
