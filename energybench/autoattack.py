@@ -31,7 +31,7 @@ from energybench.progress import progress
 from energybench.results import write_json_atomic
 
 STATE_FORMAT = "energybench-autoattack-state"
-STATE_VERSION = 3  # 3: per-image outcomes and diagnostics in each chunk
+STATE_VERSION = 5  # 5: non-finite logits per image; 4: chunks by id (a rank's share); 3: outcomes
 _AFTER_RE = re.compile(r"robust accuracy after (\S+): ([\d.]+)%")
 
 
@@ -52,6 +52,8 @@ class AutoAttackResult:
     grad_nonfinite: torch.Tensor | None = None  # bool (N,): NaN/inf in that gradient
     probability_rows: int = 0  # clean logit rows that look like probabilities
     randomized: Check | None = None  # two forwards of the first batch compared
+    robust_after: dict[str, int] = field(default_factory=dict)  # images still robust after each attack
+    nonfinite: torch.Tensor | None = None  # bool (N,): NaN/inf logits on the clean or the returned image
 
 
 class _LogCollector(logging.Handler):
@@ -101,19 +103,21 @@ def _parameters_frozen(model: nn.Module):
             p.requires_grad_(flag)
 
 
-def _read_state(path: Path, key: dict) -> list[dict]:
-    """The finished chunks of a state file written for the same `key`; [] when absent. A file
-    that is unreadable or was written for another key is an error (the caller names it by key)."""
+def _read_state(path: Path, key: dict) -> dict[int, dict]:
+    """The finished chunks {chunk id: result} of a state file written for the same `key`; {} when
+    absent. A file that is unreadable or was written for another key is an error (the caller
+    names it by key)."""
     if not path.exists():
-        return []
+        return {}
     try:
         state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"AutoAttack state {path} is unreadable ({exc}); delete it to start over") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("key") != key:
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("key") != key \
+            or not isinstance(state.get("chunks"), dict):
         raise UserError(f"AutoAttack state {path} belongs to another model, data or protocol; "
                         f"delete it to start over")
-    return state["chunks"]
+    return {int(c): chunk for c, chunk in state["chunks"].items()}
 
 
 def _bits(flags: torch.Tensor) -> str:
@@ -124,10 +128,10 @@ def _flags(bits: str) -> torch.Tensor:
     return torch.tensor([c == "1" for c in bits], dtype=torch.bool)
 
 
-def _clean_pass(model, x, y, batch_size, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def _clean_pass(model, x, y, batch_size, device):
     """Clean predictions, and the cross-entropy input gradient at each clean image: (right (N,),
-    grad all zero (N,), grad non-finite (N,), probability-like logit rows)."""
-    right, zero, nonfinite, rows = [], [], [], 0
+    grad all zero (N,), grad non-finite (N,), probability-like logit rows, non-finite logits (N,))."""
+    right, zero, nonfinite, rows, bad = [], [], [], 0, []
     for start in range(0, len(y), batch_size):
         xb = x[start:start + batch_size].to(device).requires_grad_(True)
         yb = y[start:start + batch_size].to(device)
@@ -139,7 +143,8 @@ def _clean_pass(model, x, y, batch_size, device) -> tuple[torch.Tensor, torch.Te
         zero.append((flat == 0).all(1).cpu())
         nonfinite.append((~torch.isfinite(flat)).any(1).cpu())
         rows += diagnostics.probability_rows(logits.detach())
-    return torch.cat(right), torch.cat(zero), torch.cat(nonfinite), rows
+        bad.append((~torch.isfinite(logits.detach()).all(1)).cpu())
+    return torch.cat(right), torch.cat(zero), torch.cat(nonfinite), rows, torch.cat(bad)
 
 
 def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool) -> dict:
@@ -152,7 +157,11 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
             probe = x[:batch_size].to(device)
             with torch.no_grad():
                 randomized = diagnostics.randomized_forward(model, probe, model(probe)).as_record()
-        clean, grad_zero, grad_nonfinite, rows = _clean_pass(model, x, y, batch_size, device)
+        clean, grad_zero, grad_nonfinite, rows, bad = _clean_pass(model, x, y, batch_size, device)
+        if bool(bad.any()):  # no attack on answers that are no answers
+            raise UserError(f"autoattack: the model returned NaN or infinite logits for {int(bad.sum())} of "
+                            f"{len(bad)} images; nothing is computed from them (check its weights and its "
+                            f"input normalisation)")
         adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed, device=device)
         x_adv, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
         attacks = list(adversary.attacks_to_run)
@@ -170,7 +179,8 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
              "robust_after": after, "warnings": log.warnings, "seconds": time.perf_counter() - start,
              "loss": F.cross_entropy(adv_logits, y, reduction="none").tolist(),
              "margin": logit_margin(adv_logits, y).tolist(), "grad_zero": _bits(grad_zero),
-             "grad_nonfinite": _bits(grad_nonfinite), "probability_rows": rows}
+             "grad_nonfinite": _bits(grad_nonfinite), "probability_rows": rows,
+             "nonfinite": _bits(bad | ~torch.isfinite(adv_logits).all(1))}
     if randomized is not None:
         chunk["randomized"] = randomized
     return chunk
@@ -208,12 +218,16 @@ def run_autoattack(
     version: str = "standard",
     chunk_size: int | None = None,
     key: dict | None = None,
+    chunk_ids: list[int] | None = None,
 ) -> AutoAttackResult:
     """Standard AutoAttack on x (N, C, H, W) float32 in [0, 1], y (N,) int64.
 
-    Chunks of `chunk_size` images (default `batch_size`) are attacked one after another; with a
-    `state_path`, each finished chunk is saved there under `key` (what the result belongs to:
-    model, data, protocol) and a rerun continues from the first unfinished chunk."""
+    Chunks of `chunk_size` images (default `batch_size`) are attacked one after another (only
+    `chunk_ids`, when given: a torchrun rank's share); with a `state_path`, each finished chunk is
+    saved there under `key` (what the result belongs to: model, data, protocol) and a rerun
+    continues with the chunks not yet saved. Each chunk is a fresh AutoAttack run with the same
+    seed, so a chunk's result does not depend on which process attacks it or when. The result
+    covers the attacked chunks, in chunk order (per-image fields: their images)."""
     try:
         import pyautoattack  # noqa: F401
     except ImportError:
@@ -222,23 +236,39 @@ def run_autoattack(
     chunk_size = chunk_size or batch_size
     key = dict(key or {}, eps=eps, seed=seed, version=version, chunk_size=chunk_size, n=len(y),
                state_version=STATE_VERSION)
-    chunks = _read_state(Path(state_path), key) if state_path is not None else []
-    resumed = len(chunks)
     starts = list(range(0, len(y), chunk_size))
-    for start in progress(starts[resumed:], desc="autoattack chunks", total=len(starts) - resumed):
-        stop = min(start + chunk_size, len(y))
-        chunks.append(_attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size,
-                                    device, version, first=start == 0))
+    wanted = list(range(len(starts))) if chunk_ids is None else sorted(chunk_ids)
+    saved = _read_state(Path(state_path), key) if state_path is not None else {}
+    chunks = {c: saved[c] for c in wanted if c in saved}
+    resumed = len(chunks)
+    todo = [c for c in wanted if c not in chunks]
+    for c in progress(todo, desc="autoattack chunks", total=len(todo)):
+        start, stop = starts[c], min(starts[c] + chunk_size, len(y))
+        chunks[c] = _attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size, device,
+                                  version, first=c == 0)
         if state_path is not None:
-            write_json_atomic({"format": STATE_FORMAT, "key": key, "chunks": chunks}, state_path)
+            write_json_atomic({"format": STATE_FORMAT, "key": key,
+                               "chunks": {str(i): chunks[i] for i in sorted(chunks)}}, state_path)
+    return combine_chunks([chunks[c] for c in wanted], resumed)
+
+
+def chunk_index(chunk_size: int, n: int, chunk_ids: list[int]) -> torch.Tensor:
+    """The image indices of the given chunks, in order: (sum of their sizes,) int64."""
+    return torch.cat([torch.arange(c * chunk_size, min((c + 1) * chunk_size, n)) for c in sorted(chunk_ids)]) \
+        if chunk_ids else torch.zeros(0, dtype=torch.long)
+
+
+def combine_chunks(chunks: list[dict], resumed: int = 0) -> AutoAttackResult:
+    """The result over `chunks` (in order): per-image flags concatenated, counts summed."""
     flags = _flags("".join(chunk["robust"] for chunk in chunks))
+    n = max(1, len(flags))
     clean = sum(chunk["clean"].count("1") for chunk in chunks)
     per_attack: dict[str, float] = {}
     for chunk in chunks:
         for attack, count in chunk["robust_after"].items():
             per_attack[attack] = per_attack.get(attack, 0) + count
     warnings = list(dict.fromkeys(w for chunk in chunks for w in chunk["warnings"]))
-    n = len(y)
+    randomized = next((c["randomized"] for c in chunks if "randomized" in c), None)
     return AutoAttackResult(
         clean / n, int(flags.sum()) / n, flags, {a: c / n for a, c in per_attack.items()}, warnings,
         len(chunks), resumed, clean_flags=_flags("".join(c["clean"] for c in chunks)),
@@ -248,4 +278,5 @@ def run_autoattack(
         grad_zero=_flags("".join(c["grad_zero"] for c in chunks)),
         grad_nonfinite=_flags("".join(c["grad_nonfinite"] for c in chunks)),
         probability_rows=sum(c["probability_rows"] for c in chunks),
-        randomized=diagnostics.from_record("randomized_forward", chunks[0]["randomized"]) if chunks else None)
+        randomized=None if randomized is None else diagnostics.from_record("randomized_forward", randomized),
+        robust_after=per_attack, nonfinite=_flags("".join(c["nonfinite"] for c in chunks)))

@@ -6,6 +6,7 @@ stderr and exit status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -178,7 +179,9 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
 @model_options
 @click.option("--data", "data_spec", default=None,
               help="test data (default: the data the checkpoint was trained on)")
-@click.option("--n", type=POSITIVE, default=None, help="evaluate the first N test images (default all)")
+@click.option("--n", "--images", "n", type=POSITIVE, default=None,
+              help="evaluate the first N test images (default all); under torchrun write --images "
+                   "(torchrun reads --n as its own --nnodes / --nproc-per-node)")
 @click.option("--suite", "suites", multiple=True, type=_registry_choice("suites"),
               help="metric suite(s), repeatable")
 @click.option("--metric", "metrics", multiple=True, type=_registry_choice("metrics"),
@@ -209,6 +212,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     import json
 
     from energybench.attacks import parse_eps
+    from energybench.distributed import init_world, shutdown
     from energybench.evaluation import check_param_keys, evaluate
     from energybench.metrics import resolve_metrics
     from energybench.results import format_summary, write_json_atomic, write_text_atomic
@@ -229,12 +233,18 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     overrides = {**raw, "eps": parse_eps(eps) if eps is not None else raw.get("eps"),
                  "inception_weights": inception_weights}
     refused: dict[str, str] = {}
-    say = (lambda m: _echo(m, err=True))
-    records = evaluate(model_spec, names, data=data_spec, n=n, out_dir=out_dir,
-                       device=_device(device), batch_size=batch_size, seed=seed,
-                       overrides=overrides, force=force, log=say,
-                       refused=refused if len(names) > 1 else None, train_data=train_data,
-                       threat_model=threat_model, model_dir=model_dir)
+    world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench eval ...: images split
+    say = (lambda m: _echo(m, err=True)) if world.is_main else (lambda m: None)
+    try:
+        records = evaluate(model_spec, names, data=data_spec, n=n, out_dir=out_dir,
+                           device=dev, batch_size=batch_size, seed=seed,
+                           overrides=overrides, force=force, log=say,
+                           refused=refused if len(names) > 1 else None, train_data=train_data,
+                           threat_model=threat_model, model_dir=model_dir, world=world)
+    finally:
+        shutdown(world)
+    if not world.is_main:
+        return
     out = Path(records[0]["file"]).parent if records else out_dir
     if records:
         table = format_summary(records)
@@ -282,13 +292,19 @@ def sample(model_spec, threat_model, model_dir, n_per_class, mode, init, steps, 
            out_dir, device, seed):
     """Generate images by SGLD: samples.npz, one PNG grid per class, and grid.png/.pdf (a row per
     class, named)."""
+    from energybench.distributed import init_world, shutdown
     from energybench.sample_io import sample_model
 
-    out = sample_model(model_spec, n_per_class=n_per_class, mode=mode, init=init, steps=steps,
-                       step_size=step_size, noise=noise, train_data=train_data,
-                       out_dir=out_dir, device=_device(device), seed=seed, threat_model=threat_model,
-                       model_dir=model_dir)
-    _echo(f"samples: {out}")
+    world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench sample ...: batches split
+    try:
+        out = sample_model(model_spec, n_per_class=n_per_class, mode=mode, init=init, steps=steps,
+                           step_size=step_size, noise=noise, train_data=train_data,
+                           out_dir=out_dir, device=dev, seed=seed, threat_model=threat_model,
+                           model_dir=model_dir, world=world)
+    finally:
+        shutdown(world)
+    if world.is_main:
+        _echo(f"samples: {out}")
 
 
 # ----------------------------------------------------------------------------- report
@@ -350,19 +366,48 @@ def report(tables, results, fmt, out_file):
               help="torch-fidelity Inception weights for IS/FID (a path, or 'download' when online)")
 @click.option("--seeds", type=POSITIVE, default=None,
               help="training seeds per run (default: ci 1, smoke 3, paper 5); tables give mean ± std")
-def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights, seeds):
-    """Train the tables' models, evaluate them and render every table and figure with an index."""
+@click.option("--plan", "make_plan", is_flag=True,
+              help="write OUT/plan.json (the independent jobs) and OUT/slurm.sh (a SLURM array running "
+                   "each under torchrun) instead of running anything")
+@click.option("--job", "job_id", default=None, metavar="ID",
+              help="run one job of the plan (with the plan's --preset, --only, --seeds, --out, --runs)")
+def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights, seeds,
+              make_plan, job_id):
+    """Train the tables' models, evaluate them and render every table and figure with an index.
+    Under torchrun, training is data parallel and evaluation split over the processes."""
     from energybench.data import resolve_source
+    from energybench.distributed import init_world, shutdown
     from energybench.reproduce import reproduce as run_reproduction
+    from energybench.reproduce import run_job, write_plan
 
     if data_cifar100 != "cifar100":  # given explicitly: it must exist (the default may be absent)
         resolve_source(data_cifar100)
-    index = run_reproduction(preset, out_dir or Path(f"reports/reproduce-{preset}"),
-                             runs_dir or Path(f"runs/reproduce-{preset}"),
-                             {"cifar10": data_spec, "cifar100": data_cifar100}, _device(device),
-                             only=only, inception_weights=inception_weights,
-                             log=lambda m: _echo(m, err=True), seeds=seeds)
-    _echo(f"index page: {index}")
+    out_dir = out_dir or Path(f"reports/reproduce-{preset}")
+    runs_dir = runs_dir or Path(f"runs/reproduce-{preset}")
+    data = {"cifar10": data_spec, "cifar100": data_cifar100}
+    if make_plan:
+        if job_id is not None:
+            raise UserError("--plan writes the jobs; --job runs one: give one of them")
+        resolve_source(data_spec)
+        path = write_plan(preset, out_dir, runs_dir, data, only=only, seeds=seeds,
+                          inception_weights=inception_weights, device=device)
+        _echo(f"plan: {path}\nSLURM array: {path.parent / 'slurm.sh'}")
+        return
+    world, dev = init_world(device)
+    say = (lambda m: _echo(m, err=True)) if world.is_main else (lambda m: None)
+    try:
+        if job_id is not None:
+            run_job(job_id, preset, out_dir, runs_dir, data, dev, only=only, seeds=seeds,
+                    inception_weights=inception_weights, log=say, world=world)
+            if world.is_main:
+                _echo(f"job {job_id}: done")
+            return
+        index = run_reproduction(preset, out_dir, runs_dir, data, dev, only=only,
+                                 inception_weights=inception_weights, log=say, seeds=seeds, world=world)
+    finally:
+        shutdown(world)
+    if world.is_main:
+        _echo(f"index page: {index}")
 
 
 # ----------------------------------------------------------------------------- plot
@@ -419,9 +464,10 @@ def _metric_of(path: Path) -> str | None:
 
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         raise UserError(f"cannot read {path} as a JSON record") from None
-    return record.get("metric") if isinstance(record, dict) and "record_version" in record else None
+    metric = record.get("metric") if isinstance(record, dict) and "record_version" in record else None
+    return metric if isinstance(metric, str) else None
 
 
 # ----------------------------------------------------------------------------- list
@@ -553,7 +599,7 @@ def main(argv=None):
         _say_error(str(exc))
         sys.exit(2)
     except click.exceptions.Abort:
-        _echo("energybench: aborted", err=True)
+        _echo(_stopped_text("aborted"), err=True)
         sys.exit(130)
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
@@ -566,11 +612,20 @@ def main(argv=None):
         _say_error(_os_error_text(exc))
         sys.exit(2)
     except KeyboardInterrupt:
-        _echo("energybench: interrupted", err=True)
+        _echo(_stopped_text("interrupted"), err=True)
         sys.exit(130)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped_text(what: str) -> str:
+    """One line for a stop from outside: under torchrun the usual reason is that another rank
+    failed and torchrun ended the others."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return (f"energybench: rank {os.environ.get('RANK', '?')} stopped by torchrun (another process of "
+                f"the job failed or was stopped); run the same command again to resume: finished work is kept")
+    return f"energybench: {what}"
 
 
 def _main_thread() -> bool:

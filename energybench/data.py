@@ -17,13 +17,18 @@ $ENERGYBENCH_HOME/cache, keyed by the source's content. Every split carries a pr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import pickle
 import re
+import shutil
+import sys
 import tarfile
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +53,7 @@ KNOWN_SOURCES = {
         "CIFAR-10 test, exact pixels, first 1,017 images"
     ),
 }
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: each array's sha256 in meta.json, checked on every read
 
 
 def energybench_home() -> Path:
@@ -246,13 +251,29 @@ def _cached_decode(source: Source) -> tuple[dict[str, np.ndarray], dict]:
         return _decode_into_cache(source, key, cache)
 
 
+def _array_sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data).hexdigest()
+
+
 def _read_cache(cache: Path) -> tuple[dict[str, np.ndarray], dict] | None:
-    """A complete cache entry (meta.json is written last), or None."""
+    """A complete, intact cache entry (meta.json is written last and holds each array's sha256),
+    or None. A damaged entry (unreadable meta, a truncated or edited array) is removed, with one
+    line saying so, and decoded again by the caller."""
     meta_path = cache / "meta.json"
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
-    return {name: np.load(cache / f"{name}.npy") for name in meta["arrays"]}, meta
+    try:
+        meta = json.loads(meta_path.read_text())
+        arrays = {name: np.load(cache / f"{name}.npy", allow_pickle=False) for name in meta["arrays"]}
+        intact = all(_array_sha256(arrays[name]) == meta["sha256"][name] for name in meta["arrays"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        intact = False
+    if intact:
+        return arrays, meta
+    print(f"energybench: the decoded-data cache {cache.name} is damaged; decoding the source again",
+          file=sys.stderr, flush=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    return None
 
 
 def _decode_into_cache(source: Source, key: str, cache: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -267,7 +288,8 @@ def _decode_into_cache(source: Source, key: str, cache: Path) -> tuple[dict[str,
         "sha256" if source.path.is_file() else "tree_hash": key,
         "label": label or _label_for(source, key, classes, lossy),
     }
-    meta = {"arrays": sorted(arrays), "classes": classes, "provenance": provenance}
+    meta = {"arrays": sorted(arrays), "classes": classes, "provenance": provenance,
+            "sha256": {name: _array_sha256(arr) for name, arr in arrays.items()}}
     _write_cache(cache, arrays, meta)
     return arrays, meta
 
@@ -315,15 +337,27 @@ def check_labels(labels: np.ndarray, n: int, num_classes: int | None, where: str
 
 def _decode_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str], bool, str | None]:
     try:
+        with open(path, "rb") as fh:
+            is_zip = fh.read(4) == b"PK\x03\x04"
         with np.load(path, allow_pickle=False) as npz:
             content = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = "it holds Python objects, not plain arrays" if "allow_pickle" in str(exc) \
-            else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+            SyntaxError, tokenize.TokenError, KeyError, IndexError, TypeError) as exc:
+        # numpy parses a member's header with Python's tokenizer: a damaged header raises
+        # SyntaxError or TokenError rather than ValueError
+        if not is_zip:
+            reason = "it is not an .npz (zip) file"
+        elif "allow_pickle" in str(exc):
+            reason = "it holds Python objects, not plain arrays"
+        else:
+            reason = f"a damaged member, {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
         raise UserError(f"cannot read {path} as .npz ({reason}); re-save it with numpy arrays "
                         f"of images and labels") from None
     files = set(content)
     arrays = {}
+    if {"images", "labels"} <= files and {"test_images", "test_labels"} <= files:
+        raise UserError(f"{path} holds both images/labels and test_images/test_labels: two test sets; keep "
+                        f"one pair (images/labels for a test set alone, or the train_/test_ arrays)")
     if {"images", "labels"} <= files:
         arrays["test_images"], arrays["test_labels"] = content["images"], content["labels"]
     for split in SPLITS:

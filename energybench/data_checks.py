@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from energybench import data as datalib
@@ -50,9 +49,8 @@ def verify_source(spec: str | None, reference: Path | None = None) -> tuple[str,
         if split == "test":
             test = d
     if reference is not None and test is not None:
-        with np.load(reference) as ref:
-            ref_images = torch.from_numpy(ref["images"]).permute(0, 3, 1, 2)
-            ref_labels = torch.from_numpy(ref["labels"].astype(np.int64))
+        ref = datalib.load_split(reference, "test")  # the same checks as any data: one line if it is not
+        ref_images, ref_labels = ref.images, ref.labels
         k = min(len(ref_labels), len(test))
         same_labels = bool((ref_labels[:k] == test.labels[:k]).all())
         values = psnr(ref_images[:k], test.images[:k])

@@ -106,9 +106,14 @@ def randomized_forward(model: nn.Module, x: torch.Tensor, first: torch.Tensor) -
 
 
 @torch.no_grad()
+def probability_like(logits: torch.Tensor) -> torch.Tensor:
+    """Which rows of logits (N, K) look like probabilities: >= 0 and summing to 1; (N,) bool."""
+    return (logits >= 0).all(1) & ((logits.sum(1) - 1).abs() < 1e-3)
+
+
 def probability_rows(logits: torch.Tensor) -> int:
-    """How many rows of logits (N, K) look like probabilities: >= 0 and summing to 1."""
-    return int(((logits >= 0).all(1) & ((logits.sum(1) - 1).abs() < 1e-3)).sum())
+    """How many rows of logits (N, K) look like probabilities."""
+    return int(probability_like(logits).sum())
 
 
 def probability_output(logits: torch.Tensor | None = None, rows: int | None = None,

@@ -1,9 +1,10 @@
-"""Multi-process training with torch.distributed (launched by torchrun).
+"""Many processes with torch.distributed (launched by torchrun), for training and evaluation.
 
 `torchrun --nproc_per_node N -m energybench train ...` sets RANK / WORLD_SIZE / LOCAL_RANK; each
 process trains 1/N of every global batch (the config's batch size stays the global one), gradients
 are averaged by DistributedDataParallel, each rank keeps its own replay buffer, and rank 0 writes
-checkpoints and logs. Backend: NCCL on CUDA, gloo on CPU.
+checkpoints and logs. `eval` and `sample` split their images and samples over the ranks
+(energybench.evaluation). Backend: NCCL on CUDA, gloo on CPU.
 """
 
 from __future__ import annotations
@@ -86,3 +87,24 @@ def barrier(world: World) -> None:
 def shutdown(world: World) -> None:
     if world.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def agree(world: World, error: str | None = None) -> None:
+    """Every rank reports how its part went; if any failed, every rank raises the same one-line
+    UserError (so all of them stop, and nothing waits for a rank that gave up). A rank that
+    died makes the collective fail: that too becomes one line on the survivors."""
+    if not world.enabled:
+        if error is not None:
+            raise UserError(error)
+        return
+    statuses = [None] * world.size
+    try:
+        dist.all_gather_object(statuses, error)
+    except RuntimeError as exc:  # gloo/NCCL: a peer closed its connection or timed out
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"another process of this torchrun job stopped ({first}); run the same "
+                        f"command again to resume: finished shards are kept") from None
+    failed = [(rank, e) for rank, e in enumerate(statuses) if e is not None]
+    if failed:
+        rank, e = failed[0]
+        raise UserError(e if rank == world.rank or len(set(x for _, x in failed)) == 1 else f"rank {rank}: {e}")

@@ -9,9 +9,15 @@ force=True. Metrics run with TF32 off (`runtime.exact_float32`).
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
+import types
+import typing
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from energybench import data as datalib
@@ -19,10 +25,12 @@ from energybench.checkpoint import LoadedModel
 from energybench.handle import default_out_dir, open_model
 from energybench.errors import UserError
 from energybench.validation import RangeError
+from energybench.distributed import World, agree
 from energybench.metrics import METRICS, EvalContext
+from energybench.metrics.base import Shard
 from energybench.results import (
     RECORD_VERSION, check_lines, check_writable_dir, protocol_text, read_record, record_path, same_inputs,
-    write_json_atomic,
+    write_json_atomic, write_npz_atomic,
 )
 from energybench.plotting import DRAWERS, draw_record
 from energybench.runtime import environment_info, exact_float32, float32_precision_now
@@ -35,15 +43,59 @@ def metric_params(name: str, overrides: dict) -> object:
 
     cls = METRICS.get(name)
     fields = {f.name for f in dataclasses.fields(cls.Params)}
+    hints = typing.get_type_hints(cls.Params)
     values = {}
     for key, value in overrides.items():
         if key in fields and value is not None:
-            values[key] = parse_field(cls.Params, key, value) if isinstance(value, str) and \
-                key != "inception_weights" else value
+            if isinstance(value, str) and key != "inception_weights":
+                value = parse_field(cls.Params, key, value)
+            elif not _fits(value, hints[key]):
+                raise UserError(f"{key} must be {_type_text(hints[key])}, got {value!r}")
+            values[key] = value
     try:
         return cls.Params(**values)
     except RangeError as exc:
         raise exc.renamed(f"{name}: {exc.field}") from None
+
+
+def _fits(value, hint) -> bool:
+    """Whether a protocol value given from Python has its field's type (an int for a float field
+    too; a tuple or list of them for a tuple field)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if typing.get_origin(hint) is tuple:
+        inner = typing.get_args(hint)[0]
+        return isinstance(value, (tuple, list)) and all(_fits(v, inner) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_text(hint) -> str:
+    names = {float: "a number", int: "an integer", bool: "true or false", str: "text"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_text(h) for h in typing.get_args(hint) if h is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_type_text(typing.get_args(hint)[0]).removeprefix('a ').removeprefix('an ')}s"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _check_call(n, batch_size, seed, data, train_data) -> None:
+    """What `evaluate` is given from Python, checked before any work: one line naming the argument."""
+    for name, value in (("n", n), ("batch_size", batch_size), ("seed", seed)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise UserError(f"{name} must be an integer, got {value!r}")
+    for name, value in (("data", data), ("train_data", train_data)):
+        if value is None or isinstance(value, (str, os.PathLike, datalib.LabeledImages)):
+            continue
+        if isinstance(value, tuple) and len(value) == 2:
+            continue
+        what = f"a tuple of {len(value)}" if isinstance(value, tuple) else f"a {type(value).__name__}"
+        raise UserError(f"{name} must be a data spec, LabeledImages or (images, labels); got {what}")
 
 
 # Protocol names that were renamed so that one concept has one name everywhere.
@@ -106,6 +158,7 @@ def evaluate(
     train_data=None,
     threat_model: str = "Linf",
     model_dir: str | Path | None = None,
+    world: World = World(),
 ) -> list[dict]:
     """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
     with `file`, the path it is stored at.
@@ -116,7 +169,10 @@ def evaluate(
     the model does not name its own. A metric that cannot run here (e.g. IS/FID without Inception
     weights) raises its UserError, or, when a `refused` dict is given, is recorded there by name
     and the others still run. Everything is checked (model, data, classes, every protocol) before
-    anything is written."""
+    anything is written. Under torchrun (`world` from energybench.distributed.init_world) every
+    rank runs this with the same arguments: per-image metrics are split over the ranks and rank 0
+    writes one record equal to a single process's (see `compute_metric`)."""
+    _check_call(n, batch_size, seed, data, train_data)
     if n is not None and n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     if batch_size < 1:
@@ -127,12 +183,15 @@ def evaluate(
     loaded: LoadedModel = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
     test = _test_split(data if data is not None else loaded.train_source, loaded)
     if n is not None:
+        if n > len(test):
+            raise UserError(f"--n {n} is more than the {len(test):,} test images of {test.source.get('label')}; "
+                            f"give at most {len(test):,} (or leave --n out for all)")
         test = test.subset(n)
     check_classes(loaded, test, device)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     check_writable_dir(out_dir)
     ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,
-                      train_data=_train_split(train_data))
+                      train_data=_train_split(train_data), world=world)
     model_info = describe_model(loaded)
     spec = data if isinstance(data, (str, Path)) else (loaded.train_source if data is None else "in memory")
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
@@ -141,7 +200,7 @@ def evaluate(
         return _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir, force,
                             model_info, data_info, log, refused)
     finally:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+        if world.is_main and created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # every metric refused: leave no empty folder behind
 
 
@@ -179,14 +238,21 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
             continue
         start = time.perf_counter()
         out_dir.mkdir(parents=True, exist_ok=True)
+        if force and ctx.world.is_main:
+            remove_saved_state(out_dir, path.stem)
         try:
             with exact_float32():
-                result = metric.compute(dataclasses.replace(ctx, stem=path.stem))
+                result = compute_metric(metric, dataclasses.replace(ctx, stem=path.stem), identity)
+            if result is None:  # rank 0 finishes this metric: wait for its record (or its error)
+                agree(ctx.world)
         except UserError as exc:
             if refused is None:
                 raise
             refused[name] = str(exc)
             log(f"{name}: not computed: {exc}")
+            continue
+        if result is None:
+            records.append({**read_record(path), "file": str(path)})
             continue
         params = identity["params"]
         defaults = type(metric)(type(metric).Params()).protocol()
@@ -210,6 +276,7 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
             "model": model_info,
             "data": data_info,
             "identity": identity,
+            "world_size": ctx.world.size,  # processes that computed it (torchrun); not part of its identity
             "versions": environment_info(device),
             "wall_seconds": time.perf_counter() - start,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -217,11 +284,90 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         write_json_atomic(record, path)
         if name in DRAWERS:  # the figure, drawn from the raw data just written beside the record
             draw_record(path)
+        remove_shards(out_dir, path.stem)
+        agree(ctx.world)  # the record is written: the other ranks may read it
         log(f"{name}: {record['value']:.4f} (n={record['n']}, {protocol_text(record)}) -> {path}")
         for line in check_lines(record):
             log(f"  attack check raised: {line}")
         records.append({**record, "file": str(path)})
     return records
+
+
+def compute_metric(metric, ctx: EvalContext, identity: dict):
+    """The metric's result, in one process or over torchrun's ranks. Under torchrun every rank
+    runs `prepare`; a shardable metric computes each rank's shard (saved as
+    <stem>.shard-<rank>-of-<size>.npz, so a rerun after a failure computes only missing shards)
+    and rank 0 merges them and finishes; any other metric runs on rank 0 alone. Returns None on
+    the ranks that do not finish (they read the record rank 0 writes)."""
+    world = ctx.world
+    if not world.enabled:
+        return metric.compute(ctx)
+    try:
+        metric.prepare(ctx)
+        error = None
+    except UserError as exc:
+        error = str(exc)
+    agree(world, error)
+    if metric.shardable:
+        error = None
+        try:
+            save_shard(ctx, identity, _load_shard(ctx, identity, world.rank) or metric.shard(ctx))
+        except UserError as exc:
+            error = str(exc)
+        agree(world, error)
+        if not world.is_main:
+            return None
+        shards = [_load_shard(ctx, identity, rank) for rank in range(world.size)]
+        return _finish_on_main(lambda: metric.finish(ctx.whole(), Shard.merge(shards)), world)
+    if not world.is_main:
+        return None
+    return _finish_on_main(lambda: metric.compute(ctx.whole()), world)
+
+
+def _finish_on_main(fn, world):
+    """Rank 0's last step: on failure the other ranks are told before the error propagates."""
+    try:
+        return fn()
+    except UserError as exc:
+        agree(world, str(exc))
+        raise
+
+
+def _shard_path(ctx: EvalContext, rank: int) -> Path:
+    return Path(ctx.out_dir) / f"{ctx.stem}.shard-{rank}-of-{ctx.world.size}.npz"
+
+
+def save_shard(ctx: EvalContext, identity: dict, shard: Shard) -> None:
+    key = json.dumps({"identity": identity, "rank": ctx.world.rank, "world_size": ctx.world.size},
+                     sort_keys=True)
+    write_npz_atomic(_shard_path(ctx, ctx.world.rank), **shard.columns,
+                     __meta__=np.array(json.dumps(shard.meta)), __key__=np.array(key))
+
+
+def _load_shard(ctx: EvalContext, identity: dict, rank: int) -> Shard | None:
+    """A rank's saved shard for exactly this record, size and rank; None if absent or not its."""
+    key = json.dumps({"identity": json.loads(json.dumps(identity)), "rank": rank,
+                      "world_size": ctx.world.size}, sort_keys=True)
+    try:
+        with np.load(_shard_path(ctx, rank), allow_pickle=False) as z:
+            if str(z["__key__"]) != key:
+                return None
+            columns = {k: z[k] for k in z.files if not k.startswith("__")}
+            return Shard(columns, json.loads(str(z["__meta__"])))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def remove_shards(out_dir: Path, stem: str) -> None:
+    for f in Path(out_dir).glob(f"{stem}.shard-*-of-*.npz"):
+        f.unlink(missing_ok=True)
+
+
+def remove_saved_state(out_dir: Path, stem: str) -> None:
+    """--force: a metric's saved progress (AutoAttack's state, shards) is discarded first."""
+    remove_shards(out_dir, stem)
+    for f in Path(out_dir).glob(f"{stem}.state*.json"):
+        f.unlink(missing_ok=True)
 
 
 def describe_model(loaded: LoadedModel) -> dict:
@@ -257,4 +403,9 @@ def _parameters(loaded: LoadedModel) -> int | None:
 @torch.no_grad()
 def _num_outputs(loaded: LoadedModel, test: datalib.LabeledImages, device) -> int:
     x = test.images[:1].to(device).float().div_(255)
-    return int(loaded.model(x).shape[1])
+    out = loaded.model(x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        what = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else f"shape {tuple(out.shape)}"
+        raise UserError(f"{loaded.name} must return (N, num_classes) logits for (N, C, H, W) images; it "
+                        f"returned {what}")
+    return int(out.shape[1])

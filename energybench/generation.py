@@ -11,14 +11,18 @@ Classes are balanced: n_per_class samples for every class, generated in batches.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from energybench import data as datalib
+from energybench.distributed import World, agree
 from energybench.errors import UserError
 from energybench.progress import progress
+from energybench.results import write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
 from energybench.sampling import SGLDConfig, make_init, sgld
 from energybench.validation import Checked
@@ -43,13 +47,18 @@ class GenerationConfig(Checked):
     seed: int = 0
 
 
+GENERATION_VERSION = 2  # 2: each batch of samples draws from its own seed (shardable); in every cache key
+
+
 @dataclass
 class Samples:
     """images: float32 (N, C, H, W) in [0, 1]; labels: (N,) the class each was generated for
-    (for mode 'marginal' the model's prediction)."""
+    (for mode 'marginal' the model's prediction); index: (N,) each sample's position in the
+    whole generated set (a torchrun rank holds only its batches)."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    index: torch.Tensor | None = None
 
     def uint8(self) -> torch.Tensor:
         """Quantised by rounding, as IS/FID see them."""
@@ -58,11 +67,12 @@ class Samples:
 
 def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.device,
              train_images: torch.Tensor | None = None, train_labels: torch.Tensor | None = None,
-             buffer: dict | None = None, train_key: str | None = None) -> Samples:
-    """Generate cfg.n_per_class images per class. train_* are needed for 'class-gaussian',
-    `buffer` (a checkpoint's replay buffer state) for 'buffer'."""
+             buffer: dict | None = None, train_key: str | None = None, world: World = World()) -> Samples:
+    """Generate cfg.n_per_class images per class, in batches of cfg.batch_size, batch b from its
+    own generator (seed, b): under torchrun this rank generates batches b = rank mod size, and the
+    union over ranks equals one process's set. train_* are needed for 'class-gaussian', `buffer`
+    (a checkpoint's replay buffer state) for 'buffer'."""
     labels = torch.arange(num_classes).repeat_interleave(cfg.n_per_class)
-    gen = make_generator(derive_seed(cfg.seed, 11), device)
     if cfg.init == "buffer":
         if not buffer:
             raise UserError("init 'buffer' needs a checkpoint with a replay buffer (jem, jeat, eb-jdat)")
@@ -79,28 +89,104 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
         starts = None
     sgld_cfg = SGLDConfig(steps=cfg.steps, step_size=cfg.step_size, noise=cfg.noise,
                           target=MODES[cfg.mode])
-    out = []
-    batches = range(0, len(labels), cfg.batch_size)
-    for start in progress(batches, desc=f"generating ({cfg.mode})", total=len(batches)):
+    batch_starts = list(range(0, len(labels), cfg.batch_size))
+    mine = [b for b in range(len(batch_starts)) if b % world.size == world.rank]
+    out, index = [], []
+    for b in progress(mine, desc=f"generating ({cfg.mode})", total=len(mine)):
+        start = batch_starts[b]
+        gen = make_generator(derive_seed(cfg.seed, 11, b), device)
         y = labels[start:start + cfg.batch_size].to(device)
         x0 = init.sample(y, gen) if init is not None else starts[start:start + cfg.batch_size].to(device)
         out.append(sgld(model, x0, sgld_cfg, gen, y if cfg.mode != "marginal" else None).cpu())
-    images = torch.cat(out)
+        index.append(torch.arange(start, start + len(y)))
+    images = torch.cat(out) if out else torch.zeros(0, 3, 32, 32)
+    index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long)
+    labels = labels[index]
     if cfg.mode == "marginal":
         with torch.no_grad():
             model.eval()
             labels = torch.cat([model(images[i:i + cfg.batch_size].to(device)).argmax(1).cpu()
-                                for i in range(0, len(images), cfg.batch_size)])
-    return Samples(images, labels)
+                                for i in range(0, len(images), cfg.batch_size)]) if len(images) else labels
+    return Samples(images, labels, index)
+
+
+def training_split(loaded, train_data=None):
+    """The training images a model saw (for the class-conditional Gaussian, FID, memorization):
+    `train_data` (a spec or LabeledImages) or, by default, the checkpoint's own."""
+    if isinstance(train_data, datalib.LabeledImages):
+        return train_data
+    spec = train_data if train_data is not None else loaded.train_source
+    if spec is None:
+        raise UserError(f"{loaded.name} does not say what it was trained on; pass --train-data")
+    return datalib.load_split(spec, "train")
+
+
+def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None = None,
+                 train=None, world: World = World()) -> Samples:
+    """Generate with `loaded`'s model (energybench.checkpoint.LoadedModel); `train` (the training
+    split, if already loaded) or `train_data` (its spec; default the checkpoint's) feeds the
+    class-conditional Gaussian."""
+    num_classes = loaded.checkpoint["model"]["kwargs"].get("num_classes", 10) if loaded.checkpoint \
+        else getattr(loaded.model, "num_classes", 10)
+    buffer = None
+    train_images = train_labels = train_key = None
+    if cfg.init == "buffer" and loaded.checkpoint is not None:
+        state = loaded.checkpoint.get("recipe_state", {})
+        state = state["per_rank"][0] if "per_rank" in state else state
+        buffer = state.get("replay_buffer")
+    if cfg.init == "class-gaussian":
+        train = train if train is not None else training_split(loaded, train_data)
+        train_images, train_labels = train.images, train.labels
+        train_key = json.dumps(train.source, sort_keys=True)
+    return generate(loaded.model, cfg, num_classes, device, train_images, train_labels, buffer,
+                    train_key, world)
+
+
+def generate_to_file(loaded, cfg: GenerationConfig, device, path: Path, meta: dict, train=None,
+                     world: World = World()) -> Samples:
+    """The samples of `cfg`, saved at `path` under `meta` (what they belong to) and reused when
+    they are already there. Under torchrun every rank generates its batches into
+    <path stem>.shard-<rank>-of-<size>.npz (kept until merged, so a rerun after a failure
+    generates only what is missing), rank 0 merges them into `path`, and every rank returns the
+    whole set."""
+    meta = {**meta, "generation_version": GENERATION_VERSION}
+    cached = load_samples(path, meta)
+    if cached is not None:
+        return cached
+    if not world.enabled:
+        samples = generate_for(loaded, cfg, device, train=train)
+        save_samples(samples, cfg, path, meta)
+        return samples
+    shard_path = path.with_name(f"{path.stem}.shard-{world.rank}-of-{world.size}.npz")
+    error = None
+    try:
+        part = load_samples(shard_path, {**meta, "rank": world.rank, "world_size": world.size})
+        if part is None:
+            part = generate_for(loaded, cfg, device, train=train, world=world)
+            save_samples(part, cfg, shard_path, {**meta, "rank": world.rank, "world_size": world.size})
+    except UserError as exc:
+        error = str(exc)
+    agree(world, error)
+    if world.is_main:
+        parts = [load_samples(path.with_name(f"{path.stem}.shard-{r}-of-{world.size}.npz"),
+                              {**meta, "rank": r, "world_size": world.size}) for r in range(world.size)]
+        index = torch.cat([p.index for p in parts])
+        order = torch.argsort(index)
+        merged = Samples(torch.cat([p.images for p in parts])[order], torch.cat([p.labels for p in parts])[order],
+                         index[order])
+        save_samples(merged, cfg, path, meta)
+        for r in range(world.size):
+            path.with_name(f"{path.stem}.shard-{r}-of-{world.size}.npz").unlink(missing_ok=True)
+    agree(world)
+    return load_samples(path, meta)
 
 
 def save_samples(samples: Samples, cfg: GenerationConfig, path: Path, meta: dict) -> None:
-    """An .npz with images (N, H, W, C) uint8, labels, the float images, the config and `meta`
-    (what the samples belong to), written atomically."""
-    from energybench.results import write_npz_atomic
-
+    """An .npz with images (N, H, W, C) uint8, labels, the float images, each sample's index, the
+    config and `meta` (what the samples belong to), written atomically."""
+    index = samples.index if samples.index is not None else torch.arange(len(samples.labels))
     write_npz_atomic(path, images=samples.uint8().permute(0, 2, 3, 1).numpy(),
-                     images_float=samples.images.numpy(), labels=samples.labels.numpy(),
+                     images_float=samples.images.numpy(), labels=samples.labels.numpy(), index=index.numpy(),
                      config=json.dumps(asdict(cfg)), meta=json.dumps(meta, sort_keys=True))
 
 
@@ -111,6 +197,7 @@ def load_samples(path: Path, meta: dict | None = None) -> Samples | None:
         with np.load(path) as z:
             if meta is not None and json.loads(str(z["meta"])) != json.loads(json.dumps(meta)):
                 return None
-            return Samples(torch.from_numpy(z["images_float"]), torch.from_numpy(z["labels"]))
-    except (OSError, ValueError, KeyError):
+            index = torch.from_numpy(z["index"]) if "index" in z.files else None
+            return Samples(torch.from_numpy(z["images_float"]), torch.from_numpy(z["labels"]), index)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None

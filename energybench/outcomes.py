@@ -33,14 +33,16 @@ FIELDS = ("index", "clean_correct", "adv_correct", "robust", "loss", "margin", "
 
 
 class OutcomeLog:
-    """Collects per-image outcomes batch by batch (tensors on any device) and writes them once."""
+    """Collects per-image columns batch by batch (tensors on any device, or arrays): the outcome
+    FIELDS, plus whatever else a metric declares in `extra` (e.g. the attack's margin paths)."""
 
-    def __init__(self):
+    def __init__(self, extra: tuple[str, ...] = ()):
         self.parts: dict[str, list[np.ndarray]] = {}
+        self.allowed = set(FIELDS) | set(extra)
 
     def add(self, **columns: torch.Tensor | np.ndarray) -> None:
         for name, column in columns.items():
-            if name not in FIELDS:
+            if name not in self.allowed:
                 raise ValueError(f"unknown outcome field {name!r}")
             array = column.detach().cpu().numpy() if isinstance(column, torch.Tensor) else np.asarray(column)
             self.parts.setdefault(name, []).append(array)
@@ -66,6 +68,11 @@ class OutcomeLog:
         columns = self.columns()
         write_npz_atomic(path, **columns)
         return columns
+
+
+def write_outcomes(path: str | Path, columns: dict[str, np.ndarray]) -> None:
+    """The outcome FIELDS among `columns` as <stem>.outcomes.npz (atomically)."""
+    write_npz_atomic(path, **{k: v for k, v in columns.items() if k in FIELDS})
 
 
 def outcomes_path(record_file: str | Path) -> Path:

@@ -9,6 +9,7 @@ Colour scales are shared across panels of one figure and labelled; histograms ar
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -346,10 +347,17 @@ def read_raw(record_file: Path, record: dict):
     if path is None or not path.is_file():
         raise UserError(f"{record_file}: its raw data {name or '(none named)'} is not beside it; "
                         f"run eval again to recreate it")
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    try:
+        if path.suffix == ".jsonl":
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if not all(isinstance(row, dict) for row in rows):
+                raise ValueError("a line is not a JSON object")
+            return rows
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, RecursionError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{record_file}: its raw data {name} is unreadable ({type(exc).__name__}); "
+                        f"run eval again (with --force) to recreate it") from None
 
 
 DRAWERS = {"energy-hist": energy_hist, "energy-contour": energy_contour,
@@ -391,6 +399,12 @@ def draw_record(record_file: str | Path, out_dir: str | Path | None = None, form
     drawer = DRAWERS.get(record["metric"])
     if drawer is None:
         return []
-    fig = drawer({**record, "file": str(record_file)}, read_raw(record_file, record))
+    raw = read_raw(record_file, record)
+    try:
+        fig = drawer({**record, "file": str(record_file)}, raw)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        pyplot().close("all")
+        raise UserError(f"{record_file}: the record or its raw data does not hold what its figure needs "
+                         f"({type(exc).__name__}: {str(exc)[:80]}); run eval again (with --force)") from None
     stem = Path(out_dir or record_file.parent) / record_file.stem
     return save(fig, stem, formats)

@@ -354,8 +354,13 @@ def _check_name(text, field: str) -> None:
         raise _refuse(f"the {field} {_quote(str(text))} is not a Python name")
 
 
+FLOAT_SPELLINGS = frozenset({"NaN", "Infinity", "-Infinity"})  # how torch.export writes non-finite floats
+
+
 def _check_string(text: str, field: str, inside_metadata: bool) -> None:
     if inside_metadata:  # stack traces and module paths: shown to people, never run
+        return
+    if text in FLOAT_SPELLINGS:  # a float constant (JSON has no NaN); read back as a float
         return
     if field in EXPRESSION_FIELDS:
         check_expression(text)

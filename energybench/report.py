@@ -18,7 +18,7 @@ import io
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from energybench.errors import UserError
 from energybench.outcomes import paired, read_outcomes
-from energybench.results import raised_checks, read_record, write_text_atomic
+from energybench.results import raised_checks, record_problem, write_text_atomic
 from energybench.stats import compare
 
 FORMATS = ("md", "tex", "csv")
@@ -71,10 +71,19 @@ def collect_records(paths) -> list[dict]:
         if not p.exists():
             raise UserError(f"results path {p} does not exist; give folders of `energybench eval` records")
         for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p]):
-            record = read_record(f)
-            if record is not None and "value" in record and "model" in record:
-                record["_file"] = str(f)
-                records.append(record)
+            try:
+                record = json.loads(f.read_text())
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+                raise UserError(f"{f} is not readable JSON; remove it or run its evaluation again") from None
+            if not isinstance(record, dict) or "record_version" not in record:
+                if not p.is_dir():
+                    raise UserError(f"{f} is not an energybench record")
+                continue  # other JSON in a folder of records (AutoAttack's state, status.json, a plan)
+            problem = record_problem(record)
+            if problem is not None:
+                raise UserError(f"{f} is not a valid record: {problem}; remove it or run its evaluation again")
+            record["_file"] = str(f)
+            records.append(record)
     return records
 
 
@@ -316,6 +325,7 @@ class Grid:
     rows: list[list[str]]
     footnotes: list[str]
     tidy: list[dict]  # one dict per (entry, measure) for CSV
+    comparisons: list = field(default_factory=list)  # (measure label, stats.Comparison) of every tested pair
 
 
 def build(spec: dict, records: list[dict]) -> Grid:
@@ -328,6 +338,7 @@ def build(spec: dict, records: list[dict]) -> Grid:
     public_protocols: dict[str, str] = {}  # metric -> what it reproduces
     measured_cells: dict[str, dict[str, tuple[str, Measured]]] = {}  # measure -> entry -> (label, cell)
     seed_counts: set[int] = set()
+    data_of_cells: dict[str, tuple] = {}  # test data identity -> (first cell, its data label, file)
     cells, tidy = {}, []
     for entry in spec["entries"]:
         for measure in spec["measures"]:
@@ -354,6 +365,10 @@ def build(spec: dict, records: list[dict]) -> Grid:
                     text = fmt_number(m.value, measure)
                     if m.stderr is not None and m.stderr > 0:
                         text += f" ± {fmt_number(m.stderr, measure, stderr=True)}"
+                    test_data = json.dumps({k: v for k, v in ((m.records[0].get("identity") or {}).get("data")
+                                                               or {}).items() if k != "subset"}, sort_keys=True)
+                    data_of_cells.setdefault(test_data, (f"{entry['label']} / {measure['label']}",
+                                                         m.records[0]["data"].get("label"), m.file))
                     seeds_text = f"; {len(m.seeds)} seeds" if len(m.seeds) > 1 else ""
                     text += f" [{label}{'†' if m.differs else ''}{seeds_text}]"
                     if len(m.seeds) > 1:
@@ -387,7 +402,11 @@ def build(spec: dict, records: list[dict]) -> Grid:
                                public_measured=None if p is None else p.value)
             cells[entry["key"], measure["key"]] = (pub_text, text)
             tidy.append(row)
-    same, untested = _mark_indistinguishable(spec, measured_cells, cells, tidy)
+    if len(data_of_cells) > 1:  # one table, one test set: cells from two would not compare
+        (a, la, fa), (b, lb, fb) = list(data_of_cells.values())[:2]
+        raise UserError(f"table {spec['name']} would mix test sets: '{a}' comes from {la} ({fa}), '{b}' from "
+                        f"{lb} ({fb}); pass --results holding records of one test set")
+    same, untested, tested = _mark_indistinguishable(spec, measured_cells, cells, tidy)
     by_entry = spec["rows_are"] == "entries"
     outer, inner = (spec["entries"], spec["measures"]) if by_entry else (spec["measures"], spec["entries"])
     header = ["Model" if by_entry else ""] + [f"{i['label']} ({side})" for i in inner for side in ("paper", "measured")]
@@ -425,14 +444,14 @@ def build(spec: dict, records: list[dict]) -> Grid:
     notes.append(f"Published: {spec['paper']}. {NOT_REPORTED}: not reported. Measured: value ± standard "
                  f"error. {MISSING}: no record in the given results. {NO_RECIPE}: not an energybench recipe.")
     notes.extend(spec.get("notes", []))
-    return Grid(spec["title"], header, rows, notes, tidy)
+    return Grid(spec["title"], header, rows, notes, tidy, tested)
 
 
-def _mark_indistinguishable(spec, measured_cells, cells, tidy) -> tuple[list, list]:
+def _mark_indistinguishable(spec, measured_cells, cells, tidy) -> tuple[list, list, list]:
     """Test every two entries of each measure on the same images; mark with ≈ the cells of each
-    pair whose difference is not significant at 5%. Returns ([(measure label, comparison)],
-    [pairs not tested, with why])."""
-    same, untested = [], []
+    pair whose difference is not significant at 5%. Returns ([(measure label, comparison)] of the
+    pairs not significant, [pairs not tested, with why], [(measure label, comparison)] of all)."""
+    same, untested, tested = [], [], []
     labels = {m["key"]: m["label"] for m in spec["measures"]}
     rows = {(r["entry"], r["measure"]): r for r in tidy}
     for measure_key, by_entry in measured_cells.items():
@@ -441,6 +460,7 @@ def _mark_indistinguishable(spec, measured_cells, cells, tidy) -> tuple[list, li
         comparisons, skipped = significance(labels[measure_key], by_entry)
         untested += [f"{labels[measure_key]}: {line}" for line in skipped]
         keys = {label: key for key, (label, _) in by_entry.items()}
+        tested += [(labels[measure_key], c) for c in comparisons]
         for c in comparisons:
             if c.significant:
                 continue
@@ -451,7 +471,44 @@ def _mark_indistinguishable(spec, measured_cells, cells, tidy) -> tuple[list, li
                     cells[keys[label], measure_key] = (pub, text + " ≈")
                 row = rows[(label, labels[measure_key])]
                 row["not_significant_vs"] = "; ".join(filter(None, [row["not_significant_vs"], other]))
-    return same, untested
+    return same, untested, tested
+
+
+def _number(text) -> float | None:
+    """A published value as the paper prints it ('85.16', '0.330§') as a float; None if not one."""
+    try:
+        return float(str(text).rstrip("§*† "))
+    except (TypeError, ValueError):
+        return None
+
+
+def orderings(spec: dict, grid: Grid) -> list[str]:
+    """Whether each ordering the paper prints between two entries of a measure holds in the
+    measured numbers, and whether the measured difference is significant at 5% (the paired test of
+    the table): one line per pair of entries with both numbers."""
+    tidy = {(r["entry"], r["measure"]): r for r in grid.tidy}
+    tests = {(m, frozenset((c.first, c.second))): c for m, c in grid.comparisons}
+    lines = []
+    for measure in spec["measures"]:
+        label = measure["label"]
+        rows = [(e["label"], _number(tidy[(e["label"], label)]["published"]), tidy[(e["label"], label)]["measured"])
+                for e in spec["entries"]]
+        rows = [(name, pub, got) for name, pub, got in rows if pub is not None and got is not None]
+        for i, (a, pa, ma) in enumerate(rows):
+            for b, pb, mb in rows[i + 1:]:
+                if pa == pb:
+                    continue
+                high, low = (a, b) if pa > pb else (b, a)
+                holds = (ma > mb) == (pa > pb) and ma != mb
+                test = tests.get((label, frozenset((a, b))))
+                verdict = ("holds" if holds else "reversed") + (
+                    "" if test is None else (", significant" if test.significant else ", not significant"))
+                detail = "" if test is None else f" ({test.describe().split(': ', 1)[1].split(',')[0]})"
+                lines.append(f"{spec['name']} {label}: paper {high} > {low} "
+                             f"({max(pa, pb):g} vs {min(pa, pb):g}); measured "
+                             f"{tidy[(high, label)]['measured']:.4g} vs {tidy[(low, label)]['measured']:.4g}: "
+                             f"{verdict}{detail}")
+    return lines
 
 
 def render(grid: Grid, fmt: str) -> str:

@@ -15,8 +15,10 @@ Output folder:
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -27,11 +29,17 @@ import torch
 from energybench import data as datalib
 from energybench.config import apply_overrides
 from energybench.errors import UserError
+from energybench.distributed import World
 from energybench.evaluation import evaluate
+from energybench.hashing import json_key
 from energybench.outcomes import outcomes_path
 from energybench.recipes import preset_config, recipe_names
-from energybench.report import collect_records, entry_protocol, load_table, run_name, table_names, write_tables
+from energybench.report import (
+    build, collect_records, entry_protocol, load_table, orderings, run_name, table_names, write_tables,
+)
 from energybench.results import check_writable_dir, write_json_atomic, write_text_atomic
+from energybench.sample_io import sample_model
+from energybench.trainer import train
 
 
 @dataclass(frozen=True)
@@ -138,12 +146,7 @@ def seeded(runs: list[RunPlan], seeds: int) -> list[tuple[RunPlan, int]]:
             for run in runs for k in range(seeds)]
 
 
-def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device: torch.device,
-              only: str | None = None, tables: list[str] | None = None, inception_weights: str | None = None,
-              log=print, seeds: int | None = None) -> Path:
-    """Train, evaluate and render; returns the index page. `data` maps dataset -> data spec;
-    `seeds` (default: the preset's) trains every run that many times, and the tables report the
-    mean and standard deviation over them."""
+def _preset(preset: str, seeds: int | None) -> ReproductionPreset:
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
@@ -151,6 +154,17 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
         if seeds < 1:
             raise UserError(f"--seeds must be at least 1, got {seeds}")
         p = replace(p, seeds=seeds)
+    return p
+
+
+def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device: torch.device,
+              only: str | None = None, tables: list[str] | None = None, inception_weights: str | None = None,
+              log=print, seeds: int | None = None, world: World = World()) -> Path:
+    """Train, evaluate and render; returns the index page. `data` maps dataset -> data spec;
+    `seeds` (default: the preset's) trains every run that many times, and the tables report the
+    mean and standard deviation over them. Under torchrun every rank runs this: training is data
+    parallel, evaluation and sampling are split over the ranks, and rank 0 writes the report."""
+    p = _preset(preset, seeds)
     tables = tables or table_names()
     runs = [run for run, _ in seeded(plan(tables, parse_only(only)), 1)]
     jobs = seeded(runs, p.seeds)
@@ -162,81 +176,226 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     for run, seed in jobs:
         log(f"== {run.name}: {run.recipe} on {run.dataset}, training seed {seed}")
         status[run.name] = _reproduce_run(p, run, seed, runs_dir / run.name, out_dir, data, device,
-                                          inception_weights, log)
+                                          inception_weights, log, world)
+    index = out_dir / "README.md"
+    if not world.is_main:
+        return index
     records = collect_records([out_dir / "records"]) if (out_dir / "records").exists() else []
     rendered = write_tables(records, out_dir / "tables", tables)
+    ordering_lines = [line for name in tables for line in orderings(load_table(name), build(load_table(name), records))]
     write_json_atomic({"preset": preset, "runs": status}, out_dir / "status.json")
     figure_records = collect_records([out_dir / "figures"]) if (out_dir / "figures").exists() else []
     comparisons = comparison_figures(records, figure_records, out_dir / "figures") if p.figures else []
     seconds = {"training": sum(s.get("train_seconds_total", 0.0) for s in status.values()),
                "evaluation": sum(r.get("wall_seconds") or 0.0 for r in records + figure_records)}
-    index = out_dir / "README.md"
     write_text_atomic(index_page(p, [run for run, _ in jobs], status, rendered, out_dir, data, only, seconds,
-                                 comparisons), index)
+                                 comparisons, ordering_lines), index)
     log(f"index page: {index}")
     return index
 
 
-def _reproduce_run(p: ReproductionPreset, run: RunPlan, seed: int, run_dir: Path, out_dir: Path, data: dict,
-                   device, inception_weights, log) -> dict:
-    from energybench.trainer import train
-
+def _data_spec(run: RunPlan, data: dict) -> tuple[str | None, str]:
+    """The run's data spec, or None and why it cannot run here."""
     spec, reason = data.get(run.dataset), f"no data given for {run.dataset}"
     if spec is not None:
         try:
             datalib.resolve_source(spec)  # present? (train() reads and checks the data itself)
         except UserError as exc:
             spec, reason = None, str(exc)
+    return spec, reason
+
+
+def _ensure_trained(p: ReproductionPreset, run: RunPlan, seed: int, run_dir: Path, data: dict, device, log,
+                    world: World, wait: bool = False) -> tuple[Path | None, dict]:
+    """Train the run (or find it trained): (the checkpoint to evaluate, status). A run whose data
+    is absent is skipped; training that fails (the divergence guard gave up) is reported. With
+    wait=True a run another job is training is waited for instead of refused."""
+    spec, reason = _data_spec(run, data)
     if spec is None:
         log(f"{run.name}: skipped: {reason}")
-        return {"skipped": reason}
+        return None, {"skipped": reason}
     cfg = preset_config(run.recipe, p.recipe_preset)
     sets = [f"data.source={spec}", *p.train_overrides, *(f"recipe.{k}={v!r}" for k, v in run.params.items()),
             f"run.seed={seed}"]
     cfg = apply_overrides(cfg, sets)
     start = time.perf_counter()
     try:
-        ckpt = train(cfg, run_dir, device, resume=(run_dir / "last.pt").exists())
+        ckpt = train(cfg, run_dir, device, resume=(run_dir / "last.pt").exists(), world=world, wait_for_lock=wait)
     except UserError as exc:  # e.g. the divergence guard gave up
         log(f"{run.name}: training failed: {exc}")
-        return {"failed": str(exc)}
+        return None, {"failed": str(exc)}
     if p.checkpoint == "best" and (run_dir / "best.pt").exists():
         ckpt = run_dir / "best.pt"
-    status = {"train_seconds_this_call": time.perf_counter() - start, "checkpoint": str(ckpt),
-              "evaluated": ckpt.stem, "train_seconds_total": _train_seconds(run_dir), "refused": {}}
+    return ckpt, {"train_seconds_this_call": time.perf_counter() - start, "checkpoint": str(ckpt),
+                  "evaluated": ckpt.stem, "train_seconds_total": _train_seconds(run_dir), "refused": {}}
+
+
+def _evaluate(p: ReproductionPreset, ckpt: Path, evaluations, run_dir: Path, device, inception_weights,
+              refused: dict, log, world: World) -> list[dict]:
     records = []
-    for metric, protocol in run.evaluations:  # one call each: its own n and protocol overrides
+    for metric, protocol in evaluations:  # one call each: its own n and protocol overrides
         records += evaluate(ckpt, [metric], n=p.n_for(metric), out_dir=run_dir / "eval", device=device,
                             overrides={"inception_weights": inception_weights,
                                        **p.metric_params.get(metric, {}), **protocol},
-                            refused=status["refused"], log=log)
-    records_dir = out_dir / "records" / run.name  # exactly this reproduction's records
-    if records_dir.exists():
+                            refused=refused, log=log, world=world)
+    return records
+
+
+def _publish(records: list[dict], records_dir: Path, replace_all: bool) -> None:
+    """Copy records with their per-image outcomes into the report; replace_all first empties the
+    run's folder (it then holds exactly this reproduction's records)."""
+    if replace_all and records_dir.exists():
         shutil.rmtree(records_dir)
-    records_dir.mkdir(parents=True)
-    for record in records:  # each record with its per-image outcomes, for paired comparisons
+    records_dir.mkdir(parents=True, exist_ok=True)
+    for record in records:
         source = Path(record["file"])
         shutil.copyfile(source, records_dir / source.name)
         outcomes = outcomes_path(source)
         if outcomes.exists():
             shutil.copyfile(outcomes, records_dir / outcomes.name)
+
+
+def _reproduce_run(p: ReproductionPreset, run: RunPlan, seed: int, run_dir: Path, out_dir: Path, data: dict,
+                   device, inception_weights, log, world: World = World()) -> dict:
+    ckpt, status = _ensure_trained(p, run, seed, run_dir, data, device, log, world)
+    if ckpt is None:
+        return status
+    records = _evaluate(p, ckpt, run.evaluations, run_dir, device, inception_weights, status["refused"],
+                        log, world)
+    if world.is_main:
+        _publish(records, out_dir / "records" / run.name, replace_all=True)
     if p.figures and seed == 0:  # figures of the first seed's model
-        status["figures"] = _figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log)
+        status["figures"] = _figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log, world)
     return status
 
 
-def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log) -> list[str]:
-    """Sample gallery (eq. 17 from the class Gaussian) and the landscape / memorization figures."""
-    from energybench.sample_io import sample_model
+# ----------------------------------------------------------------------------- a plan of jobs
 
+
+def _job_id(kind: str, run: str, metric: str = "", protocol: dict | None = None) -> str:
+    suffix = f"@{json_key(protocol, 6)}" if protocol else ""
+    return "/".join(filter(None, [kind, run, metric])) + suffix
+
+
+def job_plan(preset: str, tables: list[str] | None = None, only: str | None = None,
+             seeds: int | None = None) -> list[dict]:
+    """The reproduction as independent jobs: one training per run and seed, one evaluation per
+    checkpoint and metric, the figures of each run's first seed, and the final tables. Each job
+    trains its run first if no other job has (waiting for one that is training it), so the jobs
+    can run in any order and in parallel."""
+    p = _preset(preset, seeds)
+    runs = plan(tables or table_names(), parse_only(only))
+    jobs = []
+    for run, seed in seeded(runs, p.seeds):
+        train_id = _job_id("train", run.name)
+        jobs.append({"id": train_id, "kind": "train", "run": run.name, "seed": seed, "needs": []})
+        for metric, protocol in run.evaluations:
+            jobs.append({"id": _job_id("eval", run.name, metric, protocol), "kind": "eval", "run": run.name,
+                         "seed": seed, "metric": metric, "protocol": protocol, "needs": [train_id]})
+        if p.figures and seed == 0:
+            jobs.append({"id": _job_id("figures", run.name), "kind": "figures", "run": run.name, "seed": seed,
+                         "needs": [train_id]})
+    jobs.append({"id": "tables", "kind": "tables", "needs": [j["id"] for j in jobs]})
+    return jobs
+
+
+def write_plan(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], only: str | None = None,
+               tables: list[str] | None = None, seeds: int | None = None,
+               inception_weights: str | None = None, device: str = "auto") -> Path:
+    """OUT/plan.json (the jobs and the command that runs each) and OUT/slurm.sh (a SLURM array
+    over the jobs but the last, each under torchrun; the tables job after them). Returns plan.json."""
+    check_writable_dir(out_dir)
+    p = _preset(preset, seeds)
+    jobs = job_plan(preset, tables, only, seeds)
+    def absolute(spec):  # a local path is written absolute: jobs may start in another folder
+        return str(Path(spec).resolve()) if spec is not None and Path(str(spec)).exists() else str(spec)
+
+    base = ["energybench", "reproduce", "--preset", preset, "--data", absolute(data.get("cifar10")),
+            "--data-cifar100", absolute(data.get("cifar100", "cifar100")), "--out", str(Path(out_dir).resolve()),
+            "--runs", str(Path(runs_dir).resolve()), "--seeds", str(p.seeds), "--device", device]
+    if only:
+        base += ["--only", only]
+    if inception_weights:
+        base += ["--inception-weights", str(inception_weights)]
+    if tables and sorted(tables) != sorted(table_names()):
+        raise UserError("--plan covers every table; leave out the table selection")
+    for job in jobs:
+        job["command"] = base if job["kind"] == "tables" else [*base, "--job", job["id"]]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "plan.json"
+    write_json_atomic({"format": "energybench-reproduction-plan", "preset": preset, "seeds": p.seeds,
+                       "jobs": jobs}, path)
+    write_text_atomic(slurm_script(path, jobs, base), out_dir / "slurm.sh")
+    return path
+
+
+def slurm_script(plan_path: Path, jobs: list[dict], base: list[str]) -> str:
+    """A SLURM array script: task i runs job i of the plan under torchrun (GPUS_PER_NODE processes,
+    default 1); the tables job is submitted after the array."""
+    quoted = " ".join(shlex.quote(a) for a in base[1:])
+    return f"""#!/bin/bash
+# energybench reproduction as a SLURM job array: {len(jobs) - 1} jobs, then the tables.
+#   sbatch slurm.sh                       # the array: one job per task, in any order
+#   sbatch --dependency=afterok:<array job id> --wrap "energybench {quoted}"   # then the tables
+# Each task trains its run first if no other task has (and waits for one that is training it),
+# so tasks may run in any order and in parallel; rerunning a task resumes it.
+# Edit the resources below: each task runs its job under torchrun, one process per GPU.
+#SBATCH --job-name=energybench-reproduce
+#SBATCH --array=0-{len(jobs) - 2}
+#SBATCH --nodes=1
+#SBATCH --gpus-per-node=1
+set -euo pipefail
+JOB=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"][int(sys.argv[2])]["id"])' \\
+      {shlex.quote(str(plan_path.resolve()))} "$SLURM_ARRAY_TASK_ID")
+torchrun --standalone --nproc_per_node "${{SLURM_GPUS_ON_NODE:-1}}" -m energybench {quoted} --job "$JOB"
+"""
+
+
+def run_job(job_id: str, preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device,
+            only: str | None = None, seeds: int | None = None, inception_weights: str | None = None,
+            log=print, world: World = World()) -> None:
+    """Run one job of `job_plan` (the same preset, --only and --seeds as the plan)."""
+    jobs = {j["id"]: j for j in job_plan(preset, None, only, seeds)}
+    if job_id not in jobs:
+        close = difflib.get_close_matches(job_id, list(jobs), n=1)
+        raise UserError(f"no job {job_id!r} in this reproduction's plan"
+                        + (f"; did you mean {close[0]!r}?" if close else "; see plan.json"))
+    job = jobs[job_id]
+    p = _preset(preset, seeds)
+    if job["kind"] == "tables":
+        reproduce(preset, out_dir, runs_dir, data, device, only=only, inception_weights=inception_weights,
+                  log=log, seeds=seeds, world=world)
+        return
+    check_writable_dir(out_dir)
+    check_writable_dir(runs_dir, "--runs")
+    runs = {run.name: (run, seed) for run, seed in seeded(plan(table_names(), parse_only(only)), p.seeds)}
+    run, seed = runs[job["run"]]
+    run_dir = runs_dir / run.name
+    ckpt, status = _ensure_trained(p, run, seed, run_dir, data, device, log, world, wait=True)
+    if ckpt is None or job["kind"] == "train":
+        return
+    if job["kind"] == "eval":
+        records = _evaluate(p, ckpt, [(job["metric"], job["protocol"])], run_dir, device, inception_weights,
+                            {}, log, world)
+        if world.is_main:
+            _publish(records, out_dir / "records" / run.name, replace_all=False)
+    elif job["kind"] == "figures":
+        _figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log, world)
+
+
+def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log, world: World = World()) -> list[str]:
+    """Sample gallery (eq. 17 from the class Gaussian) and the landscape / memorization figures."""
     gallery = dest / "samples"
     if not (gallery / "grid.png").exists():
         sample_model(ckpt, GALLERY["n_per_class"], GALLERY["mode"], GALLERY["init"], GALLERY["steps"],
-                     GALLERY["step_size"], GALLERY["noise"], None, gallery, device, 0)
-        (gallery / "samples.npz").unlink()  # the report keeps the pictures, not the arrays
+                     GALLERY["step_size"], GALLERY["noise"], None, gallery, device, 0, world=world)
+        if world.is_main:
+            (gallery / "samples.npz").unlink()  # the report keeps the pictures, not the arrays
     refused: dict = {}
     records = evaluate(ckpt, FIGURE_METRICS, n=200, out_dir=run_dir / "eval-figures", device=device,
-                       overrides={"n_per_class": 5, "steps": 100}, refused=refused, log=log)
+                       overrides={"n_per_class": 5, "steps": 100}, refused=refused, log=log, world=world)
+    if not world.is_main:
+        return []
     for old in dest.glob("*"):  # only this reproduction's figures
         if old.is_file():
             old.unlink()
@@ -281,7 +440,8 @@ def _train_seconds(run_dir: Path) -> float:
 
 
 def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendered: dict, out_dir: Path,
-               data: dict, only: str | None, seconds: dict, comparisons: list[str] = ()) -> str:
+               data: dict, only: str | None, seconds: dict, comparisons: list[str] = (),
+               ordering_lines: list[str] = ()) -> str:
     command = f"energybench reproduce --preset {p.name}" + (f" --only {only}" if only else "") + \
         f" --data {data.get('cifar10')}" + f" --out {out_dir}"
     lines = [f"# Reproduction: preset `{p.name}`", "",
@@ -316,6 +476,14 @@ def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendere
     lines += ["", "## Tables", "", "Also as LaTeX and CSV in [tables/](tables/).", ""]
     for text in rendered.values():
         lines += [text, ""]
+    if ordering_lines:
+        lines += ["## Do the papers' orderings hold?", "",
+                  "For every two entries of a measure with a published and a measured number: whether the "
+                  "paper's ordering holds in the measured numbers, and whether the measured difference is "
+                  "significant at 5% (exact McNemar test on per-image correctness, or a paired bootstrap "
+                  "for scores, on the same test images; several seeds pooled as matched (image, seed) "
+                  "pairs). At a scale unlike the paper's (†), orderings are what can be compared.", ""]
+        lines += [f"- {line}" for line in ordering_lines] + [""]
     if p.figures:
         lines += ["## Figures", ""]
         if comparisons:

@@ -54,6 +54,8 @@ def check_writable_dir(folder: str | os.PathLike, option: str = "--out") -> None
     """A folder we will write into must be, or be creatable as, a writable folder: checked
     before any work starts, so a bad --out fails at once and leaves nothing behind."""
     folder = Path(folder)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(folder)):
+        raise UserError(f"{option} {str(folder)!r} holds a control character (a newline?); choose a plain path")
     probe = folder
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
@@ -101,9 +103,40 @@ def read_record(path: str | os.PathLike) -> dict | None:
     """A record, or None when absent or unreadable (it will be recomputed)."""
     try:
         record = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return record if isinstance(record, dict) and "metric" in record else None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What a reader may assume of a record: field -> (check, what it must be).
+RECORD_SCHEMA = {
+    "metric": (lambda v: isinstance(v, str), "a metric name"),
+    "value": (lambda v: _is_number(v), "a number"),
+    "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
+    "stderr": (lambda v: v is None or _is_number(v), "a number or null"),
+    "params": (lambda v: isinstance(v, dict), "an object of protocol values"),
+    "model": (lambda v: isinstance(v, dict) and isinstance(v.get("sha256"), str), "an object with a sha256"),
+    "data": (lambda v: isinstance(v, dict), "an object describing the test data"),
+    "identity": (lambda v: isinstance(v, dict), "an object (the record's identity)"),
+}
+
+
+def record_problem(record: dict) -> str | None:
+    """Why a record does not fit RECORD_SCHEMA (the first field that does not), or None."""
+    for name, (ok, what) in RECORD_SCHEMA.items():
+        if name not in record:
+            return f"it has no {name}"
+        if not ok(record[name]):
+            return f"its {name} is not {what}"
+    for name in ("training", "checkpoint", "recipe_params"):
+        value = record["model"].get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"its model.{name} is not an object"
+    return None
 
 
 def same_inputs(record: dict, identity: dict) -> bool:

@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-from energybench import data as datalib
+from energybench.distributed import World
+from energybench.evaluation import describe_model
+from energybench.generation import GenerationConfig, generate_to_file, training_split
 from energybench.handle import default_out_dir, open_model
 from energybench.plotting import model_label, save_sample_grids
-from energybench.generation import GenerationConfig, Samples, generate, save_samples
 from energybench.results import check_writable_dir
 from energybench.runtime import exact_float32
 
 
-def training_split(loaded, train_data=None):
-    """The training images a model saw (for the class-conditional Gaussian, FID, memorization):
-    `train_data` (a spec or LabeledImages) or, by default, the checkpoint's own."""
-    if isinstance(train_data, datalib.LabeledImages):
-        return train_data
-    spec = train_data if train_data is not None else loaded.train_source
-    if spec is None:
-        from energybench.errors import UserError
-
-        raise UserError(f"{loaded.name} does not say what it was trained on; pass --train-data")
-    return datalib.load_split(spec, "train")
-
-
-def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None = None,
-                 train=None) -> Samples:
-    """Generate with `loaded`'s model; `train` (the training split, if already loaded) or
-    `train_data` (its spec; default the checkpoint's) feeds the class-conditional Gaussian."""
-    num_classes = loaded.checkpoint["model"]["kwargs"].get("num_classes", 10) if loaded.checkpoint \
-        else getattr(loaded.model, "num_classes", 10)
-    buffer = None
-    train_images = train_labels = train_key = None
-    if cfg.init == "buffer" and loaded.checkpoint is not None:
-        state = loaded.checkpoint.get("recipe_state", {})
-        state = state["per_rank"][0] if "per_rank" in state else state
-        buffer = state.get("replay_buffer")
-    if cfg.init == "class-gaussian":
-        train = train if train is not None else training_split(loaded, train_data)
-        train_images, train_labels = train.images, train.labels
-        train_key = json.dumps(train.source, sort_keys=True)
-    return generate(loaded.model, cfg, num_classes, device, train_images, train_labels, buffer,
-                    train_key)
-
-
 def sample_model(model, n_per_class, mode, init, steps, step_size, noise, train_data,
-                 out_dir, device, seed, threat_model: str = "Linf", model_dir=None) -> Path:
+                 out_dir, device, seed, threat_model: str = "Linf", model_dir=None,
+                 world: World = World()) -> Path:
     """Generate and save samples.npz and the class grids for any model handle (a checkpoint,
-    .pt2, robustbench:NAME); everything is checked before the sampling starts."""
+    .pt2, robustbench:NAME); everything is checked before the sampling starts. Under torchrun
+    the batches are split over the ranks and the merged samples.npz equals one process's."""
     cfg = GenerationConfig(n_per_class=n_per_class, mode=mode, init=init, steps=steps,
                            step_size=step_size, noise=noise, seed=seed)
     loaded = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
@@ -63,9 +31,10 @@ def sample_model(model, n_per_class, mode, init, steps, step_size, noise, train_
     check_writable_dir(out)
     train = training_split(loaded, train_data) if cfg.init == "class-gaussian" else None
     with exact_float32():
-        samples = generate_for(loaded, cfg, device, train_data, train=train)
-    save_samples(samples, cfg, out / "samples.npz", {"model": loaded.name, "sha256": loaded.sha256})
-    from energybench.evaluation import describe_model
+        samples = generate_to_file(loaded, cfg, device, out / "samples.npz",
+                                   {"model": loaded.name, "sha256": loaded.sha256}, train=train, world=world)
+    if not world.is_main:
+        return out
 
     ckpt = loaded.checkpoint
     classes = ckpt["meta"].get("classes") if ckpt else (list(train.classes) if train is not None else None)

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from energybench import data as datalib
-from energybench.attacks import PGDConfig, pgd, predict
+from energybench.attacks import PGDConfig, eval_mode, pgd, predict
 from energybench.augment import random_crop_flip
 from energybench.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
 from energybench.config import (
@@ -399,6 +399,7 @@ class Trainer:
                 if hasattr(bar, "set_postfix") and step % 10 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / len(y):.2f}")
                 if every and self.global_step % every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                    self._check_state({}, f"epoch {self.epoch + 1} step {step + 1}")
                     self.save()
             self._end_epoch()
         return self.save(finished=True)
@@ -455,6 +456,32 @@ class Trainer:
               f"{self.global_step}, learning rate x{lr_scale:g}, reseeded "
               f"(roll-back {rollbacks}/{guard.retries})", flush=True)
 
+    def _check_state(self, record: dict, where: str) -> None:
+        """Before a checkpoint is written: the state must be one to come back to. The update after
+        a step's own check can still blow the weights up, so the weights, every number logged for
+        the epoch, and the logits of a fixed batch of training images are checked here too (the
+        guard's bounds); a bad state rolls back instead of being saved, so last.pt is always the
+        last good state."""
+        reason = None
+        bad_weight = next((name for name, t in self.model.state_dict().items()
+                           if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+        if bad_weight is not None:
+            reason = f"weight {bad_weight} is not finite"
+        if reason is None:
+            reason = next((f"{key} is {value}" for key, value in record.items()
+                           if isinstance(value, float) and not math.isfinite(value)), None)
+        if reason is None:
+            probe = self.train_data.subset(min(64, len(self.train_data)))
+            x = probe.float_images(self.device)
+            with torch.no_grad(), eval_mode(self.model):
+                reason = divergence_reason(0.0, self.model(x), {}, self.cfg.run.guard)
+        if any_rank(reason is not None, self.world, self.device):
+            reason = reason or "another process's state"
+            if not self.cfg.run.guard.enabled:
+                raise UserError(f"{self.cfg.recipe}: training diverged by {where} ({reason}); lower "
+                                f"optim.lr or enable run.guard.enabled")
+            raise _Diverged(f"{where}: {reason}")
+
     def _end_epoch(self) -> None:
         totals = self.totals
         if self.world.enabled:  # epoch statistics over all ranks
@@ -473,6 +500,7 @@ class Trainer:
                 record.update(self._accuracies(self.val_data, "val"))
             if self.dynamics is not None:
                 record.update(self.dynamics.measure(self.model))
+        self._check_state(record, f"the end of epoch {self.epoch + 1}")
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.totals = EpochTotals()
         key = self.selection["by"]
@@ -529,23 +557,29 @@ def _untrained(ckpt_path: Path) -> bool:
 
 def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
           stop_after_steps: int | None = None, world: World = World(),
-          resume_overrides: list[str] | None = None) -> Path:
+          resume_overrides: list[str] | None = None, wait_for_lock: bool = False) -> Path:
     """Train `cfg` into `out_dir` (checkpoint `last.pt`, log `log.jsonl`); returns the checkpoint.
 
     With resume=True the run continues from `out_dir/last.pt` using the checkpoint's own config,
     with `resume_overrides` (`--set` strings) applied where RESUMABLE_KEYS allows. A run folder is
     locked while it is trained; a second process gets a one-line error. A folder whose checkpoint
     holds no training step yet (a run that failed before its first update) may be started afresh.
+    wait_for_lock=True waits for another process training the folder instead (reproduction jobs
+    that need the same run), then resumes it, which finds it finished.
     """
     out_dir = Path(out_dir)
     check_writable_dir(out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     created = not out_dir.exists()
     barrier(world)  # every rank has looked at out_dir before rank 0 creates files in it
-    lock = FolderLock(out_dir, LOCK_NAME, busy=f"{out_dir} is being trained by another process") \
+    lock = FolderLock(out_dir, LOCK_NAME, busy=f"{out_dir} is being trained by another process",
+                      wait=wait_for_lock, waiting=f"waiting for another process training {out_dir}") \
         if world.is_main else contextlib.nullcontext()
     try:
         with lock:
+            if wait_for_lock:  # whatever another process left is decided on now, under the lock
+                barrier(world)
+                resume = ckpt_path.exists() and not _untrained(ckpt_path)
             if world.is_main:
                 remove_stale_temporaries(out_dir)  # left by a writer that was killed
             return _train_locked(cfg, out_dir, ckpt_path, device, resume, stop_after_steps, world,

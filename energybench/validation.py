@@ -11,6 +11,7 @@ message names the field, the allowed range and the value. Tuples are checked ele
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import fields
 from typing import ClassVar
 
@@ -78,6 +79,9 @@ class Checked:
                     raise RangeError(f.name, f"must be a finite number, got {v}")
 
 
+ASCII_NUMBER = re.compile(r"[+-]?[0-9.]+([eE][+-]?[0-9]+)?(\s*/\s*[+-]?[0-9.]+([eE][+-]?[0-9]+)?)?\Z")
+
+
 def parse_number(text: str) -> float:
     """'8/255', '0.5/255', '0.0314', '1e-3' -> float, by fractions.Fraction; 'nan' and 'inf' pass through as
     floats so that range checks name them. ValueError or ZeroDivisionError for anything else."""
@@ -86,6 +90,8 @@ def parse_number(text: str) -> float:
     text = text.strip()
     if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
         return float(text)
+    if not ASCII_NUMBER.match(text):  # Fraction would read full-width digits and 1_0 as numbers
+        raise ValueError(f"{text!r} is not a number written with ASCII digits")
     if "/" in text:  # Fraction reads 8/255 but not 0.5/255: each side on its own
         numerator, denominator = text.split("/", 1)
         if "/" in denominator:

@@ -48,7 +48,7 @@ def sgld_energy(ckpt: Path, precision: str, device) -> float:
     from energybench.energy import joint_energy
     from energybench.generation import GenerationConfig
     from energybench.runtime import inner_loop_precision
-    from energybench.sample_io import generate_for
+    from energybench.generation import generate_for
 
     loaded = load_model(ckpt, device)
     cfg = GenerationConfig(n_per_class=20, steps=100)

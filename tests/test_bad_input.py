@@ -35,6 +35,15 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     files["tiny"] = _npz(root / "tiny.npz", train_images=images[:500], train_labels=labels[:500],
                          test_images=images[500:600], test_labels=labels[500:600], label_names=names)
     files["testonly"] = _npz(root / "testonly.npz", images=images[:50], labels=labels[:50])
+    files["two_test_sets"] = _npz(root / "twotests.npz", images=images[:20], labels=labels[:20],
+                                  test_images=images[20:40], test_labels=labels[20:40])
+    files["ref_no_images"] = _npz(root / "refnoimages.npz", labels=labels[:4])
+    files["ref_size64"] = _npz(root / "ref64.npz", images=np.zeros((4, 64, 64, 3), np.uint8), labels=labels[:4])
+    np.savez_compressed(root / "deflated.npz", images=images[:40], labels=labels[:40])
+    blob = bytearray((root / "deflated.npz").read_bytes())
+    blob[200:260] = bytes(60)  # inside the first member's deflate stream
+    (root / "baddeflate.npz").write_bytes(bytes(blob))
+    files["bad_deflate"] = root / "baddeflate.npz"
     files["empty_npz"] = _npz(root / "empty.npz")
     files["no_arrays"] = _npz(root / "noarrays.npz", something=np.zeros(3))
     raw = (root / "tiny.npz").read_bytes()
@@ -286,10 +295,14 @@ CASES = [
     ("eval-eps-negative", EVAL + ["--eps", "-1/255"], r"out of range"),
     ("eval-eps-text", EVAL + ["--eps", "small"], r"cannot read eps 'small'"),
     ("eval-eps-div-zero", EVAL + ["--eps", "8/0"], r"cannot read eps '8/0'"),
+    ("eval-eps-full-width", EVAL + ["--eps", "８/255"], r"cannot read eps '８/255'"),
+    ("eval-eps-underscore", EVAL + ["--eps", "1_0/255"], r"cannot read eps '1_0/255'"),
     ("eval-eps-nan", EVAL + ["--eps", "nan"], r"eps nan is out of range"),
     ("eval-n-zero", EVAL[:-6] + ["--n", "0"], r"--n.*0 is not in the range x>=1"),
     ("eval-n-negative", EVAL[:-6] + ["--n", "-5"], r"--n.*-5 is not in the range"),
     ("eval-n-text", EVAL[:-6] + ["--n", "many"], r"--n.*'many' is not a valid integer"),
+    ("eval-n-beyond-data", EVAL[:-6] + ["--n", "1000000000000"], r"--n 1000000000000 is more than the 1,017 test images"),
+    ("eval-out-newline", EVAL[:-2] + ["--out", "{out}\nx"], r"holds a control character"),
     ("eval-batch-zero", EVAL + ["--batch-size", "0"], r"--batch-size.*0 is not in the range x>=1"),
     ("eval-seed-negative", EVAL + ["--seed", "-1"], r"--seed.*-1 is not in the range x>=0"),
     ("eval-device-unknown", EVAL[:-2] + ["--device", "tpu"], r"unknown device 'tpu'"),
@@ -321,6 +334,8 @@ CASES = [
     ("eval-inception-absent", EVAL + ["--metric", "is"], r"IS/FID need torch-fidelity's Inception-v3 weights"),
     # ---- eval: data
     ("eval-data-missing", ["eval", "--ckpt", "{ckpt}", "--data", "{root}/none", "--out", "{out}"], r"data not found"),
+    ("eval-data-two-test-sets", ["eval", "--ckpt", "{ckpt}", "--data", "{two_test_sets}", "--out", "{out}"],
+     r"holds both images/labels and test_images/test_labels"),
     ("eval-data-txt", ["eval", "--ckpt", "{ckpt}", "--data", "{txt}", "--out", "{out}"], r"unsupported data file"),
     ("eval-data-folder", ["eval", "--ckpt", "{ckpt}", "--data", "{a_folder}", "--out", "{out}"], r"is not a data source"),
     ("eval-data-100-classes", ["eval", "--ckpt", "{ckpt}", "--data", "{cifar100like}", "--out", "{out}"], r"outputs 10 classes but the data has 100"),
@@ -336,6 +351,13 @@ CASES = [
     ("data-info-no-arrays", ["data", "info", "{no_arrays}"], r"has neither images/labels"),
     ("data-info-truncated-npz", ["data", "info", "{truncated_npz}"], r"cannot read .* as .npz"),
     ("data-info-object-npz", ["data", "info", "{object_npz}"], r"holds Python objects"),
+    ("data-info-bad-deflate", ["data", "info", "{bad_deflate}"], r"cannot read .* as .npz \(a damaged member"),
+    ("data-verify-reference-no-images", ["data", "verify", "{exact}", "--reference", "{ref_no_images}"],
+     r"has neither images/labels"),
+    ("data-verify-reference-size", ["data", "verify", "{exact}", "--reference", "{ref_size64}"],
+     r"must be uint8 \(N, 32, 32, 3\)"),
+    ("data-verify-reference-not-npz", ["data", "verify", "{exact}", "--reference", "{txt}"],
+     r"unsupported data file|not an .npz"),
     ("data-info-nan-labels", ["data", "info", "{nan_labels}"], r"labels must be whole class indices"),
     ("data-info-neg-labels", ["data", "info", "{neg_labels}"], r"labels must be >= 0, found -1"),
     ("data-info-frac-labels", ["data", "info", "{frac_labels}"], r"labels must be whole class indices"),

@@ -172,3 +172,33 @@ def test_random_crop_flip_matches_torchvision_crops(mode, torchvision_mode):
         assert matches
         offsets.add(matches[0][:2])
     assert len(offsets) > 5  # offsets vary across images
+
+
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
+    """The decoded-data cache holds each array's sha256: labels rolled by one, a truncated array or
+    broken meta.json are noticed on the next read, said in one line, and decoded again."""
+    import json as _json
+
+    from energybench import data as datalib
+
+    monkeypatch.setenv("ENERGYBENCH_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(0)
+    source = tmp_path / "small.npz"
+    labels = rng.integers(0, 10, 40)
+    np.savez(source, images=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), labels=labels)
+    first = datalib.load_split(source, "test")
+    (entry,) = [p for p in (tmp_path / "home" / "cache").iterdir() if p.is_dir()]
+    label_file = next(entry.glob("*labels.npy"))
+    for damage in ("roll", "truncate", "meta"):
+        if damage == "roll":
+            np.save(label_file, np.roll(np.load(label_file), 1))
+        elif damage == "truncate":
+            blob = label_file.read_bytes()
+            label_file.write_bytes(blob[: len(blob) // 2])
+        else:
+            (entry / "meta.json").write_text("{not json")
+        capsys.readouterr()
+        again = datalib.load_split(source, "test")
+        assert torch.equal(again.labels, first.labels) and torch.equal(again.images, first.images), damage
+        assert "is damaged; decoding the source again" in capsys.readouterr().err, damage
+        assert _json.loads((entry / "meta.json").read_text())["sha256"]

@@ -88,10 +88,16 @@ def test_caches_are_keyed_by_model_and_protocol(trained_run, second_run, exact_n
     assert first["energy-hist"]["extra"]["energies"] != second["energy-hist"]["extra"]["energies"]
     assert len(list(shared.glob("samples-*.npz"))) == 2
     assert len(list(shared.glob("autoattack-*.state.json"))) == 2
-    # --force into the same folder recomputes from scratch (no chunk taken from the old state)
+    # --force into the same folder recomputes from scratch: no chunk is taken from the old state,
+    # even one edited to claim every image robust
+    state = shared / Path(second["autoattack"]["file"]).with_suffix(".state.json").name
+    saved = json.loads(state.read_text())
+    for chunk in saved["chunks"].values():
+        chunk["robust"] = chunk["adv"] = "1" * len(chunk["robust"])
+    state.write_text(json.dumps(saved))
     (forced,) = evaluate(second_run / "last.pt", ["autoattack"], out_dir=shared, overrides=overrides,
                          force=True, **kwargs)
-    assert forced["value"] == alone["autoattack"]["value"]
+    assert forced["value"] == alone["autoattack"]["value"] and forced["extra"]["chunks_resumed"] == 0
 
 
 def test_energy_dynamics_keeps_its_raw_rows(tmp_path, jpeg_tar):

@@ -162,9 +162,10 @@ def test_each_row_generates_with_its_papers_sampler():
     # a record made with another sampler does not fill the cell
     records = collect_records([REPO / "tests" / "reference" / "ci" / "records"])
     template = copy.deepcopy(next(r for r in records if r["model"]["recipe"] == "pgd-at" and r["metric"] == "clean"))
-    fake = {**template, "metric": "is", "unit": "score", "value": 5.0, "stderr": 0.1,
-            "identity": {**template["identity"], "metric": "is", "metric_version": 1}}
     from energybench.metrics import METRICS
+
+    fake = {**template, "metric": "is", "unit": "score", "value": 5.0, "stderr": 0.1,
+            "identity": {**template["identity"], "metric": "is", "metric_version": METRICS.get("is").version}}
 
     for mode, fills in (("joint", False), ("conditional", True)):
         params = METRICS.get("is")(METRICS.get("is").Params(mode=mode, n_per_class=5000)).protocol()
@@ -258,6 +259,12 @@ def test_tables_mark_rows_that_do_not_differ_significantly(exact_npz, tmp_path):
     assert f"McNemar exact p = {p:.2g}" in text
     tidy = {(r["entry"], r["measure"]): r for r in grid.tidy}
     assert (tidy[("JEM", "PGD-20")]["not_significant_vs"] == "JEAT") is (p >= 0.05)
+    from energybench.report import orderings
+
+    line = next(x for x in orderings(load_table("jeat-t3"), grid) if " PGD-20: " in x)
+    assert "paper JEAT > JEM (30.55 vs 6.11)" in line  # JEAT's Table 3 ordering
+    holds = tidy[("JEAT", "PGD-20")]["measured"] > tidy[("JEM", "PGD-20")]["measured"]
+    assert (": holds" in line) is holds and (", significant" in line) is (p < 0.05)
 
 
 def test_reproduce_trains_every_seed_and_reports_them(jpeg_tar, tmp_path):

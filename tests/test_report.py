@@ -171,3 +171,18 @@ def test_reproduce_draws_figures_writes_an_index_and_resumes(tmp_path, jpeg_tar,
     rp.reproduce("tiny", out, runs, {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
                  only="normal", tables=["jeat-t1"], log=lambda m: None)
     assert {r: r.stat().st_mtime_ns for r in stamps} == stamps  # resumed: nothing recomputed
+
+
+def test_a_table_never_mixes_test_sets():
+    """Each cell had one candidate, but 'No attack' from one test set and 'PGD-20' from another
+    would sit side by side: an error naming both."""
+    records = collect_records([RECORDS])
+    normal = [r for r in records if r["model"]["recipe"] == "normal"]
+    moved = copy.deepcopy(next(r for r in normal if r["metric"] == "pgd20"))
+    moved["identity"]["data"] = {**moved["identity"]["data"], "hash": "the exact-pixel copy"}
+    moved["data"]["label"] = "CIFAR-10 test, exact pixels"
+    moved["_file"] = "exact/pgd20.json"
+    mixed = [r for r in normal if r["metric"] != "pgd20"] + [moved]
+    with pytest.raises(UserError, match=r"table jeat-t1 would mix test sets: .* from CIFAR-10 \(JPEG q75 copy\).*"
+                                        r"from CIFAR-10 test, exact pixels \(exact/pgd20.json\)"):
+        build(load_table("jeat-t1"), mixed)

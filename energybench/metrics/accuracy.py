@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from energybench.metrics.base import (
-    EvalContext, Metric, MetricResult, binomial_stderr, register_metric,
-)
 from energybench.energy import logit_margin
-from energybench.outcomes import OutcomeLog
+from energybench.metrics.base import (
+    EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
+)
+from energybench.outcomes import OutcomeLog, write_outcomes
 from energybench.progress import progress
-from energybench.results import write_npz_atomic
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,22 @@ class CleanAccuracy(Metric):
     summary = "top-1 accuracy on clean test images"
     Params = CleanParams
     version = 2  # 2: per-image outcomes beside the record
+    shardable = True
 
     @torch.no_grad()
-    def compute(self, ctx: EvalContext) -> MetricResult:
-        log = OutcomeLog()
-        for x, y, offset in progress(ctx.batches(), desc="clean", total=-(-len(ctx.data) // ctx.batch_size)):
+    def shard(self, ctx: EvalContext) -> Shard:
+        log = OutcomeLog(("nonfinite",))
+        for x, y, offset in progress(ctx.batches(), desc="clean", total=len(ctx.batch_offsets())):
             logits = ctx.model(x)
             log.add(index=torch.arange(offset, offset + len(y)), clean_correct=logits.argmax(1) == y,
-                    margin=logit_margin(logits, y))
-        outcomes = log.columns()
-        write_npz_atomic(ctx.artifact("outcomes.npz"), **outcomes)
-        correct = int(outcomes["clean_correct"].sum())
+                    margin=logit_margin(logits, y), nonfinite=~torch.isfinite(logits).all(1))
+        return Shard(log.columns())
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
+        outcomes = shard.columns
+        refuse_nonfinite(self.name, outcomes["nonfinite"])
+        write_outcomes(ctx.artifact("outcomes.npz"), outcomes)
+        correct = int(np.sum(outcomes["clean_correct"]))
         acc = correct / len(ctx.data)
         return MetricResult(acc, len(ctx.data), binomial_stderr(acc, len(ctx.data)),
                             {"correct": correct, "outcomes": ctx.artifact("outcomes.npz").name})

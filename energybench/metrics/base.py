@@ -2,6 +2,13 @@
 
 Metrics run through `energybench.evaluation`, which builds the EvalContext, skips metrics whose
 record already exists with the same inputs, and writes one JSON record per metric.
+
+A per-image metric is `shardable`: `shard(ctx)` computes per-image columns for the batches of
+the test data that `ctx.batches()` gives this process (under torchrun, batch b goes to rank
+b mod world size), and `finish(ctx, shard)` turns the columns of all images, merged in image
+order, into the result. Every random draw is seeded from the image or batch index, never from
+the rank, so a sharded run gives the one-process record. `prepare(ctx)` runs on every rank first
+(e.g. generating the samples a metric scores, sharded too).
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from energybench.data import LabeledImages
+from energybench.distributed import World
+from energybench.errors import UserError
 from energybench.registry import Registry
 
 METRICS: Registry = Registry("metric")
@@ -39,18 +49,49 @@ class EvalContext:
     loaded: object = None  # energybench.checkpoint.LoadedModel: provenance, replay buffer, train data
     stem: str = "metric"  # file stem of this metric's record: its figures and raw data share it
     train_data: str | None = None  # training data spec when the model does not name its own
+    world: World = World()  # the torchrun process group; batches() gives this rank its share
 
     def artifact(self, suffix: str) -> Path:
         """Where this record's figure or raw data goes: OUT/<stem>.<suffix> (e.g. 'png', 'npz'),
         so records of other protocols in the same folder keep their own files."""
         return Path(self.out_dir) / f"{self.stem}.{suffix}"
 
+    def batch_offsets(self) -> list[int]:
+        """The first image index of each batch this process computes: every batch in one
+        process; batch b on rank b mod world size under torchrun."""
+        starts = range(0, len(self.data), self.batch_size)
+        return [s for b, s in enumerate(starts) if b % self.world.size == self.world.rank]
+
     def batches(self):
-        """(x float32 (B, 3, H, W) in [0, 1] on device, y int64 (B,), offset) over the data."""
-        for start in range(0, len(self.data), self.batch_size):
+        """(x float32 (B, 3, H, W) in [0, 1] on device, y int64 (B,), offset) over this process's
+        batches of the data."""
+        for start in self.batch_offsets():
             x = self.data.images[start:start + self.batch_size].to(self.device).float().div_(255)
             y = self.data.labels[start:start + self.batch_size].to(self.device)
             yield x, y, start
+
+    def whole(self) -> "EvalContext":
+        """The same context over all images (for what one process computes alone)."""
+        return dataclasses.replace(self, world=World())
+
+
+@dataclass
+class Shard:
+    """Per-image columns (each (N, ...) with N the images this process computed; `index` (N,)
+    their positions in the test data) and small per-process facts (`meta`, one dict a process)."""
+
+    columns: dict[str, np.ndarray]
+    meta: list[dict] = field(default_factory=list)
+
+    @staticmethod
+    def merge(shards: list["Shard"]) -> "Shard":
+        """The shards of all processes as one, in image order (a process that had no batch
+        contributes no columns)."""
+        full = [s for s in shards if s.columns]
+        index = np.concatenate([s.columns["index"] for s in full])
+        order = np.argsort(index, kind="stable")
+        columns = {k: np.concatenate([s.columns[k] for s in full])[order] for k in full[0].columns}
+        return Shard(columns, [m for s in shards for m in s.meta])
 
 
 @dataclass
@@ -60,6 +101,16 @@ class MetricResult:
     stderr: float | None = None
     extra: dict = field(default_factory=dict)
     diagnostics: dict | None = None  # energybench.diagnostics checks, by name (attack metrics)
+
+
+def refuse_nonfinite(metric: str, nonfinite: np.ndarray) -> None:
+    """Non-finite logits are no answer: a metric whose images got NaN or infinite logits (flags
+    (N,) bool) stops with one line instead of counting them as class 0."""
+    count = int(np.sum(nonfinite))
+    if count:
+        raise UserError(f"{metric}: the model returned NaN or infinite logits for {count} of "
+                         f"{len(nonfinite)} images; nothing is computed from them (check its weights and "
+                         f"its input normalisation)")
 
 
 def binomial_stderr(p: float, n: int) -> float:
@@ -86,6 +137,8 @@ class Metric(abc.ABC):
     estimator_params: ClassVar[tuple[str, ...]] = ()
     incidental_params: ClassVar[tuple[str, ...]] = ()
 
+    shardable: ClassVar[bool] = False  # per-image: computed in shards over torchrun's ranks
+
     def __init__(self, params):
         self.params = params
 
@@ -101,9 +154,23 @@ class Metric(abc.ABC):
         skip = set(cls.estimator_params) | set(cls.incidental_params)
         return {k: v for k, v in protocol.items() if k not in skip}
 
-    @abc.abstractmethod
+    def prepare(self, ctx: EvalContext) -> None:
+        """What every process does before any computes (e.g. sharded sample generation)."""
+
+    def shard(self, ctx: EvalContext) -> Shard:
+        """Per-image columns for this process's batches (shardable metrics)."""
+        raise NotImplementedError(f"{self.name} is not computed in shards")
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
+        """The result from every image's columns (shardable metrics)."""
+        raise NotImplementedError(f"{self.name} is not computed in shards")
+
     def compute(self, ctx: EvalContext) -> MetricResult:
-        """Run the metric's protocol on ctx.data with ctx.model (eval mode)."""
+        """Run the metric's protocol on ctx.data with ctx.model (eval mode), in one process."""
+        if not self.shardable:
+            raise NotImplementedError(f"{self.name} must implement compute")
+        whole = ctx.whole()
+        return self.finish(whole, self.shard(whole))
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:

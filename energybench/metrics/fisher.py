@@ -20,10 +20,9 @@ import torch
 
 from energybench.energy import joint_energy, marginal_energy
 from energybench.validation import Checked
-from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
-from energybench.outcomes import OutcomeLog
+from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric
+from energybench.outcomes import OutcomeLog, write_outcomes
 from energybench.progress import progress
-from energybench.results import write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
 
 
@@ -36,12 +35,15 @@ def fisher_terms(model, x: torch.Tensor, y: torch.Tensor, kind: str, probes: int
     """Per-image (1/2 ||grad E||^2, tr(hess E)), each (N,). x: (N, C, H, W) float32.
 
     Images are independent in eval mode, so one backward of the summed energy gives every
-    image's gradient, and one Hessian-vector product per probe serves the whole batch.
+    image's gradient, and one Hessian-vector product per probe serves the whole batch. An image
+    whose energy is not finite gets NaN.
     """
     x = x.detach().requires_grad_(True)
-    energy = energy_of(model(x), y, kind).sum()
-    (grad,) = torch.autograd.grad(energy, x, create_graph=True)
+    per_image = energy_of(model(x), y, kind)
+    (grad,) = torch.autograd.grad(per_image.sum(), x, create_graph=True)
     half_sq = 0.5 * grad.detach().flatten(1).pow(2).sum(1)
+    # an image whose energy is NaN or infinite has no score (its derivatives may still look finite)
+    half_sq = torch.where(torch.isfinite(per_image.detach()), half_sq, torch.full_like(half_sq, float("nan")))
     if not grad.requires_grad:  # the energy is affine in x here: zero Hessian
         return half_sq, torch.zeros_like(half_sq)
     dim = x[0].numel()
@@ -76,27 +78,30 @@ class FisherScore(Metric):
     estimator_params = ("probes", "exact_trace")  # both estimate the same trace
     kind: str
 
-    def compute(self, ctx: EvalContext) -> MetricResult:
-        grad_terms, traces = [], []
-        total = -(-len(ctx.data) // ctx.batch_size)
+    shardable = True
+
+    def shard(self, ctx: EvalContext) -> Shard:
+        log = OutcomeLog(("grad_term", "trace_term"))
         was_training = ctx.model.training
         ctx.model.eval()
         try:
-            for x, y, offset in progress(ctx.batches(), desc=self.name, total=total):
+            for x, y, offset in progress(ctx.batches(), desc=self.name, total=len(ctx.batch_offsets())):
                 gen = make_generator(derive_seed(ctx.seed, offset), ctx.device)
                 with torch.enable_grad():
                     g, t = fisher_terms(ctx.model, x, y, self.kind, self.params.probes, gen,
                                         self.params.exact_trace)
-                grad_terms.append(g.cpu())
-                traces.append(t.cpu())
+                log.add(index=torch.arange(offset, offset + len(y)), grad_term=g.double(), trace_term=t.double())
         finally:
             ctx.model.train(was_training)
-        g, t = torch.cat(grad_terms).double(), torch.cat(traces).double()
+        return Shard(log.columns())
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
+        g = torch.from_numpy(shard.columns["grad_term"]).double()
+        t = torch.from_numpy(shard.columns["trace_term"]).double()
         per_image = g - t
         n = len(per_image)
-        log = OutcomeLog()
-        log.add(index=torch.arange(n), score=per_image)
-        write_npz_atomic(ctx.artifact("outcomes.npz"), **log.columns())
+        refuse_nonfinite(self.name, (~torch.isfinite(per_image)).numpy())
+        write_outcomes(ctx.artifact("outcomes.npz"), {"index": shard.columns["index"], "score": per_image.numpy()})
         sd = lambda v: float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")  # noqa: E731
         return MetricResult(float(per_image.mean()), n, sd(per_image), {
             "grad_term": float(g.mean()), "grad_term_stderr": sd(g),

@@ -24,7 +24,9 @@ import torch
 from energybench.data import data_identity
 from energybench.errors import UserError
 from energybench.hashing import file_sha256, json_key
-from energybench.generation import GenerationConfig, Samples
+from energybench.generation import (
+    GENERATION_VERSION, GenerationConfig, Samples, generate_to_file, training_split,
+)
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
 from energybench.safe_pickle import load_tensor_dict, no_code_from_pickles
 
@@ -106,35 +108,33 @@ class GenerativeParams(GenerationConfig):
 
 def samples_for(ctx: EvalContext, params) -> Samples:
     """The samples this protocol asks for, generated once per evaluation folder and cached as
-    `samples-<key>.npz`, the key a digest of the model's sha256, the generation config, the
-    training data the initial distribution is fitted on, and the device type."""
-    from energybench.generation import load_samples, save_samples
-    from energybench.sample_io import generate_for, training_split
-
+    `samples-<key>.npz`, the key a digest of the model's sha256, the generation config and
+    version, the training data the initial distribution is fitted on, and the device type. Under
+    torchrun every rank generates its share (`generation.generate_to_file`)."""
     gen_cfg = GenerationConfig(**{f.name: getattr(params, f.name) for f in fields(GenerationConfig)})
     train = training_split(ctx.loaded, ctx.train_data) if gen_cfg.init == "class-gaussian" else None
     key = {"model_sha256": ctx.loaded.sha256, "generation": dataclasses.asdict(gen_cfg),
+           "generation_version": GENERATION_VERSION,
            "train_data": None if train is None else data_identity(train.source),
            "device": ctx.device.type}
     path = Path(ctx.out_dir) / f"samples-{json_key(key, 16)}.npz"
-    cached = load_samples(path, key)
-    if cached is not None:
-        return cached
-    samples = generate_for(ctx.loaded, gen_cfg, ctx.device, train=train)
-    save_samples(samples, gen_cfg, path, key)
-    return samples
+    return generate_to_file(ctx.loaded, gen_cfg, ctx.device, path, key, train=train, world=ctx.world)
 
 
 def train_uint8(ctx: EvalContext):
-    from energybench.sample_io import training_split
-
     return training_split(ctx.loaded, ctx.train_data)
 
 
 class FidelityMetric(Metric):
     Params = GenerativeParams
     unit = "score"
+    version = 2  # 2: each batch of samples from its own seed (shardable generation)
     incidental_params = ("batch_size", "seed", "inception_weights")  # the weights' sha256 is in extra
+
+    def prepare(self, ctx: EvalContext) -> None:
+        """Under torchrun: refuse early on every rank, then generate the samples together."""
+        find_inception_weights(self.params.inception_weights or None)
+        samples_for(ctx, self.params)
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         weights = find_inception_weights(self.params.inception_weights or None)  # refuse early

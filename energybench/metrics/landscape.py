@@ -14,7 +14,7 @@ from energybench.attacks import PGDConfig, pgd
 from energybench.energy import joint_energy
 from energybench.errors import UserError
 from energybench.generation import GenerationConfig
-from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
+from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric
 from energybench.metrics.generative import samples_for
 from energybench.hashing import file_sha256
 from energybench.results import write_npz_atomic, write_text_atomic
@@ -64,16 +64,32 @@ class EnergyHistogram(Metric):
     unit = "energy"
     incidental_params = ("batch_size", "bins")
 
-    def compute(self, ctx: EvalContext) -> MetricResult:
+    version = 2  # 2: samples from per-batch seeds; energies per test batch (shardable)
+    shardable = True
+
+    def prepare(self, ctx: EvalContext) -> None:
+        samples_for(ctx, self.params)
+
+    def shard(self, ctx: EvalContext) -> Shard:
+        """E(x, y) of this process's clean test images and their PGD-20 examples."""
+        cfg = self.params.attack()
+        index, clean, adversarial = [], [], []
+        for x, y, off in ctx.batches():
+            adv = pgd(ctx.model, x, y, cfg, make_generator(derive_seed(ctx.seed, off), ctx.device))
+            with torch.no_grad():
+                clean.append(joint_energy(ctx.model(x), y).cpu())
+                adversarial.append(joint_energy(ctx.model(adv), y).cpu())
+            index.append(torch.arange(off, off + len(y)))
+        if not index:
+            return Shard({})
+        return Shard({"index": torch.cat(index).numpy(), "clean": torch.cat(clean).numpy(),
+                      "adversarial": torch.cat(adversarial).numpy()})
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
         p = self.params
-        cfg = p.attack()
-        clean_x = ctx.data.images.float() / 255
-        y = ctx.data.labels
-        adv = torch.cat([pgd(ctx.model, x, yy, cfg, make_generator(derive_seed(ctx.seed, off), ctx.device)).cpu()
-                         for x, yy, off in ctx.batches()])
+        refuse_nonfinite(self.name, ~np.isfinite(shard.columns["clean"]) | ~np.isfinite(shard.columns["adversarial"]))
         samples = samples_for(ctx, p)
-        e = {"clean": joint_energies(ctx.model, clean_x, y, ctx.device).numpy(),
-             "adversarial": joint_energies(ctx.model, adv, y, ctx.device).numpy(),
+        e = {"clean": shard.columns["clean"], "adversarial": shard.columns["adversarial"],
              "generated": joint_energies(ctx.model, samples.images, samples.labels, ctx.device).numpy()}
         lo = min(v.min() for v in e.values())
         hi = max(v.max() for v in e.values())
@@ -82,7 +98,7 @@ class EnergyHistogram(Metric):
         stats = {k: {"mean": float(v.mean()), "std": float(v.std()), "n": len(v)} for k, v in e.items()}
         gap_adv = stats["adversarial"]["mean"] - stats["clean"]["mean"]
         gap_gen = stats["generated"]["mean"] - stats["clean"]["mean"]
-        return MetricResult(gap_adv, len(y), None, {
+        return MetricResult(gap_adv, len(ctx.data), None, {
             "energies": stats, "gap_adv_clean": gap_adv, "gap_generated_clean": gap_gen,
             "overlap_clean_adv": overlap(e["clean"], e["adversarial"], bins),
             "overlap_clean_generated": overlap(e["clean"], e["generated"], bins),

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from energybench.generation import GenerationConfig
-from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
+from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, register_metric
 from energybench.metrics.generative import samples_for, train_uint8
 from energybench.results import write_npz_atomic
 from energybench.ssim import nearest_by_ssim
@@ -34,10 +34,29 @@ class Memorization(Metric):
     unit = "ssim"
     incidental_params = ("batch_size", "figure_rows")
 
-    def compute(self, ctx: EvalContext) -> MetricResult:
+    version = 2  # 2: samples from per-batch seeds (shardable generation and queries)
+    shardable = True  # the generated samples (queries) split over the ranks
+
+    def prepare(self, ctx: EvalContext) -> None:
+        samples_for(ctx, self.params)
+
+    def shard(self, ctx: EvalContext) -> Shard:
         samples = samples_for(ctx, self.params)
         train = train_uint8(ctx)
-        values, indices = nearest_by_ssim(samples.images, train.images, k=self.params.k, device=ctx.device)
+        starts = range(0, len(samples.labels), ctx.batch_size)
+        mine = torch.cat([torch.arange(s, min(s + ctx.batch_size, len(samples.labels)))
+                          for b, s in enumerate(starts) if b % ctx.world.size == ctx.world.rank] or
+                         [torch.zeros(0, dtype=torch.long)])
+        if not len(mine):
+            return Shard({})
+        values, indices = nearest_by_ssim(samples.images[mine], train.images, k=self.params.k, device=ctx.device)
+        return Shard({"index": mine.numpy(), "ssim": values.numpy(), "train_index": indices.numpy()})
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
+        samples = samples_for(ctx, self.params)
+        train = train_uint8(ctx)
+        values = torch.from_numpy(shard.columns["ssim"])
+        indices = torch.from_numpy(shard.columns["train_index"])
         best = values[:, 0].double()
         rows = min(self.params.figure_rows, len(samples.labels))
         pick = torch.linspace(0, len(samples.labels) - 1, rows).long()  # spread over classes

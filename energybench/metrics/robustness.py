@@ -23,6 +23,7 @@ the batch it is attacked in. Set `eot` > 1 for EOT-PGD (the attack for randomize
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,10 +31,12 @@ import torch
 
 from energybench import diagnostics
 from energybench.attacks import AttackTrace, PGDConfig, per_example_loss, pgd
-from energybench.autoattack import run_autoattack, run_square
-from energybench.metrics.base import EvalContext, Metric, MetricResult, binomial_stderr, register_metric
+from energybench.autoattack import chunk_index, run_autoattack, run_square
 from energybench.energy import logit_margin
-from energybench.outcomes import OutcomeLog
+from energybench.metrics.base import (
+    EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
+)
+from energybench.outcomes import OutcomeLog, write_outcomes
 from energybench.progress import progress
 from energybench.results import write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
@@ -66,19 +69,22 @@ def test_noise(x: torch.Tensor, index: torch.Tensor, sigma: float, seed: int) ->
     return x + sigma * noise.to(x.device)
 
 
-def run_pgd(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.0,
-            robust_needs_clean: bool = True) -> PGDRun:
-    """PGD over ctx.data in batches, with per-image outcomes and the always-on diagnostics.
+SHARD_COLUMNS = ("margin_path", "grad_zero", "grad_nonfinite", "probability_like", "nonfinite")
+
+
+def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.0,
+              robust_needs_clean: bool = True) -> Shard:
+    """PGD over this process's batches: per-image outcomes and what the diagnostics need (the
+    attack's margin path (N, steps), start-gradient flags, probability-like rows); the process
+    that has the first batch also compares two forwards of it (meta).
 
     A randomized model draws its randomness from torch's global generator, which is seeded per
-    batch from (seed, first image index) inside a forked RNG state: records are reproducible and
-    the caller's RNG state is untouched."""
-    model, log = ctx.model, OutcomeLog()
-    margin_paths, final_margins, grad_zero, grad_nonfinite, survived = [], [], [], [], []
-    random_check, probability_rows = None, 0
-    total = -(-len(ctx.data) // ctx.batch_size)
+    batch from (seed, first image index) inside a forked RNG state: records are reproducible, the
+    same in any process, and the caller's RNG state is untouched."""
+    model, log = ctx.model, OutcomeLog(SHARD_COLUMNS)
+    meta = []
     devices = [ctx.device] if ctx.device.type == "cuda" else []
-    for x, y, offset in progress(ctx.batches(), desc=desc, total=total):
+    for x, y, offset in progress(ctx.batches(), desc=desc, total=len(ctx.batch_offsets())):
         index = torch.arange(offset, offset + len(y))
         if noise_sigma > 0:
             x = test_noise(x, index, noise_sigma, ctx.seed)
@@ -86,36 +92,48 @@ def run_pgd(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.
             torch.manual_seed(derive_seed(ctx.seed, offset, 2))
             with torch.no_grad():
                 logits = model(x)
-            if random_check is None:
-                random_check = diagnostics.randomized_forward(model, x, logits)
+            if offset == 0:
+                meta.append({"randomized_forward": diagnostics.randomized_forward(model, x, logits).as_record()})
             trace = AttackTrace()
             x_adv = pgd(model, x, y, cfg, trace=trace, image_seeds=image_seeds(ctx.seed, index))
             with torch.no_grad():
                 adv_logits = model(x_adv)
         right_clean = logits.argmax(1) == y
         right_adv = adv_logits.argmax(1) == y
-        robust = right_clean & right_adv if robust_needs_clean else right_adv
-        margin = logit_margin(adv_logits, y)
-        log.add(index=index, clean_correct=right_clean, adv_correct=right_adv, robust=robust,
-                loss=per_example_loss(adv_logits, y, cfg.objective), margin=margin)
-        probability_rows += diagnostics.probability_rows(logits)
-        margin_paths.append(trace.margin_trajectory())
-        final_margins.append(margin.detach().cpu())
-        grad_zero.append(trace.grad_zero)
-        grad_nonfinite.append(trace.grad_nonfinite)
-        survived.append(robust.cpu())
-    outcomes = log.columns()
-    survived = torch.cat(survived)
-    checks = [random_check, diagnostics.probability_output(rows=probability_rows, total=len(ctx.data)),
-              diagnostics.unavailable_gradients(torch.cat(grad_zero), torch.cat(grad_nonfinite), survived)]
-    if random_check.flag and cfg.eot == 1:
+        log.add(index=index, clean_correct=right_clean, adv_correct=right_adv,
+                robust=right_clean & right_adv if robust_needs_clean else right_adv,
+                loss=per_example_loss(adv_logits, y, cfg.objective), margin=logit_margin(adv_logits, y),
+                margin_path=trace.margin_trajectory().T, grad_zero=trace.grad_zero,
+                grad_nonfinite=trace.grad_nonfinite, probability_like=diagnostics.probability_like(logits),
+                nonfinite=~(torch.isfinite(logits).all(1) & torch.isfinite(adv_logits).all(1)))
+    return Shard(log.columns(), meta)
+
+
+def pgd_result(shard: Shard, cfg: PGDConfig, name: str = "PGD") -> PGDRun:
+    """Counts and the always-on diagnostics from every image's PGD columns."""
+    c = shard.columns
+    refuse_nonfinite(name, c["nonfinite"])
+    survived = torch.from_numpy(c["robust"])
+    randomized = next(diagnostics.from_record("randomized_forward", m["randomized_forward"])
+                      for m in shard.meta if "randomized_forward" in m)
+    checks = [randomized,
+              diagnostics.probability_output(rows=int(c["probability_like"].sum()), total=len(survived)),
+              diagnostics.unavailable_gradients(torch.from_numpy(c["grad_zero"]),
+                                                torch.from_numpy(c["grad_nonfinite"]), survived)]
+    if randomized.flag and cfg.eot == 1:
         checks.append(diagnostics.not_assessed(
             "incomplete_optimisation", "the forward is randomized: a single-sample trajectory is noise"))
     else:
-        checks.append(diagnostics.incomplete_optimisation(torch.cat(margin_paths, 1), torch.cat(final_margins),
-                                                          survived))
-    return PGDRun(len(ctx.data), int(outcomes["clean_correct"].sum()), int(outcomes["robust"].sum()),
-                  outcomes, checks)
+        checks.append(diagnostics.incomplete_optimisation(torch.from_numpy(c["margin_path"]).T,
+                                                          torch.from_numpy(c["margin"]), survived))
+    outcomes = {k: v for k, v in c.items() if k not in SHARD_COLUMNS}
+    return PGDRun(len(survived), int(c["clean_correct"].sum()), int(c["robust"].sum()), outcomes, checks)
+
+
+def run_pgd(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.0,
+            robust_needs_clean: bool = True) -> PGDRun:
+    """PGD over all of ctx.data in this process, with per-image outcomes and the diagnostics."""
+    return pgd_result(pgd_shard(ctx.whole(), cfg, desc, noise_sigma, robust_needs_clean), cfg)
 
 
 def checks_record(checks) -> dict:
@@ -128,13 +146,18 @@ class PGDRobustAccuracy(Metric):
 
     Params = PGDConfig  # the protocol: eps 8/255, step 2/255, 20 steps, random start, CE
     version = 2  # 2: per-image random starts, outcomes and diagnostics (1: starts per batch)
+    shardable = True
 
-    def compute(self, ctx: EvalContext) -> MetricResult:
-        params = self.params
-        attack = PGDConfig(**{f: getattr(params, f) for f in PGDConfig.__dataclass_fields__})
-        run = run_pgd(ctx, attack, self.name, getattr(params, "test_noise", 0.0),
-                      getattr(params, "robust_needs_clean", True))
-        write_npz_atomic(ctx.artifact("outcomes.npz"), **run.outcomes)
+    def attack(self) -> PGDConfig:
+        return PGDConfig(**{f: getattr(self.params, f) for f in PGDConfig.__dataclass_fields__})
+
+    def shard(self, ctx: EvalContext) -> Shard:
+        return pgd_shard(ctx, self.attack(), self.name, getattr(self.params, "test_noise", 0.0),
+                         getattr(self.params, "robust_needs_clean", True))
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
+        run = pgd_result(shard, self.attack(), self.name)
+        write_outcomes(ctx.artifact("outcomes.npz"), run.outcomes)
         acc = run.robust / run.n
         return MetricResult(acc, run.n, binomial_stderr(acc, run.n),
                             {"clean_accuracy": run.clean / run.n, "outcomes": ctx.artifact("outcomes.npz").name},
@@ -214,28 +237,63 @@ class AutoAttackMetric(Metric):
     Params = AutoAttackParams
     version = 3  # 3: per-image outcomes and diagnostics; 2: chunked runs (1: one run over all images)
     incidental_params = ("max_images", "chunk_size")  # max_images shows as the record's n
+    shardable = True  # by chunk: chunk c on rank c mod world size
 
-    def compute(self, ctx: EvalContext) -> MetricResult:
+    def state_file(self, ctx: EvalContext) -> Path:
+        """This process's resumable state: <stem>.state.json, or one file per rank under torchrun."""
+        world = ctx.world
+        return ctx.artifact("state.json" if world.size == 1 else f"state-{world.rank}-of-{world.size}.json")
+
+    def shard(self, ctx: EvalContext) -> Shard:
         p = self.params
         n = min(p.max_images, len(ctx.data))
+        chunks = range(-(-n // p.chunk_size))
+        mine = [c for c in chunks if c % ctx.world.size == ctx.world.rank]
         x = ctx.data.images[:n].float().div(255)
         y = ctx.data.labels[:n]
-        state = ctx.artifact("state.json")  # resumable; named by the record's identity
         result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
-                                device=ctx.device, state_path=state, version=p.version,
-                                chunk_size=p.chunk_size, key={"record": ctx.stem})
-        log = OutcomeLog()
-        log.add(index=torch.arange(n), clean_correct=result.clean_flags, adv_correct=result.adv_flags,
-                robust=result.robust_flags, loss=result.loss, margin=result.margin)
-        log.write(ctx.artifact("outcomes.npz"))
-        checks = [result.randomized, diagnostics.probability_output(rows=result.probability_rows, total=n),
-                  diagnostics.unavailable_gradients(result.grad_zero, result.grad_nonfinite, result.robust_flags),
+                                device=ctx.device, state_path=self.state_file(ctx), version=p.version,
+                                chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine)
+        log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite"))
+        if mine:
+            log.add(index=chunk_index(p.chunk_size, n, mine), clean_correct=result.clean_flags,
+                    adv_correct=result.adv_flags, robust=result.robust_flags, loss=result.loss,
+                    margin=result.margin, grad_zero=result.grad_zero, grad_nonfinite=result.grad_nonfinite,
+                    nonfinite=result.nonfinite)
+        meta = {"robust_after": result.robust_after, "warnings": result.warnings, "chunks": result.chunks,
+                "chunks_resumed": result.chunks_resumed, "probability_rows": result.probability_rows,
+                "state_file": self.state_file(ctx).name}
+        if result.randomized is not None:
+            meta["randomized_forward"] = result.randomized.as_record()
+        return Shard(log.columns(), [meta])
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
+        c, meta = shard.columns, shard.meta
+        refuse_nonfinite(self.name, c["nonfinite"])
+        n = len(c["index"])
+        robust, clean = int(c["robust"].sum()), int(c["clean_correct"].sum())
+        after: dict[str, int] = {}
+        for m in meta:
+            for attack, count in m["robust_after"].items():
+                after[attack] = after.get(attack, 0) + count
+        write_outcomes(ctx.artifact("outcomes.npz"), c)
+        randomized = next(diagnostics.from_record("randomized_forward", m["randomized_forward"])
+                          for m in meta if "randomized_forward" in m)
+        checks = [randomized,
+                  diagnostics.probability_output(rows=sum(m["probability_rows"] for m in meta), total=n),
+                  diagnostics.unavailable_gradients(torch.from_numpy(c["grad_zero"]),
+                                                    torch.from_numpy(c["grad_nonfinite"]),
+                                                    torch.from_numpy(c["robust"])),
                   diagnostics.not_assessed("incomplete_optimisation", "AutoAttack reports no trajectory "
                                            "(its APGD adapts its step and restarts from the best point)")]
-        return MetricResult(result.robust_accuracy, n, binomial_stderr(result.robust_accuracy, n),
-                            {"clean_accuracy": result.clean_accuracy, "per_attack": result.per_attack,
-                             "warnings": result.warnings, "chunks": result.chunks,
-                             "chunks_resumed": result.chunks_resumed, "state_file": state.name,
+        states = [m["state_file"] for m in meta]
+        acc = robust / n
+        return MetricResult(acc, n, binomial_stderr(acc, n),
+                            {"clean_accuracy": clean / n, "per_attack": {a: k / n for a, k in after.items()},
+                             "warnings": list(dict.fromkeys(w for m in meta for w in m["warnings"])),
+                             "chunks": sum(m["chunks"] for m in meta),
+                             "chunks_resumed": sum(m["chunks_resumed"] for m in meta),
+                             "state_file": states[0] if len(states) == 1 else states,
                              "outcomes": ctx.artifact("outcomes.npz").name},
                             checks_record(checks))
 

@@ -1,0 +1,110 @@
+"""NaN and infinite numbers are never results: logits that are not finite stop a metric in one
+line (they used to count as class 0), and training never saves a state whose weights, energies
+or logits blew up (the step after the last check used to be saved as 'the last good state')."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from energybench.checkpoint import load_model, read_checkpoint, save_checkpoint
+from energybench.errors import UserError
+from energybench.evaluation import evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class NaNOnSome(nn.Module):
+    """The shipped JEAT model with NaN logits on every third image."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = load_model(REPO / "checkpoints" / "jeat-smoke.pt").model
+
+    def forward(self, x):
+        out = self.model(x).clone()
+        out[::3] = float("nan")
+        return out
+
+
+def _data(n=32):
+    rng = np.random.default_rng(0)
+    return (torch.from_numpy(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)),
+            torch.from_numpy(rng.integers(0, 10, n)))
+
+
+@pytest.mark.parametrize("metric", ["clean", "pgd20", "pgd20-energy", "autoattack", "jfs", "mfs"])
+def test_nan_logits_stop_the_metric_naming_how_many_images(metric, tmp_path):
+    with pytest.raises(UserError, match=r"NaN or infinite logits for 11 of 32 images"):
+        evaluate(NaNOnSome(), [metric], data=_data(), out_dir=tmp_path, log=lambda m: None,
+                 overrides={"max_images": 32} if metric == "autoattack" else None)
+    assert not list(tmp_path.glob(f"{metric}-*.json"))
+
+
+class NaNOnBlackCorner(nn.Module):
+    """NaN logits for images whose top-left pixel is exactly black (random probes never are)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = load_model(REPO / "checkpoints" / "jeat-smoke.pt").model
+
+    def forward(self, x):
+        out = self.model(x)
+        black = (x[:, 0, 0, 0] == 0).view(-1, 1)
+        return torch.where(black, torch.full_like(out, float("nan")), out)
+
+
+def test_an_exported_program_with_nan_rows_gets_one_line(tmp_path, run_cli):
+    path = tmp_path / "nan.pt2"
+    program = torch.export.export(NaNOnBlackCorner().eval(), (torch.rand(4, 3, 32, 32),),
+                                  dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    torch.export.save(program, str(path))
+    data = tmp_path / "d.npz"
+    images, labels = _data()
+    images = images.clone()
+    images[::3, 0, 0, 0] = 0
+    images[1::3, 0, 0, 0] = images[2::3, 0, 0, 0] = 200
+    np.savez(data, images=images.numpy(), labels=labels.numpy())
+    for metric in ("clean", "pgd20"):
+        code, out, err = run_cli("eval", "--model", path, "--data", data, "--metric", metric, "--device", "cpu",
+                                 "--out", tmp_path / "out")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{metric}: the model returned NaN or infinite logits for 11 of 32 images" in err, err
+
+
+def test_a_checkpoint_whose_normalisation_makes_nan_is_refused(tmp_path):
+    ckpt = read_checkpoint(REPO / "checkpoints" / "jeat-smoke.pt")
+    state = dict(ckpt["state_dict"])
+    key = next(k for k in state if k.endswith("normalize.std"))
+    state[key] = torch.full_like(state[key], 1e-45)  # finite weights, NaN logits
+    save_checkpoint({**{k: v for k, v in ckpt.items() if k != "weights_sha256"}, "state_dict": state},
+                    tmp_path / "tiny-std.pt")
+    images, labels = _data(16)
+    data = tmp_path / "named.npz"
+    np.savez(data, images=images.numpy(), labels=labels.numpy(), label_names=np.array(ckpt["meta"]["classes"]))
+    with pytest.raises(UserError, match=r"clean: the model returned NaN or infinite logits for \d+ of 16 images"):
+        evaluate(tmp_path / "tiny-std.pt", ["clean"], data=str(data), out_dir=tmp_path / "e", log=lambda m: None)
+
+
+def test_training_that_blows_up_on_its_last_step_is_not_saved(tmp_path, run_cli, jpeg_tar):
+    """One step per epoch at lr 1e9: the step's own check passes (its loss is computed before the
+    update), the update explodes the weights. The state is checked before it is saved, so the
+    guard rolls back and finally stops, and last.pt stays the last state that was finite."""
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("train", "normal", "--preset", "smoke", "--data", jpeg_tar, "--out", out,
+                                "--device", "cpu", "--set", "optim.lr=1e9", "--set", "optim.epochs=1",
+                                "--set", "data.train_subset=200", "--set", "run.guard.max_abs_energy=1e30")
+    assert code == 2 and "training diverged" in err and "the last good state is" in err, err
+    assert "at the end of epoch 1" in stdout + err
+    ckpt = read_checkpoint(out / "last.pt")  # refuses non-finite weights itself
+    assert ckpt["progress"]["global_step"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    code, stdout, err = run_cli("train", "normal", "--preset", "smoke", "--data", jpeg_tar, "--out", tmp_path / "off",
+                                "--device", "cpu", "--set", "optim.lr=1e9", "--set", "optim.epochs=1",
+                                "--set", "data.train_subset=200", "--set", "run.guard.max_abs_energy=1e30",
+                                "--set", "run.guard.enabled=false")
+    assert code == 2 and "training diverged by the end of epoch 1" in err and len(err.strip().splitlines()) == 1, err
