@@ -27,11 +27,12 @@ from energybench.attacks import check_eps, eval_mode
 from energybench.diagnostics import Check
 from energybench.energy import logit_margin
 from energybench.errors import UserError
+from energybench.hashing import json_key
 from energybench.progress import progress
 from energybench.results import write_json_atomic
 
 STATE_FORMAT = "energybench-autoattack-state"
-STATE_VERSION = 5  # 5: non-finite logits per image; 4: chunks by id (a rank's share); 3: outcomes
+STATE_VERSION = 6  # 6: a digest of key and chunks; 5: non-finite logits per image; 4: chunks by id (a rank's share); 3: outcomes
 _AFTER_RE = re.compile(r"robust accuracy after (\S+): ([\d.]+)%")
 
 
@@ -103,20 +104,55 @@ def _parameters_frozen(model: nn.Module):
             p.requires_grad_(flag)
 
 
+def _state_digest(key: dict, chunks: dict) -> str:
+    """sha256 over a state file's key and chunks: an edited or damaged file no longer matches."""
+    return json_key({"key": key, "chunks": chunks}, length=64)
+
+
+_CHUNK_BITS = ("clean", "robust", "adv", "grad_zero", "grad_nonfinite", "nonfinite")
+
+
+def _chunk_problem(chunk) -> str | None:
+    """What is wrong with a saved chunk's structure, or None."""
+    if not isinstance(chunk, dict) or not isinstance(chunk.get("n"), int):
+        return "a chunk is not a record of n images"
+    n = chunk["n"]
+    for name in _CHUNK_BITS:
+        bits = chunk.get(name)
+        if not isinstance(bits, str) or len(bits) != n or set(bits) - {"0", "1"}:
+            return f"a chunk's {name} flags are not {n} bits"
+    if any(r == "1" and c == "0" for r, c in zip(chunk["robust"], chunk["clean"])):
+        return "a chunk counts an image robust that it does not count clean-correct"
+    for name in ("loss", "margin"):
+        if not isinstance(chunk.get(name), list) or len(chunk[name]) != n:
+            return f"a chunk's {name} is not {n} values"
+    if not isinstance(chunk.get("robust_after"), dict) or not isinstance(chunk.get("warnings"), list):
+        return "a chunk lacks its per-attack counts or warnings"
+    return None
+
+
 def _read_state(path: Path, key: dict) -> dict[int, dict]:
     """The finished chunks {chunk id: result} of a state file written for the same `key`; {} when
-    absent. A file that is unreadable or was written for another key is an error (the caller
-    names it by key)."""
+    absent. A file that is unreadable, was written for another key, or whose contents no longer
+    match the digest written with them is an error (the caller names it by key)."""
     if not path.exists():
         return {}
     try:
         state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"AutoAttack state {path} is unreadable ({exc}); delete it to start over") from None
+    except (OSError, json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise UserError(f"AutoAttack state {path} is unreadable ({type(exc).__name__}); delete it or rerun "
+                        f"with --force to start over") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("key") != key \
             or not isinstance(state.get("chunks"), dict):
         raise UserError(f"AutoAttack state {path} belongs to another model, data or protocol; "
-                        f"delete it to start over")
+                        f"delete it or rerun with --force to start over")
+    if state.get("digest") != _state_digest(state["key"], state["chunks"]):
+        raise UserError(f"AutoAttack state {path} does not match its digest (it was edited or damaged); "
+                        f"delete it or rerun with --force to start over")
+    problem = next((p for p in map(_chunk_problem, state["chunks"].values()) if p), None)
+    if problem or not all(c.isdigit() for c in state["chunks"]):
+        raise UserError(f"AutoAttack state {path} is damaged ({problem or 'a chunk id is not a number'}); "
+                        f"delete it or rerun with --force to start over")
     return {int(c): chunk for c, chunk in state["chunks"].items()}
 
 
@@ -147,7 +183,10 @@ def _clean_pass(model, x, y, batch_size, device):
     return torch.cat(right), torch.cat(zero), torch.cat(nonfinite), rows, torch.cat(bad)
 
 
-def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool) -> dict:
+def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool,
+                  nonfinite: str | None = "refuse") -> dict:
+    """One fresh AutoAttack run on x (N, C, H, W) in [0, 1]. Images with NaN/inf clean logits stop
+    it, unless `nonfinite` is 'wrong': then only the others are attacked and those count wrong."""
     from pyautoattack import AutoAttack
 
     start = time.perf_counter()
@@ -158,22 +197,28 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
             with torch.no_grad():
                 randomized = diagnostics.randomized_forward(model, probe, model(probe)).as_record()
         clean, grad_zero, grad_nonfinite, rows, bad = _clean_pass(model, x, y, batch_size, device)
-        if bool(bad.any()):  # no attack on answers that are no answers
+        if bool(bad.any()) and nonfinite != "wrong":  # no attack on answers that are no answers
+            go_on = " or pass --nonfinite wrong to count them as wrong" if nonfinite == "refuse" else ""
             raise UserError(f"autoattack: the model returned NaN or infinite logits for {int(bad.sum())} of "
                             f"{len(bad)} images; nothing is computed from them (check its weights and its "
-                            f"input normalisation)")
-        adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed, device=device)
-        x_adv, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-        attacks = list(adversary.attacks_to_run)
+                            f"input normalisation{go_on})")
+        answered = ~bad
+        clean = clean & answered
+        x_adv, attacks = x.clone(), []
+        if bool(answered.any()):
+            adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed, device=device)
+            attacked, _ = adversary.run_standard_evaluation(x[answered], y[answered], batch_size=batch_size)
+            x_adv[answered] = attacked.to(x_adv.device)
+            attacks = list(adversary.attacks_to_run)
         with torch.no_grad():
             adv_logits = torch.cat([model(x_adv[i:i + batch_size].to(device)).cpu()
                                     for i in range(0, len(y), batch_size)])
-    adv = adv_logits.argmax(1) == y
+    adv = (adv_logits.argmax(1) == y) & answered & torch.isfinite(adv_logits).all(1)
     robust = adv & clean
     after, count = {}, int(clean.sum())
     for attack in attacks:  # attacks skipped once nothing was left robust keep the last count
-        if attack in log.after:
-            count = round(log.after[attack] * len(y))
+        if attack in log.after:  # a fraction of the images it attacked
+            count = round(log.after[attack] * int(answered.sum()))
         after[attack] = count
     chunk = {"n": len(y), "clean": _bits(clean), "robust": _bits(robust), "adv": _bits(adv),
              "robust_after": after, "warnings": log.warnings, "seconds": time.perf_counter() - start,
@@ -219,6 +264,7 @@ def run_autoattack(
     chunk_size: int | None = None,
     key: dict | None = None,
     chunk_ids: list[int] | None = None,
+    nonfinite: str | None = "refuse",
 ) -> AutoAttackResult:
     """Standard AutoAttack on x (N, C, H, W) float32 in [0, 1], y (N,) int64.
 
@@ -227,7 +273,8 @@ def run_autoattack(
     saved there under `key` (what the result belongs to: model, data, protocol) and a rerun
     continues with the chunks not yet saved. Each chunk is a fresh AutoAttack run with the same
     seed, so a chunk's result does not depend on which process attacks it or when. The result
-    covers the attacked chunks, in chunk order (per-image fields: their images)."""
+    covers the attacked chunks, in chunk order (per-image fields: their images). `nonfinite`:
+    'refuse' (default) stops on NaN/inf clean logits, 'wrong' counts those images wrong."""
     try:
         import pyautoattack  # noqa: F401
     except ImportError:
@@ -245,10 +292,11 @@ def run_autoattack(
     for c in progress(todo, desc="autoattack chunks", total=len(todo)):
         start, stop = starts[c], min(starts[c] + chunk_size, len(y))
         chunks[c] = _attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size, device,
-                                  version, first=c == 0)
+                                  version, first=c == 0, nonfinite=nonfinite)
         if state_path is not None:
-            write_json_atomic({"format": STATE_FORMAT, "key": key,
-                               "chunks": {str(i): chunks[i] for i in sorted(chunks)}}, state_path)
+            saved_chunks = {str(i): chunks[i] for i in sorted(chunks)}
+            write_json_atomic({"format": STATE_FORMAT, "key": key, "chunks": saved_chunks,
+                               "digest": _state_digest(key, saved_chunks)}, state_path)
     return combine_chunks([chunks[c] for c in wanted], resumed)
 
 

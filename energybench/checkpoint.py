@@ -17,6 +17,8 @@ A checkpoint is a dict:
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,9 @@ import torch
 import torch.nn as nn
 
 from energybench.errors import UserError
+from energybench.exported import load_exported
 from energybench.hashing import file_sha256, tensors_sha256
+from energybench.models import create_model
 from energybench.results import atomic_output
 from energybench.safe_pickle import read_plain
 
@@ -83,6 +87,85 @@ def check_weights(ckpt: dict, path: Path) -> None:
                             f"use an earlier checkpoint or retrain with a lower learning rate")
 
 
+# What each field a reader of checkpoints uses must be: (dotted field, allowed types, required).
+# A checkpoint is checked against it before any of it is used, so a wrong structure is one line
+# naming the field, never a KeyError deep inside evaluation or resume.
+CHECKPOINT_SCHEMA = (
+    ("recipe", (str,), True),
+    ("model", (dict,), True),
+    ("model.name", (str,), True),
+    ("model.kwargs", (dict,), True),
+    ("config", (dict,), True),
+    ("config.optim", (dict,), True),
+    ("config.optim.epochs", (int,), True),
+    ("config.params", (dict, type(None)), False),
+    ("state_dict", (dict,), True),
+    ("meta", (dict,), True),
+    ("meta.seed", (int, type(None)), False),
+    ("meta.classes", (list, type(None)), False),
+    ("meta.world_size", (int,), False),
+    ("meta.data_spec", (str, type(None)), False),
+    ("meta.train_source", (dict, type(None)), False),
+    ("meta.num_train_images", (int, type(None)), False),
+    ("meta.num_holdout_images", (int, type(None)), False),
+    ("progress", (dict,), False),
+    ("progress.epoch", (int,), False),
+    ("progress.step_in_epoch", (int,), False),
+    ("progress.global_step", (int,), False),
+    ("progress.finished", (bool,), False),
+    ("progress.rollbacks", (int,), False),
+    ("progress.lr_scale", (int, float), False),
+    ("progress.resume_overrides", (list,), False),
+    ("optimizer", (dict,), False),
+    ("recipe_state", (dict,), False),
+    ("selection", (dict,), False),
+)
+
+
+def _field(ckpt: dict, dotted: str):
+    """The value at `dotted` (a.b.c), or KeyError if some level is absent."""
+    value = ckpt
+    for part in dotted.split("."):
+        value = value[part]  # every parent was checked to be a dict before
+    return value
+
+
+def check_structure(ckpt: dict, path: Path) -> None:
+    """Every field in CHECKPOINT_SCHEMA has its type; names and weights are what loading needs."""
+    for dotted, types, required in CHECKPOINT_SCHEMA:
+        try:
+            value = _field(ckpt, dotted)
+        except KeyError:
+            if required:
+                raise UserError(f"{path} is a damaged checkpoint: field {dotted} is missing") from None
+            continue
+        # bool is an int in Python; a flag is never a count here
+        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if wrong:
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise UserError(f"{path} is a damaged checkpoint: field {dotted} is a "
+                            f"{type(value).__name__}, not {names}")
+    if not all(isinstance(k, str) for k in ckpt["model"]["kwargs"]):
+        raise UserError(f"{path} is a damaged checkpoint: field model.kwargs has non-string keys")
+    classes = ckpt["meta"].get("classes")
+    if classes is not None and not all(isinstance(c, str) for c in classes):
+        raise UserError(f"{path} is a damaged checkpoint: field meta.classes holds non-string names")
+    for key, tensor in ckpt["state_dict"].items():
+        if not isinstance(key, str):
+            raise UserError(f"{path} is a damaged checkpoint: state_dict key {key!r} is not a string")
+        if not isinstance(tensor, torch.Tensor):
+            raise UserError(f"{path} is a damaged checkpoint: state_dict[{key!r}] is a "
+                            f"{type(tensor).__name__}, not a tensor")
+        if tensor.layout != torch.strided:
+            raise UserError(f"{path}: weight {key} is a {tensor.layout} tensor; save dense weights "
+                            f"(tensor.to_dense())")
+        if tensor.is_complex():
+            raise UserError(f"{path}: weight {key} is {tensor.dtype}; a classifier's weights are real "
+                            f"(converting would drop the imaginary part)")
+        if tensor.is_quantized:
+            raise UserError(f"{path}: weight {key} is quantized ({tensor.dtype}); save float weights")
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate an energybench checkpoint; any problem is a one-line UserError."""
     path = Path(path)
@@ -106,19 +189,28 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     missing = [k for k in ("recipe", "model", "config", "state_dict", "meta") if k not in ckpt]
     if missing:
         raise UserError(f"{path} is an incomplete checkpoint (missing {', '.join(missing)})")
-    if not isinstance(ckpt["state_dict"], dict) or not all(
-            isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values()):
-        raise UserError(f"{path} is a damaged checkpoint (its state_dict is not a dict of tensors)")
+    check_structure(ckpt, path)
     check_weights(ckpt, path)
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights (on CPU, eval mode)."""
-    from energybench.models import create_model
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") -> tuple[nn.Module, str | None]:
+    """Rebuild the model a checkpoint describes and load its weights (on CPU, eval mode).
 
+    Returns the model and, where stored weights had another floating dtype than the model's
+    (float16, bfloat16, float64), a sentence saying what was converted; otherwise None.
+    """
     spec = ckpt["model"]
-    model = create_model(spec["name"], **spec["kwargs"])
+    with warnings.catch_warnings():  # e.g. width=0 makes torch warn before the mismatch below
+        warnings.simplefilter("ignore")
+        model = create_model(spec["name"], **spec["kwargs"])
+    expected = model.state_dict()
+    converted: dict[str, int] = {}
+    for key, tensor in ckpt["state_dict"].items():
+        target = expected.get(key)
+        if target is not None and tensor.is_floating_point() and tensor.dtype != target.dtype:
+            pair = f"{tensor.dtype} to {target.dtype}".replace("torch.", "")
+            converted[pair] = converted.get(pair, 0) + 1
     try:
         result = model.load_state_dict(ckpt["state_dict"], strict=False)
     except RuntimeError as exc:
@@ -130,7 +222,10 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint") ->
             f"keys e.g. {result.missing_keys[:2]}, unexpected {len(result.unexpected_keys)} "
             f"e.g. {result.unexpected_keys[:2]})"
         )
-    return model.eval()
+    note = None
+    if converted:
+        note = "converted " + ", ".join(f"{n} weight tensor(s) from {pair}" for pair, n in sorted(converted.items()))
+    return model.eval(), note
 
 
 @dataclass
@@ -160,13 +255,16 @@ class LoadedModel:
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
     """An energybench checkpoint (.pt) or a torch.export program (.pt2), in eval mode on `device`."""
     path = Path(path)
+    info: dict = {}
     if path.suffix == ".pt2":
-        from energybench.exported import load_exported
-
         model, ckpt = load_exported(path), None
         kind = "export"
     else:
         ckpt = read_checkpoint(path)
-        model, kind = model_from_checkpoint(ckpt, path), "checkpoint"
+        (model, converted), kind = model_from_checkpoint(ckpt, path), "checkpoint"
+        if converted:
+            print(f"energybench: {path}: {converted} (the model computes in float32)",
+                  file=sys.stderr, flush=True)
+            info["converted_weights"] = converted
     model = model.to(device).eval()
-    return LoadedModel(model, kind, path, file_sha256(path), ckpt)
+    return LoadedModel(model, kind, path, file_sha256(path), ckpt, info=info)

@@ -206,8 +206,11 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
               help="print a summary table, the records as JSON, or also write a RobustBench "
                    "leaderboard entry (needs the clean and autoattack metrics)")
 @click.option("--json", "fmt", flag_value="json", help="same as --format json")
+@click.option("--nonfinite", type=click.Choice(["refuse", "wrong"]), default="refuse", show_default=True,
+              help="images whose logits are NaN or infinite: stop the metric (refuse), or count them "
+                   "as wrong in clean, PGD and AutoAttack accuracy (the record says how many)")
 def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, out_dir, device,
-             batch_size, seed, force, inception_weights, params, train_data, fmt):
+             batch_size, seed, force, inception_weights, params, train_data, fmt, nonfinite):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
 
@@ -240,7 +243,8 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
                            device=dev, batch_size=batch_size, seed=seed,
                            overrides=overrides, force=force, log=say,
                            refused=refused if len(names) > 1 else None, train_data=train_data,
-                           threat_model=threat_model, model_dir=model_dir, world=world)
+                           threat_model=threat_model, model_dir=model_dir, world=world,
+                           nonfinite=nonfinite)
     finally:
         shutdown(world)
     if not world.is_main:

@@ -310,6 +310,10 @@ def read_config_file(path) -> tuple[str, list[str]]:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
+            # anchors and aliases can nest a value inside itself or expand exponentially when the
+            # file is flattened; no energybench config needs them
+            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+                raise UserError(f"config file {path} uses YAML aliases (*name); write the values out")
             doc = yaml.safe_load(text)
         elif path.suffix == ".toml":
             import tomllib

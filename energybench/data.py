@@ -342,7 +342,7 @@ def _decode_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str], bool, str
         with np.load(path, allow_pickle=False) as npz:
             content = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-            SyntaxError, tokenize.TokenError, KeyError, IndexError, TypeError) as exc:
+            SyntaxError, tokenize.TokenError, KeyError, IndexError, TypeError, NotImplementedError) as exc:
         # numpy parses a member's header with Python's tokenizer: a damaged header raises
         # SyntaxError or TokenError rather than ValueError
         if not is_zip:
@@ -368,7 +368,13 @@ def _decode_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str], bool, str
         raise UserError(
             f"{path} has neither images/labels nor train_images/train_labels/test_images/test_labels"
         )
-    classes = [str(c) for c in content["label_names"]] if "label_names" in files else None
+    classes = None
+    if "label_names" in files:
+        names = content["label_names"]
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise UserError(f"{path}: label_names must be a 1-d array of class names, got shape "
+                            f"{names.shape} dtype {names.dtype}")
+        classes = [str(c) for c in names]
     for split in SPLITS:
         if f"{split}_images" in arrays:
             where = f"{path} ({split})"
@@ -483,6 +489,14 @@ def _read_batch(path: Path) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 
+def _batch_field(batch: dict, key: str, path: Path):
+    """batch[key], or a one-line error naming the file and the missing field."""
+    if key not in batch:
+        raise UserError(f"cannot read {path} as a CIFAR batch (it has no {key!r} field; it has "
+                        f"{', '.join(sorted(map(str, batch))) or 'none'})")
+    return batch[key]
+
+
 def _load_torchvision(source: Source, split: str, download: bool) -> LabeledImages:
     """Read torchvision's `cifar-10-batches-py` / `cifar-100-python` folder (the official python
     batches); with download=True let torchvision fetch it first."""
@@ -497,13 +511,15 @@ def _load_torchvision(source: Source, split: str, download: bool) -> LabeledImag
             raise UserError(f"torchvision could not download {dataset} to {source.path}: {exc}") from None
     layout = _BATCH_FILES[dataset]
     folder = source.path / TORCHVISION_FOLDERS[dataset]
-    batches = [_read_batch(folder / name) for name in layout[split]]
-    rows = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+    files = [folder / name for name in layout[split]]
+    batches = [_read_batch(f) for f in files]
+    rows = np.concatenate([np.asarray(_batch_field(b, "data", f), dtype=np.uint8) for b, f in zip(batches, files)])
     if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
         raise UserError(f"{folder}: batch rows must hold 3072 bytes, got shape {rows.shape}")
     meta_file, meta_key = layout["meta"]
-    classes = tuple(_read_batch(folder / meta_file)[meta_key])
-    labels = check_labels(np.concatenate([np.asarray(b[layout["labels"]]) for b in batches]),
+    classes = tuple(str(c) for c in _batch_field(_read_batch(folder / meta_file), meta_key, folder / meta_file))
+    labels = check_labels(np.concatenate([np.asarray(_batch_field(b, layout["labels"], f))
+                                          for b, f in zip(batches, files)]),
                           len(rows), len(classes), str(folder))
     provenance = {
         "kind": "torchvision",

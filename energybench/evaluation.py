@@ -27,7 +27,7 @@ from energybench.errors import UserError
 from energybench.validation import RangeError
 from energybench.distributed import World, agree
 from energybench.metrics import METRICS, EvalContext
-from energybench.metrics.base import Shard
+from energybench.metrics.base import NONFINITE_POLICIES, Shard
 from energybench.results import (
     RECORD_VERSION, check_lines, check_writable_dir, protocol_text, read_record, record_path, same_inputs,
     write_json_atomic, write_npz_atomic,
@@ -159,6 +159,7 @@ def evaluate(
     threat_model: str = "Linf",
     model_dir: str | Path | None = None,
     world: World = World(),
+    nonfinite: str = "refuse",
 ) -> list[dict]:
     """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
     with `file`, the path it is stored at.
@@ -171,8 +172,12 @@ def evaluate(
     and the others still run. Everything is checked (model, data, classes, every protocol) before
     anything is written. Under torchrun (`world` from energybench.distributed.init_world) every
     rank runs this with the same arguments: per-image metrics are split over the ranks and rank 0
-    writes one record equal to a single process's (see `compute_metric`)."""
+    writes one record equal to a single process's (see `compute_metric`). `nonfinite`: what the
+    accuracy metrics (clean, PGD, AutoAttack) do with images whose logits are NaN or infinite:
+    'refuse' (stop with one line) or 'wrong' (count them wrong; the record says how many)."""
     _check_call(n, batch_size, seed, data, train_data)
+    if nonfinite not in NONFINITE_POLICIES:
+        raise UserError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
     if n is not None and n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     if batch_size < 1:
@@ -191,7 +196,7 @@ def evaluate(
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     check_writable_dir(out_dir)
     ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,
-                      train_data=_train_split(train_data), world=world)
+                      train_data=_train_split(train_data), world=world, nonfinite=nonfinite)
     model_info = describe_model(loaded)
     spec = data if isinstance(data, (str, Path)) else (loaded.train_source if data is None else "in memory")
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
@@ -230,7 +235,10 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         identity = record_identity(metric, loaded, test, seed, batch_size, device)
         path = record_path(out_dir, name, identity)
         old = read_record(path)
-        if old is not None and not force and same_inputs(old, identity):
+        # a record that counted NaN/inf answers as wrong is not what a refusing run may reuse
+        counted_wrong = old is not None and (old.get("extra") or {}).get("nonfinite_counted_wrong")
+        if old is not None and not force and same_inputs(old, identity) \
+                and not (counted_wrong and ctx.nonfinite == "refuse"):
             log(f"{name}: already recorded in {path} (use --force to recompute)")
             if name in DRAWERS and not path.with_suffix(".png").exists():
                 draw_record(path)  # a figure deleted or never drawn: redrawn from the raw data

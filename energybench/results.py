@@ -235,6 +235,10 @@ def format_summary(records: list[dict]) -> str:
                      f"{r['wall_seconds']:.1f} |")
         raised += [f"- ⚑ {line}" for line in check_lines(r)]
         warnings += [f"- {r['metric']}: {w}" for w in (r.get("extra") or {}).get("warnings", [])]
+        counted_wrong = (r.get("extra") or {}).get("nonfinite_counted_wrong")
+        if counted_wrong:
+            warnings.append(f"- {r['metric']}: {counted_wrong} of {r['n']} images had NaN or infinite logits "
+                            f"and were counted as wrong (--nonfinite wrong)")
     if raised:
         lines += ["", "Attack-failure checks raised (the robust accuracy may be overstated):", *raised]
     if warnings:

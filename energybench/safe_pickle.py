@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -47,7 +48,10 @@ def read_plain(path: str | os.PathLike, what: str, advice: str) -> object:
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch announces its scan of sparse weights; read_checkpoint refuses them in one line
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():
             raise UserError(f"refusing {what} {path}: it holds pickled Python objects, not plain tensors "

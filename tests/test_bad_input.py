@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import re
 import tarfile
 from pathlib import Path
@@ -150,6 +151,40 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     flipped[raw_ckpt.find(needle) + 7] ^= 0x01
     (root / "flipped.pt").write_bytes(bytes(flipped))
     files["flipped_ckpt"] = root / "flipped.pt"
+    # checkpoints whose structure is wrong (each field a reader uses), and weights of odd kinds
+    def variant(name, change):
+        altered = {**ckpt, "model": dict(ckpt["model"]), "config": dict(ckpt["config"]),
+                   "meta": dict(ckpt["meta"]), "progress": dict(ckpt["progress"]),
+                   "state_dict": dict(ckpt["state_dict"])}
+        change(altered)
+        torch.save({**altered, "weights_sha256": ckpt["weights_sha256"]}, root / f"{name}.pt")
+        files[f"{name}_ckpt"] = root / f"{name}.pt"
+
+    first_key = next(iter(ckpt["state_dict"]))
+    matrix_key = next(k for k, v in ckpt["state_dict"].items() if v.dim() == 2)
+    variant("model_str", lambda c: c.update(model="tiny-cnn"))
+    variant("no_kwargs", lambda c: c["model"].pop("kwargs"))
+    variant("meta_list", lambda c: c.update(meta=[1, 2]))
+    variant("no_optim", lambda c: c["config"].pop("optim"))
+    variant("progress_str", lambda c: c.update(progress="done"))
+    variant("recipe_int", lambda c: c.update(recipe=3))
+    variant("classes_str", lambda c: c["meta"].update(classes="cat"))
+    variant("int_key", lambda c: c["state_dict"].update({0: c["state_dict"].pop(first_key)}))
+    variant("sparse", lambda c: c["state_dict"].update({matrix_key: c["state_dict"][matrix_key].to_sparse()}))
+    variant("complex", lambda c: c["state_dict"].update({matrix_key: c["state_dict"][matrix_key].to(torch.complex64)}))
+    save_checkpoint({**ckpt, "model": {"name": "tiny-cnn", "kwargs": {**ckpt["model"]["kwargs"], "width": 0}}},
+                    root / "width0.pt")
+    files["width0_ckpt"] = root / "width0.pt"
+    missing_data = root / "nodata" / "cifar-10-batches-py"
+    missing_data.mkdir(parents=True)
+    (missing_data / "test_batch").write_bytes(pickle.dumps({"labels": [0, 1]}, protocol=2))
+    files["no_data_batch_folder"] = root / "nodata"
+    (root / "loop.yaml").write_text("recipe: {name: normal}\noptim: &o {lr: 0.1, again: *o}\n")
+    files["loop_yaml"] = root / "loop.yaml"
+    lines = ["recipe: {name: normal}", "a0: &a0 [x, x]"] + [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 40)]
+    (root / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    files["bomb_yaml"] = root / "bomb.yaml"
+    files["label0d"] = _npz(root / "label0d.npz", images=small, labels=labels[:20], label_names=np.array("cat"))
     (root / "junk.pt2").write_bytes(b"not a program")
     files["junk_pt2"] = root / "junk.pt2"
     program = torch.export.export(torch.nn.Identity(), (torch.rand(2, 3, 32, 32),))
@@ -284,6 +319,24 @@ CASES = [
     ("eval-ckpt-incomplete", ["eval", "--ckpt", "{incomplete_ckpt}"], r"incomplete checkpoint \(missing meta\)"),
     ("eval-ckpt-nan", ["eval", "--ckpt", "{nan_ckpt}"], r"NaN or infinite values"),
     ("eval-ckpt-flipped", ["eval", "--ckpt", "{flipped_ckpt}"], r"do not match their stored digest"),
+    ("eval-ckpt-model-str", ["eval", "--ckpt", "{model_str_ckpt}"], r"damaged checkpoint: field model is a str, not dict"),
+    ("eval-ckpt-no-kwargs", ["eval", "--ckpt", "{no_kwargs_ckpt}"], r"damaged checkpoint: field model.kwargs is missing"),
+    ("eval-ckpt-meta-list", ["eval", "--ckpt", "{meta_list_ckpt}"], r"damaged checkpoint: field meta is a list, not dict"),
+    ("eval-ckpt-no-optim", ["eval", "--ckpt", "{no_optim_ckpt}"], r"damaged checkpoint: field config.optim is missing"),
+    ("eval-ckpt-progress-str", ["eval", "--ckpt", "{progress_str_ckpt}"], r"field progress is a str, not dict"),
+    ("eval-ckpt-recipe-int", ["eval", "--ckpt", "{recipe_int_ckpt}"], r"field recipe is a int, not str"),
+    ("eval-ckpt-classes-str", ["eval", "--ckpt", "{classes_str_ckpt}"], r"field meta.classes is a str, not list or null"),
+    ("eval-ckpt-int-key", ["eval", "--ckpt", "{int_key_ckpt}"], r"state_dict key 0 is not a string"),
+    ("eval-ckpt-sparse", ["eval", "--ckpt", "{sparse_ckpt}"], r"is a torch.sparse_coo tensor; save dense weights"),
+    ("eval-ckpt-complex", ["eval", "--ckpt", "{complex_ckpt}"], r"is torch.complex64; a classifier's weights are real"),
+    ("eval-ckpt-width0", EVAL[:2] + ["{width0_ckpt}"] + EVAL[3:], r"weights do not fit model tiny-cnn"),
+    ("eval-device-mps", EVAL[:-2] + ["--device", "mps"], r"device 'mps' is not supported"),
+    ("eval-device-meta", EVAL[:-2] + ["--device", "meta"], r"device 'meta' is not supported"),
+    ("eval-device-cuda-index", EVAL[:-2] + ["--device", "cuda:7"], r"CUDA is not available|does not exist"),
+    ("eval-data-batch-without-data", EVAL + ["--data", "{no_data_batch_folder}"], r"test_batch as a CIFAR batch \(it has no 'data' field"),
+    ("train-config-yaml-loop", ["train", "--config", "{loop_yaml}", "--out", "{out}"], r"uses YAML aliases"),
+    ("train-config-yaml-bomb", ["train", "--config", "{bomb_yaml}", "--out", "{out}"], r"uses YAML aliases"),
+    ("data-info-label-names-0d", ["data", "info", "{label0d}"], r"label_names must be a 1-d array of class names"),
     ("eval-pt2-junk", ["eval", "--ckpt", "{junk_pt2}", "--data", "{exact}"], r"cannot load .* torch.export program"),
     ("eval-pt2-not-logits", ["eval", "--ckpt", "{identity_pt2}", "--data", "{exact}"], r"must return \(N, num_classes\) logits"),
     ("eval-pt2-no-data", ["eval", "--ckpt", "{exported}"], r"does not say what data it was trained on; pass --data"),

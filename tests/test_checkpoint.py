@@ -28,6 +28,25 @@ def test_round_trip_rebuilds_model_with_no_flags(trained_run, exact_test):
     assert len(loaded.sha256) == 64
 
 
+def test_half_precision_weights_are_converted_and_said(trained_run, exact_test, tmp_path, capsys):
+    """float16 weights load as their float32 values (the model computes in float32), with a line
+    on stderr and a note in the record's model description naming the conversion."""
+    raw = torch.load(trained_run / "last.pt", weights_only=True)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in raw["state_dict"].items()}
+    save_checkpoint({**raw, "state_dict": half}, tmp_path / "half.pt")
+    loaded = load_model(tmp_path / "half.pt")
+    floats = sum(v.is_floating_point() for v in half.values())
+    assert loaded.info["converted_weights"] == f"converted {floats} weight tensor(s) from float16 to float32"
+    assert "from float16 to float32" in capsys.readouterr().err
+    reference = create_model("tiny-cnn", width=48, num_classes=10).eval()
+    reference.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
+    x = exact_test.images[:8].float() / 255
+    assert torch.equal(loaded.model(x), reference(x))
+    (record,) = evaluate(tmp_path / "half.pt", ["clean"], data=exact_test, n=8, out_dir=tmp_path / "ev",
+                         log=lambda m: None)
+    assert record["model"]["converted_weights"].startswith("converted")
+
+
 def test_save_refuses_non_plain_objects(tmp_path):
     with pytest.raises(TypeError, match="not a plain type"):
         save_checkpoint({"format": FORMAT, "bad": object()}, tmp_path / "x.pt")

@@ -95,6 +95,10 @@ def test_caches_are_keyed_by_model_and_protocol(trained_run, second_run, exact_n
     for chunk in saved["chunks"].values():
         chunk["robust"] = chunk["adv"] = "1" * len(chunk["robust"])
     state.write_text(json.dumps(saved))
+    # without --force, the edited state is refused: its contents no longer match their digest
+    Path(second["autoattack"]["file"]).unlink()
+    with pytest.raises(UserError, match="does not match its digest"):
+        evaluate(second_run / "last.pt", ["autoattack"], out_dir=shared, overrides=overrides, **kwargs)
     (forced,) = evaluate(second_run / "last.pt", ["autoattack"], out_dir=shared, overrides=overrides,
                          force=True, **kwargs)
     assert forced["value"] == alone["autoattack"]["value"] and forced["extra"]["chunks_resumed"] == 0

@@ -76,6 +76,51 @@ def test_an_exported_program_with_nan_rows_gets_one_line(tmp_path, run_cli):
         assert f"{metric}: the model returned NaN or infinite logits for 11 of 32 images" in err, err
 
 
+def _black_corner_data(n=32):
+    """Random images with no pixel value below 16 (an 8/255 attack cannot reach black), except the
+    top-left red value of every fourth image, which is black."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(16, 256, (n, 32, 32, 3), dtype=np.uint8)
+    images[::4, 0, 0, 0] = 0
+    return torch.from_numpy(images), torch.from_numpy(rng.integers(0, 10, n))
+
+
+@pytest.mark.parametrize("metric", ["clean", "pgd20"])
+def test_go_on_counts_nan_answers_wrong(metric, tmp_path):
+    """--nonfinite wrong: the 8 images with NaN logits count as wrong and the record says so. The
+    reference is the same model without the NaN (per-image PGD starts make each image's attack
+    independent of its batch): its per-image outcomes with those 8 images set to wrong."""
+    images, labels = _black_corner_data()
+    black = (images[:, 0, 0, 0] == 0).numpy()
+    (went_on,) = evaluate(NaNOnBlackCorner(), [metric], data=(images, labels), out_dir=tmp_path / "on",
+                          log=lambda m: None, nonfinite="wrong")
+    inner = NaNOnBlackCorner().model
+    (reference,) = evaluate(inner, [metric], data=(images, labels), out_dir=tmp_path / "ref", log=lambda m: None)
+    column = "clean_correct" if metric == "clean" else "robust"
+    with np.load(tmp_path / "ref" / reference["extra"]["outcomes"]) as ref:
+        expected = (ref[column] & ~black).sum() / len(black)
+    assert went_on["value"] == pytest.approx(expected)
+    assert went_on["extra"]["nonfinite_counted_wrong"] == 8
+    with np.load(tmp_path / "on" / went_on["extra"]["outcomes"]) as got:
+        assert not got[column][black].any()
+    # a refusing run does not reuse the record that went on: it stops
+    with pytest.raises(UserError, match=r"NaN or infinite logits for 8 of 32 images.*--nonfinite wrong"):
+        evaluate(NaNOnBlackCorner(), [metric], data=(images, labels), out_dir=tmp_path / "on", log=lambda m: None)
+
+
+def test_go_on_autoattacks_only_the_answered_images(tmp_path):
+    """AutoAttack with --nonfinite wrong attacks the images with finite logits and counts the rest
+    wrong: as many robust images as AutoAttack on those images alone (same seed, one chunk)."""
+    images, labels = _black_corner_data()
+    black = images[:, 0, 0, 0] == 0
+    (went_on,) = evaluate(NaNOnBlackCorner(), ["autoattack"], data=(images, labels), out_dir=tmp_path / "on",
+                          log=lambda m: None, nonfinite="wrong", overrides={"max_images": 32})
+    (alone,) = evaluate(NaNOnBlackCorner().model, ["autoattack"], data=(images[~black], labels[~black]),
+                        out_dir=tmp_path / "alone", log=lambda m: None, overrides={"max_images": 32})
+    assert round(went_on["value"] * 32) == round(alone["value"] * 24)
+    assert went_on["extra"]["nonfinite_counted_wrong"] == 8
+
+
 def test_a_checkpoint_whose_normalisation_makes_nan_is_refused(tmp_path):
     ckpt = read_checkpoint(REPO / "checkpoints" / "jeat-smoke.pt")
     state = dict(ckpt["state_dict"])

@@ -38,10 +38,13 @@ class CleanAccuracy(Metric):
         return Shard(log.columns())
 
     def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
-        outcomes = shard.columns
-        refuse_nonfinite(self.name, outcomes["nonfinite"])
+        outcomes = dict(shard.columns)
+        counted_wrong = refuse_nonfinite(self.name, outcomes["nonfinite"], ctx.nonfinite)
+        outcomes["clean_correct"] = outcomes["clean_correct"] & ~outcomes["nonfinite"]
         write_outcomes(ctx.artifact("outcomes.npz"), outcomes)
         correct = int(np.sum(outcomes["clean_correct"]))
         acc = correct / len(ctx.data)
-        return MetricResult(acc, len(ctx.data), binomial_stderr(acc, len(ctx.data)),
-                            {"correct": correct, "outcomes": ctx.artifact("outcomes.npz").name})
+        extra = {"correct": correct, "outcomes": ctx.artifact("outcomes.npz").name}
+        if counted_wrong:
+            extra["nonfinite_counted_wrong"] = counted_wrong
+        return MetricResult(acc, len(ctx.data), binomial_stderr(acc, len(ctx.data)), extra)

@@ -50,6 +50,11 @@ class EvalContext:
     stem: str = "metric"  # file stem of this metric's record: its figures and raw data share it
     train_data: str | None = None  # training data spec when the model does not name its own
     world: World = World()  # the torchrun process group; batches() gives this rank its share
+    # images with NaN/inf logits: 'refuse' stops the metric; 'wrong' counts them as wrong
+    # (accuracy metrics only; the record says how many). Not part of a record's identity: the two
+    # give the same number whenever every logit is finite, and a reused record that counted some
+    # as wrong is not reused under 'refuse'.
+    nonfinite: str = "refuse"
 
     def artifact(self, suffix: str) -> Path:
         """Where this record's figure or raw data goes: OUT/<stem>.<suffix> (e.g. 'png', 'npz'),
@@ -103,14 +108,21 @@ class MetricResult:
     diagnostics: dict | None = None  # energybench.diagnostics checks, by name (attack metrics)
 
 
-def refuse_nonfinite(metric: str, nonfinite: np.ndarray) -> None:
+NONFINITE_POLICIES = ("refuse", "wrong")
+
+
+def refuse_nonfinite(metric: str, nonfinite: np.ndarray, policy: str | None = None) -> int:
     """Non-finite logits are no answer: a metric whose images got NaN or infinite logits (flags
-    (N,) bool) stops with one line instead of counting them as class 0."""
+    (N,) bool) stops with one line instead of counting them as class 0. An accuracy metric passes
+    the user's policy (EvalContext.nonfinite): with 'wrong' it goes on, counts those images as
+    wrong and records the returned count; other metrics (policy None) always stop."""
     count = int(np.sum(nonfinite))
-    if count:
+    if count and policy != "wrong":
+        go_on = " or pass --nonfinite wrong to count them as wrong" if policy == "refuse" else ""
         raise UserError(f"{metric}: the model returned NaN or infinite logits for {count} of "
                          f"{len(nonfinite)} images; nothing is computed from them (check its weights and "
-                         f"its input normalisation)")
+                         f"its input normalisation{go_on})")
+    return count
 
 
 def binomial_stderr(p: float, n: int) -> float:

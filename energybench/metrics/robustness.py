@@ -54,6 +54,7 @@ class PGDRun:
     robust: int
     outcomes: dict
     checks: list
+    counted_wrong: int = 0  # images with NaN/inf logits counted as wrong (policy 'wrong')
 
 
 def image_seeds(seed: int, index: torch.Tensor) -> torch.Tensor:
@@ -109,10 +110,14 @@ def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 
     return Shard(log.columns(), meta)
 
 
-def pgd_result(shard: Shard, cfg: PGDConfig, name: str = "PGD") -> PGDRun:
-    """Counts and the always-on diagnostics from every image's PGD columns."""
-    c = shard.columns
-    refuse_nonfinite(name, c["nonfinite"])
+def pgd_result(shard: Shard, cfg: PGDConfig, name: str = "PGD", nonfinite: str | None = None) -> PGDRun:
+    """Counts and the always-on diagnostics from every image's PGD columns; `nonfinite` is the
+    policy for images with NaN/inf logits (EvalContext.nonfinite): 'wrong' counts them wrong."""
+    c = dict(shard.columns)
+    counted_wrong = refuse_nonfinite(name, c["nonfinite"], nonfinite)
+    answered = ~c["nonfinite"]
+    for column in ("clean_correct", "adv_correct", "robust"):
+        c[column] = c[column] & answered
     survived = torch.from_numpy(c["robust"])
     randomized = next(diagnostics.from_record("randomized_forward", m["randomized_forward"])
                       for m in shard.meta if "randomized_forward" in m)
@@ -127,13 +132,15 @@ def pgd_result(shard: Shard, cfg: PGDConfig, name: str = "PGD") -> PGDRun:
         checks.append(diagnostics.incomplete_optimisation(torch.from_numpy(c["margin_path"]).T,
                                                           torch.from_numpy(c["margin"]), survived))
     outcomes = {k: v for k, v in c.items() if k not in SHARD_COLUMNS}
-    return PGDRun(len(survived), int(c["clean_correct"].sum()), int(c["robust"].sum()), outcomes, checks)
+    return PGDRun(len(survived), int(c["clean_correct"].sum()), int(c["robust"].sum()), outcomes, checks,
+                  counted_wrong)
 
 
 def run_pgd(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.0,
             robust_needs_clean: bool = True) -> PGDRun:
-    """PGD over all of ctx.data in this process, with per-image outcomes and the diagnostics."""
-    return pgd_result(pgd_shard(ctx.whole(), cfg, desc, noise_sigma, robust_needs_clean), cfg)
+    """PGD over all of ctx.data in this process, with per-image outcomes and the diagnostics
+    (curves and sanity checks: NaN/inf logits always stop them)."""
+    return pgd_result(pgd_shard(ctx.whole(), cfg, desc, noise_sigma, robust_needs_clean), cfg, desc, None)
 
 
 def checks_record(checks) -> dict:
@@ -156,12 +163,13 @@ class PGDRobustAccuracy(Metric):
                          getattr(self.params, "robust_needs_clean", True))
 
     def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
-        run = pgd_result(shard, self.attack(), self.name)
+        run = pgd_result(shard, self.attack(), self.name, ctx.nonfinite)
         write_outcomes(ctx.artifact("outcomes.npz"), run.outcomes)
         acc = run.robust / run.n
-        return MetricResult(acc, run.n, binomial_stderr(acc, run.n),
-                            {"clean_accuracy": run.clean / run.n, "outcomes": ctx.artifact("outcomes.npz").name},
-                            checks_record(run.checks))
+        extra = {"clean_accuracy": run.clean / run.n, "outcomes": ctx.artifact("outcomes.npz").name}
+        if run.counted_wrong:
+            extra["nonfinite_counted_wrong"] = run.counted_wrong
+        return MetricResult(acc, run.n, binomial_stderr(acc, run.n), extra, checks_record(run.checks))
 
 
 @register_metric
@@ -253,7 +261,8 @@ class AutoAttackMetric(Metric):
         y = ctx.data.labels[:n]
         result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
                                 device=ctx.device, state_path=self.state_file(ctx), version=p.version,
-                                chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine)
+                                chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine,
+                                nonfinite=ctx.nonfinite)
         log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite"))
         if mine:
             log.add(index=chunk_index(p.chunk_size, n, mine), clean_correct=result.clean_flags,
@@ -268,8 +277,10 @@ class AutoAttackMetric(Metric):
         return Shard(log.columns(), [meta])
 
     def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
-        c, meta = shard.columns, shard.meta
-        refuse_nonfinite(self.name, c["nonfinite"])
+        c, meta = dict(shard.columns), shard.meta
+        counted_wrong = refuse_nonfinite(self.name, c["nonfinite"], ctx.nonfinite)
+        for column in ("clean_correct", "adv_correct", "robust"):
+            c[column] = c[column] & ~c["nonfinite"]
         n = len(c["index"])
         robust, clean = int(c["robust"].sum()), int(c["clean_correct"].sum())
         after: dict[str, int] = {}
@@ -294,7 +305,8 @@ class AutoAttackMetric(Metric):
                              "chunks": sum(m["chunks"] for m in meta),
                              "chunks_resumed": sum(m["chunks_resumed"] for m in meta),
                              "state_file": states[0] if len(states) == 1 else states,
-                             "outcomes": ctx.artifact("outcomes.npz").name},
+                             "outcomes": ctx.artifact("outcomes.npz").name,
+                             **({"nonfinite_counted_wrong": counted_wrong} if counted_wrong else {})},
                             checks_record(checks))
 
 
