@@ -327,9 +327,12 @@ DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "reports" / "reproduc
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "tex", "csv"]))
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None,
               help="write to this file instead of printing")
-def report(tables, results, fmt, out_file):
+@click.option("--data", "data_label", default=None,
+              help="use only records measured on this test set, named as records name it "
+                   "(e.g. 'CIFAR-10 (JPEG q75 copy)'); a table never mixes two")
+def report(tables, results, fmt, out_file, data_label):
     """A paper table with published numbers beside measured ones."""
-    from energybench.report import build, collect_records, load_table, render, table_names
+    from energybench.report import build, collect_records, load_table, render, select_data, table_names
     from energybench.results import check_writable_dir, write_text_atomic
 
     names = table_names() if "all" in tables else list(tables)
@@ -345,6 +348,8 @@ def report(tables, results, fmt, out_file):
                        "every measured cell is missing", err=True)
         results = [DEFAULT_RESULTS] if DEFAULT_RESULTS.exists() else []
     records = collect_records(results)
+    if data_label is not None:
+        records = select_data(records, data_label)
     text = "\n".join(render(build(load_table(name), records), fmt) for name in names)
     if out_file is None:
         _echo(text, nl=False)

@@ -87,6 +87,20 @@ def collect_records(paths) -> list[dict]:
     return records
 
 
+def select_data(records: list[dict], label: str) -> list[dict]:
+    """The records measured on the test set named `label` (as records name it, e.g. 'CIFAR-10
+    (JPEG q75 copy)'; case and spacing ignored); none is a one-line error listing the names."""
+    def norm(text) -> str:
+        return " ".join(str(text).split()).casefold()
+
+    kept = [r for r in records if norm((r.get("data") or {}).get("label")) == norm(label)]
+    if not kept:
+        present = sorted({str((r.get("data") or {}).get("label")) for r in records})
+        raise UserError(f"no record was measured on test data {label!r}; the results hold: "
+                        f"{', '.join(repr(p) for p in present) or 'no records'}")
+    return kept
+
+
 def _same(a, b) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-9)
@@ -405,7 +419,7 @@ def build(spec: dict, records: list[dict]) -> Grid:
     if len(data_of_cells) > 1:  # one table, one test set: cells from two would not compare
         (a, la, fa), (b, lb, fb) = list(data_of_cells.values())[:2]
         raise UserError(f"table {spec['name']} would mix test sets: '{a}' comes from {la} ({fa}), '{b}' from "
-                        f"{lb} ({fb}); pass --results holding records of one test set")
+                        f"{lb} ({fb}); pass --data '{la}' (or another) to keep one test set")
     same, untested, tested = _mark_indistinguishable(spec, measured_cells, cells, tidy)
     by_entry = spec["rows_are"] == "entries"
     outer, inner = (spec["entries"], spec["measures"]) if by_entry else (spec["measures"], spec["entries"])

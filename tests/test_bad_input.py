@@ -191,6 +191,7 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     torch.export.save(program, str(root / "identity.pt2"))
     files["identity_pt2"] = root / "identity.pt2"
     files["a_folder"] = root / "plain"
+    files["ci_records"] = Path(__file__).resolve().parent / "reference" / "ci" / "records"
     return files
 
 
@@ -460,6 +461,8 @@ CASES = [
     ("report-no-table", ["report"], r"Missing option '--table'"),
     ("report-format", ["report", "--table", "jeat-t2", "--format", "xls"], r"--format.*'xls' is not one of"),
     ("report-results-missing", ["report", "--table", "jeat-t2", "--results", "{root}/none"], r"results path .* does not exist"),
+    ("report-data-unknown", ["report", "--table", "jeat-t2", "--results", "{ci_records}", "--data", "MNIST"],
+     r"no record was measured on test data 'MNIST'; the results hold: 'CIFAR-10 \(JPEG q75 copy\)'"),
     ("report-out-folder", ["report", "--table", "jeat-t2", "--out", "{a_folder}"], r"--out .* is a folder"),
     ("report-out-under-file", ["report", "--table", "jeat-t2", "--out", "{txt}/t.md"], r"is a file"),
     ("report-out-unwritable", ["report", "--table", "jeat-t2", "--out", "{ro}/t.md"], r"(read-only|No such file|Permission denied)"),

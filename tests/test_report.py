@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from energybench.errors import UserError
-from energybench.report import build, collect_records, load_table, render, table_names
+from energybench.report import build, collect_records, load_table, render, select_data, table_names
 from energybench.reproduce import parse_only, plan
 
 RECORDS = Path(__file__).resolve().parent / "reference" / "ci" / "records"
@@ -186,3 +186,12 @@ def test_a_table_never_mixes_test_sets():
     with pytest.raises(UserError, match=r"table jeat-t1 would mix test sets: .* from CIFAR-10 \(JPEG q75 copy\).*"
                                         r"from CIFAR-10 test, exact pixels \(exact/pgd20.json\)"):
         build(load_table("jeat-t1"), mixed)
+    # report --data keeps one test set: the moved record alone, or every other one
+    exact = select_data(mixed, "cifar-10 test,  exact pixels")
+    assert [r["_file"] for r in exact] == ["exact/pgd20.json"]
+    jpeg = select_data(mixed, "CIFAR-10 (JPEG q75 copy)")
+    assert len(jpeg) == len(mixed) - 1 and moved not in jpeg
+    build(load_table("jeat-t1"), jpeg)
+    with pytest.raises(UserError, match=r"no record was measured on test data 'CIFAR-100'; the results hold: "
+                                        r"'CIFAR-10 \(JPEG q75 copy\)', 'CIFAR-10 test, exact pixels'"):
+        select_data(mixed, "CIFAR-100")
