@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from energybench.errors import UserError
+from energybench.errors import SomeNotComputed, UserError
 
 
 def _device(name: str):
@@ -260,7 +260,8 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         else:
             _echo(f"\n{model_spec} on {records[0]['data']['label']}\n{table}\n\nrecords: {out}")
     if refused:
-        raise UserError(f"not computed: {', '.join(refused)} (first reason: {next(iter(refused.values()))})")
+        raise SomeNotComputed(f"not computed: {', '.join(refused)} (first reason: {next(iter(refused.values()))}); "
+                              f"the other metrics are recorded in {out}")
     if fmt == "robustbench":
         from energybench.zoo import architecture_name, entry_name, leaderboard_entry
 
@@ -582,9 +583,9 @@ def _echo(text="", err: bool = False, nl: bool = True) -> None:
     click.echo(str(text).encode("utf-8", "backslashreplace").decode("utf-8"), err=err, nl=nl)
 
 
-def _say_error(message: str) -> None:
+def _say_error(message: str, kind: str = "error") -> None:
     """One line on stderr, whatever the message holds (newlines, undecodable path bytes)."""
-    _echo(f"energybench: error: {' '.join(str(message).split())}", err=True)
+    _echo(f"energybench: {kind}: {' '.join(str(message).split())}", err=True)
 
 
 def _os_error_text(exc: OSError) -> str:
@@ -604,9 +605,9 @@ def main(argv=None):
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         cli.main(args=argv, prog_name="energybench", standalone_mode=False)
-    except UserError as exc:
-        _say_error(str(exc))
-        sys.exit(2)
+    except UserError as exc:  # 2: bad input; 3: finished, but some metrics could not run here
+        _say_error(str(exc), "incomplete" if isinstance(exc, SomeNotComputed) else "error")
+        sys.exit(exc.exit_status)
     except click.exceptions.Abort:
         _echo(_stopped_text("aborted"), err=True)
         sys.exit(130)

@@ -266,7 +266,7 @@ def _read_cache(cache: Path) -> tuple[dict[str, np.ndarray], dict] | None:
         meta = json.loads(meta_path.read_text())
         arrays = {name: np.load(cache / f"{name}.npy", allow_pickle=False) for name in meta["arrays"]}
         intact = all(_array_sha256(arrays[name]) == meta["sha256"][name] for name in meta["arrays"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError):
         intact = False
     if intact:
         return arrays, meta

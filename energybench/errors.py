@@ -6,3 +6,13 @@ class UserError(Exception):
 
     The message says what is wrong and what to do; the CLI prints it on one line and exits 2.
     """
+
+    exit_status = 2
+
+
+class SomeNotComputed(UserError):
+    """The command finished, but some of the metrics asked for could not run here (e.g. IS/FID
+    without Inception weights); the others are recorded. The CLI exits 3, so scripts can tell it
+    from bad input (2)."""
+
+    exit_status = 3

@@ -134,6 +134,11 @@ def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None =
         state = loaded.checkpoint.get("recipe_state", {})
         state = state["per_rank"][0] if "per_rank" in state else state
         buffer = state.get("replay_buffer")
+        stripped = [w for w in loaded.checkpoint["meta"].get("shipped_without") or [] if "replay buffer" in str(w)]
+        if not buffer and stripped:
+            raise UserError(f"init 'buffer': {loaded.name} is a {loaded.checkpoint['recipe']} checkpoint whose "
+                            f"replay buffer was stripped when it was shipped (meta.shipped_without); use its "
+                            f"training run's last.pt, or --init class-gaussian")
     if cfg.init == "class-gaussian":
         train = train if train is not None else training_split(loaded, train_data)
         train_images, train_labels = train.images, train.labels

@@ -1,6 +1,7 @@
 """The IS/FID pipeline with a substitute feature extractor (never presented as IS or FID), checked
 against an independent computation from the same features; the real metrics refuse without weights."""
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -109,6 +110,18 @@ def test_is_and_fid_refuse_without_inception_weights(trained_run, exact_npz, tmp
         assert not (tmp_path / "e" / f"{metric}.json").exists()
     with pytest.raises(UserError, match="does not exist"):
         find_inception_weights(str(tmp_path / "nope.pth"))
+
+
+def test_a_suite_with_a_refused_metric_finishes_with_exit_status_3(trained_run, exact_npz, tmp_path,
+                                                                   monkeypatch, run_cli):
+    """The other metrics are recorded; the status (3) tells scripts 'finished, some not computed'
+    from bad input (2), in one line."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    code, out, err = run_cli("eval", "--ckpt", trained_run / "last.pt", "--data", exact_npz, "--n", 8,
+                             "--metric", "clean", "--metric", "fid", "--device", "cpu", "--out", tmp_path / "e")
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert code == 3 and last.startswith("energybench: incomplete: not computed: fid"), err
+    assert [json.loads(p.read_text())["metric"] for p in (tmp_path / "e").glob("clean-*.json")] == ["clean"]
 
 
 class _RunsCode:
