@@ -17,6 +17,7 @@ import torch
 
 from energybench.errors import UserError
 from energybench.results import atomic_output
+from energybench.stats import wilson_interval
 
 DPI = 300
 _NO_DATES = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
@@ -171,15 +172,6 @@ def energy_dynamics(record: dict, rows: list[dict]):
         ax.legend(frameon=False)
     fig.suptitle(f"{model_label(record)}: energy dynamics during training")
     return fig
-
-
-def wilson_interval(p: np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of accuracies p measured on n images (lower, upper)."""
-    p = np.asarray(p, dtype=float)
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return centre - half, centre + half
 
 
 def _curve(ax, record: dict, raw: dict, label: str, colour=None) -> None:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
 from energybench.errors import UserError
 from energybench.hashing import json_key
+from energybench.stats import wilson_interval
 
 RECORD_VERSION = 2
 TEMP_SUFFIX = ".tmp"
@@ -216,18 +218,37 @@ def check_lines(record: dict) -> list[str]:
             f"{c.get('advice', '')}" for name, c in raised_checks(record).items()]
 
 
+SMALL_N = 100  # below this many images an accuracy's spread is shown as its Wilson interval
+
+
+def spread_text(record: dict) -> str:
+    """How precise a record's value is, for the summary: ± its standard error to two significant
+    digits (in % for accuracies); for an accuracy on fewer than SMALL_N images, or at 0% or 100%
+    where the binomial standard error is 0, the 95% Wilson interval instead."""
+    stderr, n = record.get("stderr"), record.get("n")
+    if record.get("unit") == "fraction" and isinstance(n, int) and n > 0:
+        p = record["value"]
+        if n < SMALL_N or p in (0.0, 1.0):
+            low, high = wilson_interval(p, n)
+            return f"95% CI {100 * float(low):.1f}–{100 * float(high):.1f}"
+        return "" if stderr is None else f"{100 * stderr:.2f}" if 100 * stderr >= 0.1 else f"{100 * stderr:.2g}"
+    if stderr is None or not math.isfinite(stderr):
+        return ""
+    return f"{stderr:.2g}"
+
+
 def format_summary(records: list[dict]) -> str:
     """A Markdown table of records (metric, protocol, value in % for accuracies, ± stderr, n,
     attack checks, seconds), then the attack-failure checks they raised and any reliability
     warnings the metrics recorded."""
-    lines = ["| metric | protocol | value | ± stderr | n | attack checks | seconds |",
+    lines = ["| metric | protocol | value | ± stderr or 95% CI | n | attack checks | seconds |",
              "|---|---|---:|---:|---:|---|---:|"]
     warnings, raised = [], []
     for r in records:
         pct = r.get("unit") == "fraction"
         scale = 100.0 if pct else 1.0
         value = f"{r['value'] * scale:.2f} %" if pct else f"{r['value']:.4g}"
-        err = "" if r.get("stderr") is None else f"{r['stderr'] * scale:.2f}"
+        err = spread_text(r)
         checks = r.get("diagnostics")
         flags = raised_checks(r)
         status = "" if not isinstance(checks, dict) else (f"⚑ {len(flags)} raised" if flags else "passed")

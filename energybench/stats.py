@@ -88,3 +88,13 @@ def compare(first: str, a: np.ndarray, second: str, b: np.ndarray) -> Comparison
     if np.asarray(a).dtype == bool:
         return Comparison(first, second, mcnemar_exact(a, b))
     return Comparison(first, second, paired_bootstrap(a, b))
+
+
+def wilson_interval(p, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of accuracies p (scalar or array, in [0, 1]) measured on n images:
+    (lower, upper). Unlike p ± stderr it stays inside [0, 1] and is not empty at 0% or 100%."""
+    p = np.asarray(p, dtype=float)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return centre - half, centre + half

@@ -195,3 +195,22 @@ def test_a_table_never_mixes_test_sets():
     with pytest.raises(UserError, match=r"no record was measured on test data 'CIFAR-100'; the results hold: "
                                         r"'CIFAR-10 \(JPEG q75 copy\)', 'CIFAR-10 test, exact pixels'"):
         select_data(mixed, "CIFAR-100")
+
+
+def test_summary_spreads_use_significant_digits_and_wilson_intervals():
+    """A small score's stderr keeps its digits (it used to print 0.00); an accuracy on few images
+    or at 0%/100% shows its 95% Wilson interval, checked against scipy's binomtest."""
+    from scipy.stats import binomtest
+
+    from energybench.results import spread_text
+    from energybench.stats import wilson_interval
+
+    assert spread_text({"metric": "jfs", "value": 0.07346, "stderr": 0.0021, "n": 1000, "unit": "score"}) == "0.0021"
+    assert spread_text({"value": 0.3, "stderr": 0.0205, "n": 500, "unit": "fraction"}) == "2.05"
+    for k, n in ((0, 20), (7, 20), (20, 20), (0, 500), (13, 37)):
+        reference = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        low, high = wilson_interval(k / n, n)
+        assert float(low) == pytest.approx(reference.low, abs=2e-4)
+        assert float(high) == pytest.approx(reference.high, abs=2e-4)
+        text = spread_text({"value": k / n, "stderr": 0.0, "n": n, "unit": "fraction"})
+        assert text == f"95% CI {100 * float(low):.1f}–{100 * float(high):.1f}"
