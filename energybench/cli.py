@@ -218,7 +218,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     from energybench.distributed import init_world, shutdown
     from energybench.evaluation import check_param_keys, evaluate
     from energybench.metrics import resolve_metrics
-    from energybench.results import format_summary, write_json_atomic, write_text_atomic
+    from energybench.results import folder_summary, format_summary, write_json_atomic, write_text_atomic
 
     names = resolve_metrics(list(suites), list(metrics))
     if fmt == "robustbench":
@@ -253,8 +253,8 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     if records:
         table = format_summary(records)
         not_run = "".join(f"\n- {k}: not computed ({v})" for k, v in refused.items())
-        write_text_atomic(f"# {model_spec}\n\nData: {records[0]['data']['label']}\n\n{table}\n{not_run}\n",
-                          out / "summary.md")
+        write_text_atomic(folder_summary(out, str(model_spec)) + (f"\nNot computed in the last run:{not_run}\n"
+                                                                  if refused else ""), out / "summary.md")
         if fmt == "json":
             _echo(json.dumps(records, indent=1))
         else:

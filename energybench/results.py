@@ -218,6 +218,33 @@ def check_lines(record: dict) -> list[str]:
             f"{c.get('advice', '')}" for name, c in raised_checks(record).items()]
 
 
+def folder_records(folder: str | os.PathLike) -> list[dict]:
+    """Every valid record directly in `folder` (other JSON, e.g. AutoAttack's state, and damaged
+    records are passed over), ordered by model, metric, protocol and data, with `file` set."""
+    found = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = read_record(path)
+        if record is not None and "record_version" in record and record_problem(record) is None:
+            found.append({**record, "file": str(path)})
+    return sorted(found, key=lambda r: (str((r.get("model") or {}).get("name")), r["metric"], protocol_text(r),
+                                         str((r.get("data") or {}).get("label"))))
+
+
+def folder_summary(folder: str | os.PathLike, title: str) -> str:
+    """summary.md: every record in the folder (not only the last command's), one table per model
+    and test set, rows grouped by metric and protocol (an eps sweep shows every eps)."""
+    records = folder_records(folder)
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((str((r.get("model") or {}).get("name")), str((r.get("data") or {}).get("label"))),
+                          []).append(r)
+    parts = [f"# {title}", "", f"All {len(records)} records in this folder, grouped by model, test set, "
+             f"metric and protocol.", ""]
+    for (model, data), group in groups.items():
+        parts += [f"## {model} on {data}", "", format_summary(group), ""]
+    return "\n".join(parts)
+
+
 SMALL_N = 100  # below this many images an accuracy's spread is shown as its Wilson interval
 
 

@@ -58,6 +58,11 @@ def test_records_are_keyed_by_protocol(tmp_path, run_cli, trained_run):
     by_step = {(round(r["params"]["eps"] * 255, 6), round(r["params"]["step_size"] * 255, 6))
                for r in map(lambda p: json.loads(p.read_text()), out.glob("pgd20-*.json"))}
     assert by_step == {(2, 0.5), (8, 2), (2, 1)}
+    # summary.md lists every record of the folder, not only the last command's
+    summary = (out / "summary.md").read_text()
+    for protocol in ("eps 2/255, step 0.5/255", "eps 8/255, step 2/255", "eps 2/255, step 1/255"):
+        assert f"| pgd20 | {protocol} |" in summary, summary
+    assert "All 3 records in this folder" in summary
     code, stdout, err = run_cli(*base, "--eps", "2/255")
     assert "already recorded" in err and "| pgd20 | eps 2/255, step 0.5/255 |" in stdout
     from energybench.results import load_records
