@@ -102,12 +102,16 @@ class LabeledImages:
 def in_memory(images, labels, classes=None, label: str = "images given in memory") -> LabeledImages:
     """Images a Python caller holds, as a split whose provenance is their content digest.
 
-    images: uint8 (N, 3, H, W) or (N, H, W, 3) in [0, 255], tensor or array; labels: ints (N,)
-    in [0, len(classes)); classes default to '0'..'K-1' for K = max label + 1 (at least 10)."""
+    images: uint8 (N, 3, H, W) or (N, H, W, 3) in [0, 255], or float (N, 3, H, W) in [0, 1] that
+    hold 8-bit images (multiples of 1/255, as torchvision's ToTensor gives: converted exactly),
+    tensor or array; labels: ints (N,) in [0, len(classes)); classes default to '0'..'K-1' for
+    K = max label + 1 (at least 10)."""
     images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if images.is_floating_point():
+        images = _float_to_uint8(images)
     if images.dtype != torch.uint8:
-        raise UserError(f"images must be uint8 in [0, 255] (got {images.dtype}); convert with "
-                        f"(x * 255).round().to(torch.uint8)")
+        raise UserError(f"images must be uint8 in [0, 255] or float in [0, 1] (got {images.dtype}); "
+                        f"convert with (x * 255).round().to(torch.uint8)")
     if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
         images = images.permute(0, 3, 1, 2)
     check_images(images.permute(0, 2, 3, 1).cpu().numpy(), "the given images")
@@ -119,6 +123,20 @@ def in_memory(images, labels, classes=None, label: str = "images given in memory
     digest = tensors_sha256({"images": images, "labels": labels})
     classes = tuple(classes) if classes is not None else tuple(str(k) for k in range(num_classes))
     return LabeledImages(images, labels, classes, {"kind": "memory", "sha256": digest, "label": label})
+
+
+def _float_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] (N, 3, H, W) as the uint8 they encode; values that are not multiples
+    of 1/255 (not 8-bit images) are refused rather than silently rounded."""
+    x = images.detach().cpu().double()
+    if not bool(torch.isfinite(x).all()) or x.numel() and (x.min() < 0 or x.max() > 1):
+        raise UserError("float images must be finite and in [0, 1] (torch's convention); scale them "
+                        "(e.g. x / 255) or pass uint8 images in [0, 255]")
+    levels = x * 255
+    if x.numel() and float((levels - levels.round()).abs().max()) > 1e-3:
+        raise UserError("float images must hold 8-bit images (multiples of 1/255, as ToTensor gives): "
+                        "energybench evaluates 8-bit pixels; quantise with (x * 255).round() / 255 first")
+    return levels.round().to(torch.uint8)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

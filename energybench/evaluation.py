@@ -210,9 +210,13 @@ def evaluate(
 
 
 def _train_split(train_data):
-    """A training split given in memory as (images, labels) becomes LabeledImages; a spec stays."""
+    """The training split a caller named, loaded before any metric runs (so a wrong spec fails
+    first, not after the metrics before the one that needs it): (images, labels) in memory or a
+    data spec become LabeledImages; None stays (the model's own, loaded when needed)."""
     if isinstance(train_data, tuple) and len(train_data) == 2:
         return datalib.in_memory(*train_data, label="training images given in memory")
+    if isinstance(train_data, (str, Path)):
+        return datalib.load_split(train_data, "train")
     return train_data
 
 

@@ -153,3 +153,37 @@ def test_the_python_api_checks_its_arguments_before_any_work(kwargs, message, tm
     with pytest.raises(UserError, match=message):
         energybench.evaluate(handle, data, metrics=["clean", "pgd20"], out_dir=tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_python_api_takes_float_images_in_torchs_convention(tmp_path):
+    """Float (N, 3, H, W) in [0, 1] holding 8-bit images give the same records as the uint8 they
+    encode; floats that are not 8-bit images, or out of [0, 1], are refused, not rounded."""
+    import torch
+
+    import energybench
+    from energybench.checkpoint import load_model
+    from energybench.errors import UserError
+
+    model = load_model(REPO / "checkpoints" / "jeat-smoke.pt").model
+    rng = np.random.default_rng(0)
+    as_uint8 = torch.from_numpy(rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8))
+    y = torch.from_numpy(rng.integers(0, 10, 16))
+    as_float = as_uint8.float() / 255  # what torchvision's ToTensor gives
+    (from_uint8,) = energybench.evaluate(model, (as_uint8, y), metrics=["clean"], out_dir=tmp_path / "u8")
+    (from_float,) = energybench.evaluate(model, (as_float, y), metrics=["clean"], out_dir=tmp_path / "f32")
+    assert from_float["value"] == from_uint8["value"] and from_float["data"] == from_uint8["data"]
+    with pytest.raises(UserError, match="must hold 8-bit images"):
+        energybench.evaluate(model, (as_float * 0.99, y), metrics=["clean"], out_dir=tmp_path / "x")
+    with pytest.raises(UserError, match=r"finite and in \[0, 1\]"):
+        energybench.evaluate(model, (as_float * 255, y), metrics=["clean"], out_dir=tmp_path / "x")
+
+
+def test_a_wrong_training_data_spec_fails_before_any_metric_runs(tmp_path):
+    import energybench
+    from energybench.errors import UserError
+
+    with pytest.raises(UserError, match="does not exist"):
+        energybench.evaluate(REPO / "checkpoints" / "jeat-smoke.pt", metrics=["clean", "memorization"],
+                             data=str(REPO.parent / "shared" / "data" / "cifar10-test-exact-1017.npz"),
+                             train_data=str(tmp_path / "no-such-data.npz"), out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

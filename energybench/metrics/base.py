@@ -48,7 +48,7 @@ class EvalContext:
     out_dir: object  # pathlib.Path: where records and figures go
     loaded: object = None  # energybench.checkpoint.LoadedModel: provenance, replay buffer, train data
     stem: str = "metric"  # file stem of this metric's record: its figures and raw data share it
-    train_data: str | None = None  # training data spec when the model does not name its own
+    train_data: object = None  # LabeledImages the caller named (else None: the model's own, loaded when needed)
     world: World = World()  # the torchrun process group; batches() gives this rank its share
     # images with NaN/inf logits: 'refuse' stops the metric; 'wrong' counts them as wrong
     # (accuracy metrics only; the record says how many). Not part of a record's identity: the two
