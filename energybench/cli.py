@@ -7,6 +7,7 @@ stderr and exit status 2.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -206,11 +207,19 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
               help="print a summary table, the records as JSON, or also write a RobustBench "
                    "leaderboard entry (needs the clean and autoattack metrics)")
 @click.option("--json", "fmt", flag_value="json", help="same as --format json")
+@click.option("--name", "entry_name_", default=None, help="with --format robustbench: the entry's name "
+              "(default: the model file's name)")
+@click.option("--authors", default="", help="with --format robustbench: the entry's authors")
+@click.option("--venue", default="", help="with --format robustbench: where the model was published")
+@click.option("--architecture", default=None, help="with --format robustbench: the architecture "
+              "(default: the model's, e.g. WideResNet-28-10)")
+@click.option("--link", default="", help="with --format robustbench: a link to the paper or code")
 @click.option("--nonfinite", type=click.Choice(["refuse", "wrong"]), default="refuse", show_default=True,
               help="images whose logits are NaN or infinite: stop the metric (refuse), or count them "
                    "as wrong in clean, PGD and AutoAttack accuracy (the record says how many)")
 def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, out_dir, device,
-             batch_size, seed, force, inception_weights, params, train_data, fmt, nonfinite):
+             batch_size, seed, force, inception_weights, params, train_data, fmt, entry_name_, authors, venue,
+             architecture, link, nonfinite):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
 
@@ -221,6 +230,11 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     from energybench.results import folder_summary, format_summary, write_json_atomic, write_text_atomic
 
     names = resolve_metrics(list(suites), list(metrics))
+    entry_fields = {"--name": entry_name_, "--authors": authors, "--venue": venue, "--architecture": architecture,
+                    "--link": link}
+    given = [flag for flag, value in entry_fields.items() if value]
+    if given and fmt != "robustbench":
+        raise UserError(f"{', '.join(given)} describe a RobustBench entry; add --format robustbench")
     if fmt == "robustbench":
         missing = [m for m in ("clean", "autoattack") if m not in names]
         if missing:
@@ -266,9 +280,11 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         from energybench.zoo import architecture_name, entry_name, leaderboard_entry
 
         model = records[0]["model"]
-        entry = leaderboard_entry(records, entry_name(model), architecture_name(model), threat_model=threat_model,
-                                  additional_data=False if model["kind"] == "checkpoint" else None)
-        path = out / f"robustbench-{entry_name(model)}.json"
+        name = entry_name_ or entry_name(model)
+        entry = leaderboard_entry(records, name, architecture or architecture_name(model), threat_model=threat_model,
+                                  additional_data=False if model["kind"] == "checkpoint" else None,
+                                  authors=authors, venue=venue, link=link)
+        path = out / f"robustbench-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'entry'}.json"
         write_json_atomic(entry, path)
         _echo(f"RobustBench leaderboard entry: {path}")
 

@@ -123,7 +123,8 @@ def load_zoo_model(spec: str, threat_model: str = "Linf", model_dir: str | Path 
 
 
 def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset: str = "cifar10",
-                      threat_model: str = "Linf", additional_data: bool | None = None) -> dict:
+                      threat_model: str = "Linf", additional_data: bool | None = None,
+                      authors: str = "", venue: str = "", link: str = "") -> dict:
     """A RobustBench leaderboard entry (the fields of robustbench.utils.ModelInfo, accuracies as
     percent strings with two decimals, as in RobustBench's model_info JSON files) from one model's
     `clean` and `autoattack` records. additional_data: whether training used data beyond the
@@ -144,8 +145,8 @@ def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset
     data = clean["data"]["label"]
     partial = "" if aa["n"] >= 10000 else f" on the first {aa['n']} test images only (RobustBench uses all 10,000)"
     return {
-        "link": "", "name": name, "authors": "", "additional_data": additional_data,
-        "number_forward_passes": 1, "dataset": dataset, "venue": "", "architecture": architecture,
+        "link": link, "name": name, "authors": authors, "additional_data": additional_data,
+        "number_forward_passes": 1, "dataset": dataset, "venue": venue, "architecture": architecture,
         "eps": LEADERBOARD_EPS[threat_model],
         "clean_acc": f"{100 * clean['value']:.2f}", "reported": "",
         "autoattack_acc": f"{100 * aa['value']:.2f}",
@@ -156,8 +157,13 @@ def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset
 
 def entry_name(model: dict) -> str:
     """A file-safe name for a model's leaderboard entry."""
-    name = model.get("robustbench_name") or (
-        f"{model['recipe']}-{Path(model['path']).stem}" if model.get("recipe") else model["name"])
+    if model.get("robustbench_name"):
+        name = model["robustbench_name"]
+    elif model.get("path"):  # a checkpoint or a .pt2: its file name without folders or suffix
+        stem = Path(model["path"]).stem
+        name = f"{model['recipe']}-{stem}" if model.get("recipe") else stem
+    else:
+        name = model["name"]
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_")
 
 
@@ -170,4 +176,6 @@ def architecture_name(model: dict) -> str:
         kw = spec["kwargs"]
         return f"WideResNet-{kw.get('depth')}-{kw.get('widen_factor')}"
     return {"wrn-28-10": "WideResNet-28-10", "wrn-16-4": "WideResNet-16-4",
-            "preact-resnet18": "PreActResNet-18", "tiny-cnn": "tiny CNN"}.get(spec.get("name"), model["kind"])
+            "preact-resnet18": "PreActResNet-18", "tiny-cnn": "tiny CNN"}.get(
+        spec.get("name"), "not stated (a torch.export program; pass --architecture)" if model["kind"] == "export"
+        else model["kind"])

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +123,36 @@ def test_robustbench_model_runs_end_to_end_and_exports_a_leaderboard_entry(zoo_d
     (row,) = get_leaderboard_latex("cifar10", "Linf").splitlines()
     assert row == (f"1 &\\citet{{{ZOO_NAME}}} & {entry['clean_acc']} & {entry['autoattack_acc']} & N & "
                    f"{entry['architecture'].replace('WideResNet', 'WRN')} &  & {ZOO_NAME}\\\\")
+
+
+def test_a_leaderboard_entry_takes_its_name_authors_venue_and_architecture(tmp_path, run_cli):
+    """An exported program's entry is named after its file (not its path) by default, and takes
+    --name/--authors/--venue/--architecture/--link; those flags without --format robustbench are
+    refused in one line."""
+    from energybench.checkpoint import load_model
+
+    model = load_model(Path(__file__).resolve().parent.parent / "checkpoints" / "jeat-smoke.pt").model
+    program = torch.export.export(model, (torch.rand(2, 3, 32, 32),),
+                                  dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    path = tmp_path / "my_rn18.pt2"
+    torch.export.save(program, str(path))
+    data = synthetic_npz(tmp_path / "synth.npz")
+    base = ["eval", "--model", path, "--data", data, "--n", "8", "--metric", "clean", "--metric", "autoattack",
+            "--param", "max_images=4", "--format", "robustbench", "--device", "cpu"]
+    code, _, err = run_cli(*base, "--out", tmp_path / "plain")
+    assert code == 0, err
+    (entry_file,) = (tmp_path / "plain").glob("robustbench-*.json")
+    entry = json.loads(entry_file.read_text())
+    assert entry["name"] == "my_rn18" and entry_file.name == "robustbench-my_rn18.json"
+    assert "pass --architecture" in entry["architecture"]
+    code, _, err = run_cli(*base, "--out", tmp_path / "named", "--name", "Mine2026 Robust", "--authors", "A. Author",
+                           "--venue", "ICML 2026", "--architecture", "ResNet-18", "--link", "https://example.org")
+    assert code == 0, err
+    entry = json.loads((tmp_path / "named" / "robustbench-Mine2026_Robust.json").read_text())
+    assert (entry["name"], entry["authors"], entry["venue"], entry["architecture"], entry["link"]) == \
+        ("Mine2026 Robust", "A. Author", "ICML 2026", "ResNet-18", "https://example.org")
+    code, _, err = run_cli("eval", "--model", path, "--data", data, "--metric", "clean", "--venue", "ICML")
+    assert code == 2 and "--venue describe a RobustBench entry; add --format robustbench" in err
 
 
 def test_robustbench_names_and_formats_are_checked(zoo_dir, tmp_path, run_cli):
