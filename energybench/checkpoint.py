@@ -239,6 +239,7 @@ class LoadedModel:
     checkpoint: dict | None  # the full checkpoint dict for kind == "checkpoint"
     name: str = ""  # how records and titles name it: a path, robustbench:NAME, or module:Class
     info: dict = field(default_factory=dict)  # provenance beyond the file (e.g. RobustBench's)
+    data_spec: str | None = None  # the data it was trained on where no checkpoint says (a zoo model's dataset)
 
     def __post_init__(self):
         if not self.name:
@@ -248,7 +249,7 @@ class LoadedModel:
     def train_source(self) -> str | None:
         """The data spec the model was trained on, if known."""
         if self.checkpoint is None:
-            return None
+            return self.data_spec
         return self.checkpoint["meta"].get("data_spec")
 
 

@@ -47,7 +47,9 @@ def open_model(model, device: torch.device | str = "cpu", threat_model: str = "L
     if zoo.is_zoo_name(model):
         net, weights, info = zoo.load_zoo_model(model, threat_model, model_dir, dataset)
         sha = file_sha256(weights) if weights is not None else module_sha256(net)
-        return LoadedModel(net.to(device).eval(), "robustbench", weights, sha, None, name=model, info=info)
+        # a zoo model was trained on its dataset: its test split (from the data home) is the default
+        return LoadedModel(net.to(device).eval(), "robustbench", weights, sha, None, name=model, info=info,
+                           data_spec=info["dataset"])
     if not isinstance(model, (str, os.PathLike)):
         raise UserError(f"a model is {MODEL_HELP}, or an nn.Module; got a {type(model).__name__}")
     return load_model(model, device)  # named by its path

@@ -107,14 +107,20 @@ def load_zoo_model(spec: str, threat_model: str = "Linf", model_dir: str | Path 
     weights = model_dir / dataset / threat_model / f"{name}.pt"
     from robustbench.utils import load_model
 
+    folders = [model_dir, model_dir / dataset, model_dir / dataset / threat_model]
+    absent = [f for f in folders if not f.exists()]  # robustbench creates them before downloading
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model)
     except Exception as exc:
+        for folder in reversed(absent):  # a refusal leaves nothing behind: no empty folders
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.split(" with url:")[0]  # a connection error's URL says nothing more
         where = (f"the weights at {weights} do not load ({first[:160]})" if weights.is_file()
-                 else f"{weights} is absent and could not be downloaded ({first[:120]})")
+                 else f"{weights} is absent and could not be downloaded ({type(exc).__name__}: {first[:160]})")
         raise UserError(f"robustbench:{name}: {where}; put the model's state dict there "
                         f"(or pass --model-dir)") from None
     info = {"robustbench_name": name, "dataset": dataset, "threat_model": threat_model,

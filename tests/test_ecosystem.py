@@ -166,6 +166,27 @@ def test_robustbench_names_and_formats_are_checked(zoo_dir, tmp_path, run_cli):
     code, _, err = run_cli("eval", "--model", "robustbench:Wong2020Fast", "--model-dir", str(tmp_path / "none"),
                            "--data", str(data), "--metric", "clean")
     assert code == 2 and len(err.strip().splitlines()) == 1  # absent weights, no download here
+    assert "could not be downloaded" in err and "with url" not in err
+    assert not (tmp_path / "none").exists()  # the folders robustbench made for the download are gone
+
+
+def test_a_zoo_model_defaults_to_its_datasets_test_split(zoo_dir, tmp_path, run_cli, monkeypatch):
+    """Without --data, a RobustBench model is evaluated on its dataset from the data home; with
+    none imported, one line says how to get it."""
+    monkeypatch.setenv("ENERGYBENCH_HOME", str(tmp_path / "home"))
+    base = ["eval", "--model", f"robustbench:{ZOO_NAME}", "--model-dir", str(zoo_dir), "--n", "8",
+            "--metric", "clean", "--device", "cpu"]
+    code, _, err = run_cli(*base, "--out", tmp_path / "none")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cifar10" in err, err
+    code, _, err = run_cli("data", "import", synthetic_npz(tmp_path / "synth.npz"), "--name", "cifar10")
+    assert code == 0, err
+    code, _, err = run_cli(*base, "--out", tmp_path / "default")
+    assert code == 0, err
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "default").glob("clean-*.json")]
+    code, _, err = run_cli(*base, "--out", tmp_path / "given", "--data", synthetic_npz(tmp_path / "synth.npz"))
+    (given,) = [json.loads(p.read_text()) for p in (tmp_path / "given").glob("clean-*.json")]
+    assert record["value"] == given["value"] and record["n"] == given["n"] == 8
+    assert record["data"]["label"] == "CIFAR-10 from npz synth.npz (imported)"
 
 
 def test_nothing_else_needs_robustbench(tmp_path):
