@@ -28,7 +28,7 @@ from energybench.diagnostics import Check
 from energybench.energy import logit_margin
 from energybench.errors import UserError
 from energybench.hashing import json_key
-from energybench.progress import progress
+from energybench.progress import progress, say_progress
 from energybench.results import write_json_atomic
 
 STATE_FORMAT = "energybench-autoattack-state"
@@ -67,6 +67,7 @@ class _LogCollector(logging.Handler):
 
     def emit(self, record):
         message = record.getMessage()
+        say_progress(f"autoattack: {message.strip()}")  # per attack and batch, as AutoAttack prints it
         match = _AFTER_RE.search(message)
         if match:
             self.after[match[1].lower()] = float(match[2]) / 100.0
@@ -81,7 +82,7 @@ def _collect_log():
     saved = logger.level, logger.propagate
     logger.addHandler(collector)
     logger.setLevel(logging.DEBUG)
-    logger.propagate = False  # its messages go into the record, not onto the terminal
+    logger.propagate = False  # its messages go into the record, and as progress lines onto stderr
     try:
         yield collector
     finally:

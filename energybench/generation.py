@@ -97,7 +97,8 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
         gen = make_generator(derive_seed(cfg.seed, 11, b), device)
         y = labels[start:start + cfg.batch_size].to(device)
         x0 = init.sample(y, gen) if init is not None else starts[start:start + cfg.batch_size].to(device)
-        out.append(sgld(model, x0, sgld_cfg, gen, y if cfg.mode != "marginal" else None).cpu())
+        out.append(sgld(model, x0, sgld_cfg, gen, y if cfg.mode != "marginal" else None,
+                        desc=f"SGLD steps, batch {b + 1} of {len(batch_starts)}").cpu())
         index.append(torch.arange(start, start + len(y)))
     images = torch.cat(out) if out else torch.zeros(0, 3, 32, 32)
     index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long)

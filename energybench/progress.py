@@ -40,22 +40,38 @@ class LogLines:
 
     def __iter__(self) -> Iterator[T]:
         start = last = time.monotonic()
-        done = 0
+        done = shown = 0
         for item in self.iterable:
             yield item
             done += 1
             if time.monotonic() - last >= self.every:
                 self._line(done, start)
-                last = time.monotonic()
-        if done:
+                last, shown = time.monotonic(), done
+        if done and shown != done:  # the final line once
             self._line(done, start)
+
+
+def usable_terminal() -> bool:
+    """stderr is a terminal that reports a width (some report 0 columns: no bar fits there)."""
+    if not sys.stderr.isatty():
+        return False
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError):
+        return False
+
+
+def say_progress(line: str) -> None:
+    """One progress line on stderr (messages of libraries that report their own progress)."""
+    if progress_enabled():
+        print(line, file=sys.stderr, flush=True)
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, **kwargs) -> Iterable[T]:
     """Wrap an iterable in a progress display (or return it unchanged when progress is off)."""
     if not progress_enabled():
         return iterable
-    if not sys.stderr.isatty():
+    if not usable_terminal():
         return LogLines(iterable, desc, total, float(os.environ.get("ENERGYBENCH_PROGRESS_SECONDS", "30")))
     from tqdm.auto import tqdm
 

@@ -23,6 +23,7 @@ import torch.nn as nn
 from energybench.attacks import eval_mode
 from energybench.energy import joint_energy, marginal_energy
 from energybench.errors import UserError
+from energybench.progress import progress
 from energybench.runtime import inner_loop
 
 TARGETS = ("marginal", "joint", "conditional")
@@ -58,12 +59,14 @@ def sgld_energy(logits: torch.Tensor, y: torch.Tensor | None, target: str) -> to
 
 
 def sgld(model: nn.Module, x0: torch.Tensor, cfg: SGLDConfig, generator: torch.Generator,
-         y: torch.Tensor | None = None) -> torch.Tensor:
-    """Run `cfg.steps` SGLD steps from x0 (N, C, H, W); returns the detached samples."""
+         y: torch.Tensor | None = None, desc: str | None = None) -> torch.Tensor:
+    """Run `cfg.steps` SGLD steps from x0 (N, C, H, W); returns the detached samples. With `desc`
+    the steps report progress (generation; training's inner loop stays quiet)."""
     x = x0.detach().clone()
     mode = contextlib.nullcontext() if cfg.train_mode else eval_mode(model)
+    steps = range(cfg.steps) if desc is None else progress(range(cfg.steps), desc=desc, total=cfg.steps)
     with mode, torch.enable_grad(), inner_loop(x.device):
-        for _ in range(cfg.steps):
+        for _ in steps:
             x.requires_grad_(True)
             energy = sgld_energy(model(x), y, cfg.target).sum()
             (grad,) = torch.autograd.grad(energy, x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -394,3 +395,30 @@ def test_progress_without_a_terminal_is_plain_log_lines(capsys, monkeypatch):
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0].startswith("work: 1/3 (33%)") and lines[-1].startswith("work: 3/3 (100%)")
     assert "loss=0.5" in lines[-1] and "\r" not in "".join(lines)
+    assert len(lines) == 3 and sum(line.startswith("work: 3/3") for line in lines) == 1  # the final line once
+
+
+def test_a_terminal_that_reports_no_width_gets_plain_lines(monkeypatch):
+    from energybench import progress as progress_module
+
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
+    monkeypatch.setattr(progress_module.sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(progress_module.sys.stderr, "fileno", lambda: 2)
+    monkeypatch.setattr(progress_module.os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+    assert isinstance(progress_module.progress(range(3), desc="work"), progress_module.LogLines)
+    monkeypatch.setattr(progress_module.os, "get_terminal_size", lambda fd: os.terminal_size((80, 24)))
+    assert not isinstance(progress_module.progress(range(3), desc="work"), progress_module.LogLines)
+
+
+def test_autoattack_reports_each_attack_as_it_ends(monkeypatch, capsys):
+    """pyautoattack's own lines (per attack and batch, with the running robust accuracy) reach
+    stderr as progress while the record still collects its per-attack accuracies."""
+    import logging
+
+    from energybench.autoattack import _collect_log
+
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
+    with _collect_log() as log:
+        logging.getLogger("auto-attack").info("robust accuracy after APGD-CE: 31.25% (total time 2.4 s)")
+    assert log.after == {"apgd-ce": 0.3125}
+    assert capsys.readouterr().err.strip() == "autoattack: robust accuracy after APGD-CE: 31.25% (total time 2.4 s)"
