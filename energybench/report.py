@@ -517,7 +517,7 @@ def orderings(spec: dict, grid: Grid) -> list[str]:
                 test = tests.get((label, frozenset((a, b))))
                 verdict = ("holds" if holds else "reversed") + (
                     "" if test is None else (", significant" if test.significant else ", not significant"))
-                detail = "" if test is None else f" ({test.describe().split(': ', 1)[1].split(',')[0]})"
+                detail = "" if test is None else f" ({test.detail})"
                 lines.append(f"{spec['name']} {label}: paper {high} > {low} "
                              f"({max(pa, pb):g} vs {min(pa, pb):g}); measured "
                              f"{tidy[(high, label)]['measured']:.4g} vs {tidy[(low, label)]['measured']:.4g}: "

@@ -69,11 +69,11 @@ PRESETS = {
         {"jfs": {"probes": 4}, "mfs": {"probes": 4}, "attack-sanity": {"max_images": 32, "square_queries": 300}},
         summary="CPU, minutes: the regression fixture CI re-runs (1,000 images, 2 epochs)"),
     "smoke": ReproductionPreset(
-        "smoke", "smoke", ("data.train_subset=5000", "optim.epochs=6"),
+        "smoke", "smoke", (),  # the recipes' smoke preset as it is: 5,000 images, 6 epochs
         {"default": 500, "autoattack": 100, "jfs": 200, "mfs": 200},
         {"attack-sanity": {"max_images": 100}},
         figures=True, seeds=3,
-        summary="CPU, about an hour of training and evaluation on 2 cores (tiny-cnn, 5,000 images, 6 epochs, 3 seeds)"),
+        summary="CPU, about two hours of training and evaluation on 2 cores (tiny-cnn, 5,000 images, 6 epochs, 3 seeds)"),
     "paper": ReproductionPreset(
         "paper", "paper", (), {"default": None},
         {"autoattack": {"max_images": 10_000}, "is": {"n_per_class": 5000}, "fid": {"n_per_class": 5000},

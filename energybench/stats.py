@@ -73,14 +73,17 @@ class Comparison:
             return r["p"] < LEVEL
         return not (r["low"] <= 0.0 <= r["high"])
 
-    def describe(self) -> str:
+    @property
+    def detail(self) -> str:
+        """The test and its outcome, e.g. 'McNemar exact p = 0.0083 (142 vs 100 discordant images)'."""
         r = self.result
         if r["test"] == "McNemar exact":
-            detail = f"McNemar exact p = {r['p']:.2g} ({r['only_first']} vs {r['only_second']} discordant images)"
-        else:
-            detail = (f"paired bootstrap 95% interval of the difference [{r['low']:.3g}, {r['high']:.3g}] "
-                      f"contains 0")
-        return f"{self.first} vs {self.second}: {detail}, {r['pairs']:,} image pairs"
+            return f"McNemar exact p = {r['p']:.2g} ({r['only_first']} vs {r['only_second']} discordant images)"
+        return (f"paired bootstrap 95% interval of the difference [{r['low']:.3g}, {r['high']:.3g}] "
+                f"{'contains' if r['low'] <= 0.0 <= r['high'] else 'excludes'} 0")
+
+    def describe(self) -> str:
+        return f"{self.first} vs {self.second}: {self.detail}, {self.result['pairs']:,} image pairs"
 
 
 def compare(first: str, a: np.ndarray, second: str, b: np.ndarray) -> Comparison:

@@ -19,7 +19,7 @@ from energybench.config import apply_overrides
 from energybench.errors import UserError
 from energybench.recipes import preset_config
 from energybench.report import build, cell_protocol, collect_records, load_table, measured_cell, render
-from energybench.stats import mcnemar_exact, paired_bootstrap
+from energybench.stats import compare, mcnemar_exact, paired_bootstrap
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -238,6 +238,12 @@ def test_paired_bootstrap_matches_scipys():
     assert ours["low"] == pytest.approx(reference.confidence_interval.low, abs=0.01)
     assert ours["high"] == pytest.approx(reference.confidence_interval.high, abs=0.01)
     assert ours["difference"] == pytest.approx(0.1, abs=0.05)
+    # the sentence a report prints says both ends and whether the interval holds 0
+    significant = compare("a", a, "b", b)
+    assert significant.significant and significant.detail.endswith(
+        f"[{significant.result['low']:.3g}, {significant.result['high']:.3g}] excludes 0")
+    same = compare("a", a, "b", a + rng.normal(0, 0.3, 400))
+    assert not same.significant and same.detail.endswith("contains 0")
 
 
 def test_tables_mark_rows_that_do_not_differ_significantly(exact_npz, tmp_path):

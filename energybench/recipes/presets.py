@@ -22,13 +22,13 @@ def paper_config(recipe: str, params, **sections) -> TrainConfig:
 
 
 def smoke_config(recipe: str, params, **sections) -> TrainConfig:
-    """tiny-cnn (width 48, 0.2M parameters) on a class-balanced 20,000-image subset, 10 epochs:
-    about one CPU minute (2 cores) for `normal`, ~60% accuracy on the JPEG copy's test images."""
+    """tiny-cnn (width 48, 0.2M parameters) on a class-balanced 5,000-image subset, 6 epochs: the
+    one smoke size (`train --preset smoke`, `reproduce --preset smoke`, the shipped checkpoints)."""
     base = dict(
         model=ModelConfig("tiny-cnn", {"width": 48}),
-        data=DataConfig(source=None, train_subset=20_000, eval_subset=1000, augment=True),
+        data=DataConfig(source=None, train_subset=5_000, eval_subset=1000, augment=True),
         optim=OptimConfig(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128,
-                          epochs=10, schedule="cosine", warmup_steps=0),
+                          epochs=6, schedule="cosine", warmup_steps=0),
         run=RunConfig(seed=0, robust_eval=200),
     )
     base.update(sections)
