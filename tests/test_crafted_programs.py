@@ -300,6 +300,20 @@ def test_a_member_declaring_more_bytes_than_the_file_is_refused(programs, tmp_pa
         load_exported(bomb)
 
 
+def test_a_program_nested_too_deeply_gets_one_line(programs, synthetic_npz, run_cli, tmp_path):
+    """JSON nested 100,000 deep (Python's parser recurses): one line, none of torch's logging."""
+    deep = tmp_path / "deep.pt2"
+    with zipfile.ZipFile(programs["static"]) as zin:
+        items = [(info, zin.read(info.filename)) for info in zin.infolist()]
+    with zipfile.ZipFile(deep, "w") as zout:
+        for info, data in items:
+            zout.writestr(info, b"[" * 100_000 + b"]" * 100_000 if info.filename.endswith("models/model.json") else data)
+    code, _, err = run_cli("eval", "--model", deep, "--data", synthetic_npz, "--n", 8, "--metric", "clean",
+                           "--device", "cpu", "--out", tmp_path / "out")
+    assert code == 2 and err.strip().splitlines() == [
+        f"energybench: error: refusing {deep}: its program is nested too deeply to read (models/model.json)"], err
+
+
 def test_a_compressed_member_is_refused(programs, tmp_path):
     """A deflated member can expand a few MB into gigabytes (a zip bomb): torch.export.save stores
     members uncompressed, so a compressed one is refused from the zip's headers alone."""
