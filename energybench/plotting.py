@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from energybench.errors import UserError
-from energybench.results import atomic_output
+from energybench.results import atomic_output, protocol_text, write_text_atomic
 from energybench.stats import wilson_interval
 
 DPI = 300
@@ -399,4 +399,21 @@ def draw_record(record_file: str | Path, out_dir: str | Path | None = None, form
         raise UserError(f"{record_file}: the record or its raw data does not hold what its figure needs "
                          f"({type(exc).__name__}: {str(exc)[:80]}); run eval again (with --force)") from None
     stem = Path(out_dir or record_file.parent) / record_file.stem
-    return save(fig, stem, formats)
+    paths = save(fig, stem, formats)
+    caption = Path(f"{stem}.caption.txt")
+    write_text_atomic(caption_text(record, record_file) + "\n", caption)
+    return paths + [caption]
+
+
+def caption_text(record: dict, record_file: Path) -> str:
+    """A figure's caption: what it shows, of which model (and its file), on what data, how many
+    images, under which protocol, and where the numbers come from."""
+    model = record.get("model") or {}
+    path = model.get("path")
+    model_file = f"{Path(path).parent.name}/{Path(path).name}" if path else model.get("name", "?")
+    data = (record.get("data") or {}).get("label", "?")
+    protocol = protocol_text(record)
+    return (f"{record['metric']} of {model_label(record)} (file {model_file}) on {data}: "
+            f"n = {record.get('n')} test images"
+            + (f"; protocol: {protocol}" if protocol and protocol != "default" else "")
+            + f"; value {record.get('value'):.4g}. Drawn by energybench from {record_file.name} and its raw data.")

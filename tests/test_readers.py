@@ -187,3 +187,13 @@ def test_a_wrong_training_data_spec_fails_before_any_metric_runs(tmp_path):
                              data=str(REPO.parent / "shared" / "data" / "cifar10-test-exact-1017.npz"),
                              train_data=str(tmp_path / "no-such-data.npz"), out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_every_figure_gets_a_caption_saying_what_on_what_and_how_many(hist_record, tmp_path, run_cli):
+    code, out, err = run_cli("plot", hist_record, "--out", tmp_path)
+    assert code == 0, err
+    record = json.loads(hist_record.read_text())
+    caption = (tmp_path / f"{hist_record.stem}.caption.txt").read_text()
+    assert caption.startswith("energy-hist of jem (tiny-cnn, last.pt) (file checkpoints/jem-smoke.pt) on ")
+    assert f"on {record['data']['label']}: n = {record['n']} test images" in caption
+    assert f"value {record['value']:.4g}" in caption and hist_record.name in caption
