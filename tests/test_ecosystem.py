@@ -252,8 +252,8 @@ def test_python_api_runs_metrics_on_a_module_with_data_in_memory(tmp_path):
 
 
 def test_python_api_refuses_bad_input_in_one_line(tmp_path):
-    x = torch.rand(4, 3, 32, 32)
-    with pytest.raises(UserError, match="images must be uint8"):
+    x = torch.rand(4, 3, 32, 32)  # floats that are not 8-bit images: refused, not rounded
+    with pytest.raises(UserError, match="float images must hold 8-bit images"):
         energybench.evaluate(_model(), (x, torch.zeros(4, dtype=torch.long)), out_dir=tmp_path, device="cpu")
     with pytest.raises(UserError, match="no selected metric takes it"):
         energybench.evaluate(_model(), (x.mul(255).to(torch.uint8), torch.zeros(4, dtype=torch.long)),
