@@ -10,27 +10,45 @@ It runs exactly what `energybench eval` runs (same protocols, records, caches an
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from energybench.errors import UserError
+
+# CLI flags in messages shared with the command line, as the API's arguments
+_FLAG_WORDS = {"--force": "force=True", "--nonfinite wrong": "nonfinite='wrong'", "--param ": ""}
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)( (?=[A-Z0-9'\"/.~]))?")
+
+
+def api_wording(message: str) -> str:
+    """A message written for the CLI with its flags as this API's arguments: '--data PATH' ->
+    'data=PATH', '--n' -> 'n', '--force' -> 'force=True', '--param k=v' -> 'k=v'."""
+    for flag, words in _FLAG_WORDS.items():
+        message = message.replace(flag, words)
+    return _FLAG.sub(lambda m: m[1].replace("-", "_") + ("=" if m[2] else ""), message)
 
 
 def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None = None,
              out_dir: str | Path | None = None, device: str = "auto", batch_size: int = 256,
              seed: int = 0, train_data=None, force: bool = False, verbose: bool = False,
-             threat_model: str = "Linf", model_dir: str | Path | None = None, **protocol) -> list[dict]:
+             threat_model: str = "Linf", model_dir: str | Path | None = None, nonfinite: str = "refuse",
+             **protocol) -> list[dict]:
     """Run metrics on any model; returns one record (dict) per metric, as written to out_dir.
 
     model: an nn.Module mapping [0, 1] NCHW float images to logits, a checkpoint or .pt2 path, or
         "robustbench:NAME" (with threat_model and model_dir).
     data: a data spec ("cifar10", a path), a `LabeledImages`, or (images, labels): images uint8
-        (N, 3, 32, 32) or (N, 32, 32, 3) in [0, 255], labels ints (N,). Default: a checkpoint's own.
+        (N, 3, 32, 32) or (N, 32, 32, 3) in [0, 255], or float (N, 3, 32, 32) in [0, 1] holding
+        8-bit images; labels ints (N,). Default: a checkpoint's own.
     metrics, suites: names as in `energybench list metrics` / `list suites`.
     train_data: the training split (same forms as data) for class-Gaussian SGLD, FID and
         memorization when the model does not name its own.
     out_dir: records folder (default: eval-<name>/ beside a checkpoint, else in the current folder).
+    nonfinite: 'refuse' (stop on NaN/inf logits) or 'wrong' (count those images wrong in the
+        accuracy metrics; the record says how many).
     protocol: protocol values, e.g. eps=4/255, step_size=1/255, n_per_class=50, probes=20.
-    Raises energybench.errors.UserError (one line) on bad input or a metric that cannot run here.
+    Raises energybench.errors.UserError (one line, naming this function's arguments) on bad input
+    or a metric that cannot run here.
     """
     from energybench.evaluation import check_param_keys, evaluate as run
     from energybench.metrics import resolve_metrics
@@ -38,9 +56,12 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
 
     if isinstance(metrics, str) or isinstance(suites, str):
         raise UserError("metrics and suites are lists of names, e.g. metrics=['clean', 'pgd20']")
-    names = resolve_metrics(list(suites), list(metrics))
-    check_param_keys(names, protocol)
-    return run(model, names, data=data, n=n, out_dir=out_dir, device=resolve_device(device),
-               batch_size=batch_size, seed=seed, overrides=protocol, force=force,
-               log=print if verbose else (lambda message: None), train_data=train_data,
-               threat_model=threat_model, model_dir=model_dir)
+    try:
+        names = resolve_metrics(list(suites), list(metrics))
+        check_param_keys(names, protocol)
+        return run(model, names, data=data, n=n, out_dir=out_dir, device=resolve_device(device),
+                   batch_size=batch_size, seed=seed, overrides=protocol, force=force,
+                   log=print if verbose else (lambda message: None), train_data=train_data,
+                   threat_model=threat_model, model_dir=model_dir, nonfinite=nonfinite)
+    except UserError as exc:
+        raise type(exc)(api_wording(str(exc))) from None

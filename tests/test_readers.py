@@ -197,3 +197,17 @@ def test_every_figure_gets_a_caption_saying_what_on_what_and_how_many(hist_recor
     assert caption.startswith("energy-hist of jem (tiny-cnn, last.pt) (file checkpoints/jem-smoke.pt) on ")
     assert f"on {record['data']['label']}: n = {record['n']} test images" in caption
     assert f"value {record['value']:.4g}" in caption and hist_record.name in caption
+
+
+def test_python_api_errors_name_its_arguments_not_cli_flags(tmp_path):
+    """The same check as the CLI's, worded for the function that was called."""
+    import energybench
+    from energybench.errors import UserError
+
+    exact = str(REPO.parent / "shared" / "data" / "cifar10-test-exact-1017.npz")
+    with pytest.raises(UserError) as caught:
+        energybench.evaluate(REPO / "checkpoints" / "jeat-smoke.pt", exact, n=5000, out_dir=tmp_path)
+    assert str(caught.value).startswith("n=5000 is more than the 1,017 test images") and "--" not in str(caught.value)
+    with pytest.raises(UserError) as caught:
+        energybench.evaluate(REPO / "checkpoints" / "jeat-smoke.pt", exact, metrics=["clean"], probes=3)
+    assert str(caught.value).startswith("probes: no selected metric takes it")
