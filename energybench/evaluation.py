@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench import data as datalib
+from energybench import costs, data as datalib
 from energybench.checkpoint import LoadedModel
 from energybench.handle import default_out_dir, open_model
 from energybench.errors import UserError
@@ -201,12 +201,38 @@ def evaluate(
     spec = data if isinstance(data, (str, Path)) else (loaded.train_source if data is None else "in memory")
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
     created = not out_dir.exists()
+    if world.is_main:
+        announce_costs(chosen, loaded, test, seed, batch_size, device, out_dir, force, log)
     try:
         return _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir, force,
                             model_info, data_info, log, refused)
     finally:
         if world.is_main and created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # every metric refused: leave no empty folder behind
+
+
+ANNOUNCE_PASSES = 20_000  # below this many image gradient passes nothing is timed or said
+ANNOUNCE_SECONDS = 60.0  # the plan is said when the estimate is longer than this
+
+
+def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, out_dir: Path, force: bool,
+                   log) -> None:
+    """Before a long evaluation, one line saying what will run (the metrics not already recorded,
+    images, gradient passes) and a time estimate from a short timed warm-up (energybench.costs)."""
+    pending = [m for m in chosen if force or not _reusable(m, loaded, test, seed, batch_size, device, out_dir)]
+    n, classes = len(test), len(test.classes)
+    if not pending or sum(costs.gradient_passes(m.params, n, classes) for m in pending) < ANNOUNCE_PASSES:
+        return
+    x = test.images[:min(32, n)].to(device).float().div_(255)
+    line, seconds = costs.plan_line(pending, n, classes, costs.seconds_per_pass(loaded.model, x))
+    if seconds > ANNOUNCE_SECONDS:
+        log(line)
+
+
+def _reusable(metric, loaded, test, seed, batch_size, device, out_dir: Path) -> bool:
+    identity = record_identity(metric, loaded, test, seed, batch_size, device)
+    old = read_record(record_path(out_dir, metric.name, identity))
+    return old is not None and same_inputs(old, identity)
 
 
 def _train_split(train_data):

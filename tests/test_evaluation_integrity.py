@@ -256,3 +256,34 @@ def test_metrics_run_without_tf32(trained_run, exact_npz, tmp_path, monkeypatch)
     finally:
         for s, value in zip(switches, before):
             s.fp32_precision = value
+
+
+def test_a_long_evaluation_says_its_plan_and_estimate_first(trained_run, exact_npz, tmp_path, monkeypatch):
+    """The pass count is the protocol's arithmetic (PGD-20: 20 steps + the clean and final
+    forwards per image; jfs: 2 + 2 per probe); the line comes before any metric runs, only for
+    metrics not yet recorded, and the warm-up leaves the RNG and the parameters' .grad alone."""
+    from energybench import costs, evaluation
+    from energybench.metrics import METRICS
+    from energybench.metrics.robustness import PGDConfig
+
+    pgd = METRICS.get("pgd20")(PGDConfig())
+    assert costs.gradient_passes(pgd.params, 100, 10) == pytest.approx(100 * (20 + 2 / 3))
+    jfs = METRICS.get("jfs")(METRICS.get("jfs").Params(probes=4))
+    assert costs.gradient_passes(jfs.params, 100, 10) == 100 * (2 + 2 * 4)
+    monkeypatch.setattr(evaluation, "ANNOUNCE_PASSES", 0)
+    monkeypatch.setattr(evaluation, "ANNOUNCE_SECONDS", 0.0)
+    lines = []
+    evaluate(trained_run / "last.pt", ["clean", "pgd20"], data=str(exact_npz), n=16, out_dir=tmp_path,
+             overrides={"steps": 2}, log=lines.append)
+    assert lines[0].startswith("plan: clean, pgd20 on 16 images: about 48 image gradient passes, roughly")
+    lines.clear()
+    evaluate(trained_run / "last.pt", ["clean", "pgd20"], data=str(exact_npz), n=16, out_dir=tmp_path,
+             overrides={"steps": 2}, log=lines.append)
+    assert not any(line.startswith("plan:") for line in lines)  # both recorded: nothing to announce
+    from energybench.checkpoint import load_model
+
+    model = load_model(trained_run / "last.pt").model
+    x = torch.rand(4, 3, 32, 32)
+    state = torch.get_rng_state()
+    assert costs.seconds_per_pass(model, x) > 0
+    assert torch.equal(torch.get_rng_state(), state) and all(p.grad is None for p in model.parameters())
