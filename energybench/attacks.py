@@ -1,8 +1,14 @@
-"""L-inf attacks in [0, 1] pixel units: PGD (any steps, restarts, EOT), FGSM with random start.
+"""Attacks in [0, 1] pixel units, L-inf or L2: PGD (any steps, restarts, EOT), FGSM with random start.
 
 One engine, `pgd`, serves every attack here; its objective is either cross-entropy (paper eq. 14)
 or the joint energy E(x, y) (the energy attack, paper eq. 18). Both are *ascended*. FGSM with
 random start (the JEAT inner step, Algorithm 1) is PGD with one step.
+
+Threat models (`norm`): 'Linf' (sign steps, clipping to the box of side 2 eps; uniform start in
+the box) and 'L2' (steps along the gradient scaled to unit L2 length per image, projection onto
+the L2 ball by rescaling; start at a uniformly random direction on the ball's surface, as
+Madry et al.'s robustness library). eps is a pixel fraction for Linf (8/255) and a Euclidean
+length in pixel units for L2 (0.5, RobustBench's CIFAR-10 budget).
 
 The model is put in eval mode for the attack and restored afterwards; parameters receive no
 gradients (we differentiate with respect to the input only).
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -20,9 +27,12 @@ import torch.nn.functional as F
 from energybench.energy import joint_energy, logit_margin
 from energybench.errors import UserError
 from energybench.runtime import derive_seed, inner_loop, make_generator
-from energybench.validation import Checked, parse_number
+from energybench.validation import Checked, check_value, parse_number
 
 OBJECTIVES = ("ce", "energy", "margin")
+NORMS = ("Linf", "L2")
+DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 budgets
+BUDGET_RANGE = {"Linf": "(0, 1]", "L2": "(0, 1000]"}  # an L2 length may exceed 1 (the cube's diagonal is sqrt(d))
 
 
 @contextlib.contextmanager
@@ -36,23 +46,36 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def parse_eps(value: str | float) -> float:
-    """'8/255', '0.0314' or a float -> float in (0, 1]; anything else is a UserError."""
+def parse_eps(value: str | float, norm: str = "Linf", name: str = "eps") -> float:
+    """'8/255', '0.0314' or a float -> float, checked for `norm` (`check_eps`); anything else is a
+    UserError. An L2 budget written as x/255 is refused: it is a length, not a pixel fraction."""
     if isinstance(value, str):
+        if norm == "L2" and "/" in value:
+            raise UserError(f"{name} {value} is written as a pixel fraction, an L-inf budget; an L2 budget is a "
+                            f"Euclidean length in [0, 1] pixel units, e.g. 0.5 (RobustBench's CIFAR-10 L2 budget)")
         try:
             result = parse_number(value)
         except (ValueError, ZeroDivisionError):
-            raise UserError(f"cannot read eps {value!r}; write it like 8/255 or 0.0314") from None
+            example = "0.5" if norm == "L2" else "8/255 or 0.0314"
+            raise UserError(f"cannot read {name} {value!r}; write it like {example}") from None
     else:
         result = float(value)
-    check_eps(result)
+    check_eps(result, name, norm)
     return result
 
 
-def check_eps(eps: float, name: str = "eps") -> None:
+def check_eps(eps: float, name: str = "eps", norm: str = "Linf") -> None:
+    """An attack budget (or step) must lie in its norm's range: (0, 1] for Linf, (0, 1000] for L2."""
+    if norm not in NORMS:
+        raise UserError(f"norm {norm!r} is not a threat model energybench attacks in; use {' or '.join(NORMS)}")
+    if norm == "L2":
+        if not (0.0 < eps <= 1000.0):
+            raise UserError(f"{name} {eps:g} is out of range for L2: a Euclidean length in (0, 1000] pixel "
+                            f"units (RobustBench's CIFAR-10 L2 budget is 0.5)")
+        return
     if not (0.0 < eps <= 1.0):
         hint = f" (did you mean {eps:g}/255?)" if 1.0 < eps <= 255 else ""
-        raise UserError(f"{name} {eps:g} is out of range: budgets are in [0, 1] pixel units{hint}")
+        raise UserError(f"{name} {eps:g} is out of range: L-inf budgets are in [0, 1] pixel units{hint}")
 
 
 STEP_PER_EPS = 1 / 4  # the standard protocol's 2/255 step at 8/255
@@ -65,30 +88,41 @@ def default_step(eps: float) -> float:
 
 @dataclass(frozen=True)
 class PGDConfig(Checked):
-    """An L-inf PGD attack. eps/step_size in [0, 1] pixel units; step_size None means
-    eps / 4, so a budget given alone keeps the protocol's step-to-budget ratio. `eot` > 1 averages
-    the input gradient over that many forward passes per step (EOT-PGD, Athalye et al. 2018: the
-    attack for models whose forward is random)."""
+    """A PGD attack in `norm` ('Linf' or 'L2'). eps/step_size in [0, 1] pixel units; eps None means
+    the norm's standard budget (8/255 Linf, 0.5 L2) and step_size None means eps / 4, so a budget
+    given alone keeps the protocol's step-to-budget ratio. `eot` > 1 averages the input gradient
+    over that many forward passes per step (EOT-PGD, Athalye et al. 2018: the attack for models
+    whose forward is random).
 
-    LIMITS = {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)", "restarts": "[1, inf)",
-              "eot": "[1, inf)"}
-    CHOICES = {"objective": OBJECTIVES}
+    `IMPLICIT`: protocol fields written into a record only when they differ from this value.
+    Records made before `norm` existed were all L-inf, so an L-inf protocol keeps their identity
+    (and reuses them); readers take a missing norm as L-inf (`energybench.results.protocol_norm`)."""
 
-    eps: float = 8 / 255
+    LIMITS = {"steps": "[1, inf)", "restarts": "[1, inf)", "eot": "[1, inf)"}
+    CHOICES = {"objective": OBJECTIVES, "norm": NORMS}
+    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}
+
+    eps: float | None = None
     step_size: float | None = None
     steps: int = 20
     restarts: int = 1
     objective: str = "ce"  # "ce" (eq. 14), "energy" (ascend E(x, y), eq. 18) or "margin" (CW loss)
     random_start: bool = True
     eot: int = 1  # forward passes averaged per gradient step
+    norm: str = "Linf"  # the threat model: "Linf" or "L2"
 
     @property
     def step(self) -> float:
-        """The step actually taken (pixel units)."""
+        """The step actually taken (pixel units; an L2 length for L2)."""
         return default_step(self.eps) if self.step_size is None else self.step_size
 
     def __post_init__(self):
-        check_eps(self.eps)  # its message suggests x/255 for values like 8
+        if self.norm in NORMS:  # the budget's range depends on the norm (Checked names a wrong norm)
+            if self.eps is None:
+                object.__setattr__(self, "eps", DEFAULT_EPS[self.norm])
+            check_eps(self.eps, "eps", self.norm)  # its message suggests x/255 for values like 8
+            if self.step_size is not None:
+                check_value("step_size", self.step_size, BUDGET_RANGE[self.norm])
         super().__post_init__()
 
     def resolved(self) -> "PGDConfig":
@@ -135,12 +169,48 @@ class AttackTrace:
         return torch.stack(self.margins) if self.margins else torch.empty(0)
 
 
-def image_noise(shape: torch.Size, seeds: torch.Tensor, restart: int) -> torch.Tensor:
-    """U[0, 1) noise of `shape` (N, ...) on CPU whose row i depends only on seeds[i] and `restart`:
-    an image's random start is the same whatever batch, process or device it is attacked in."""
-    rows = [torch.rand(shape[1:], generator=make_generator(derive_seed(int(s), restart)))
-            for s in seeds.tolist()]
+def image_noise(shape: torch.Size, seeds: torch.Tensor, restart: int, norm: str = "Linf") -> torch.Tensor:
+    """Start noise of `shape` (N, ...) on CPU whose row i depends only on seeds[i] and `restart`:
+    an image's random start is the same whatever batch, process or device it is attacked in.
+    U[0, 1) for Linf, N(0, 1) for L2 (a direction: `start_delta` scales it)."""
+    draw = torch.randn if norm == "L2" else torch.rand
+    rows = [draw(shape[1:], generator=make_generator(derive_seed(int(s), restart))) for s in seeds.tolist()]
     return torch.stack(rows) if rows else torch.empty(shape)
+
+
+def _row_norms(t: torch.Tensor) -> torch.Tensor:
+    """The L2 length of each row of t (N, ...), shaped (N, 1, ..., 1) to broadcast against t."""
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def start_delta(noise: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """The random start's offset from the clean image, from `image_noise`-like noise (changed in
+    place): uniform in [-eps, eps] per pixel (Linf), or eps times a random unit direction (L2)."""
+    if norm == "L2":
+        return noise.mul_(eps / _row_norms(noise).clamp_min(1e-12))
+    return noise.mul_(2 * eps).sub_(eps)
+
+
+def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str) -> torch.Tensor:
+    """x_adv moved by `step` up the gradient (x_adv is detached and changed in place): the
+    gradient's sign (Linf), or the gradient scaled to L2 length `step` per image (L2; a zero
+    gradient leaves its image where it is)."""
+    if norm == "L2":
+        return x_adv.add_(grad.div_(_row_norms(grad).clamp_min(1e-12)), alpha=step)
+    return x_adv.add_(grad.sign_(), alpha=step)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, lower=None, upper=None) -> torch.Tensor:
+    """x_adv brought back into the eps-ball around x and into [0, 1]. Linf clips to the box (the
+    precomputed `lower`/`upper` bounds when given); L2 rescales the offset to length at most eps,
+    then clips to [0, 1] (clipping toward x, which lies in [0, 1], only shortens the offset)."""
+    if norm == "L2":
+        delta = x_adv - x
+        delta.mul_((eps / _row_norms(delta).clamp_min(1e-12)).clamp_(max=1.0))
+        return (x + delta).clamp_(0.0, 1.0)
+    if lower is None:
+        lower, upper = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+    return torch.minimum(torch.maximum(x_adv, lower), upper)
 
 
 def _input_gradient(model, x_adv, y, cfg: PGDConfig, loss_fn, traced: bool):
@@ -168,13 +238,17 @@ def _input_gradient(model, x_adv, y, cfg: PGDConfig, loss_fn, traced: bool):
 
 def _single_run(model, x, y, cfg: PGDConfig, generator, loss_fn, x_init, trace=None,
                 noise=None) -> torch.Tensor:
-    lower, upper = (x - cfg.eps).clamp_(min=0.0), (x + cfg.eps).clamp_(max=1.0)
+    norm = cfg.norm
+    lower = upper = None
+    if norm == "Linf":  # the box's bounds, computed once
+        lower, upper = (x - cfg.eps).clamp_(min=0.0), (x + cfg.eps).clamp_(max=1.0)
     if x_init is not None:
-        x_adv = torch.minimum(torch.maximum(x_init.detach(), lower), upper)
+        x_adv = project(x_init.detach().clone(), x, cfg.eps, norm, lower, upper)
     elif cfg.random_start:
         if noise is None:
-            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        delta = noise.to(x.device, x.dtype).mul_(2 * cfg.eps).sub_(cfg.eps)
+            draw = torch.randn if norm == "L2" else torch.rand
+            noise = draw(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        delta = start_delta(noise.to(x.device, x.dtype), cfg.eps, norm)
         x_adv = (x + delta).clamp_(0.0, 1.0)
     else:
         x_adv = x.clone()
@@ -183,8 +257,8 @@ def _single_run(model, x, y, cfg: PGDConfig, generator, loss_fn, x_init, trace=N
         loss, margin, grad = _input_gradient(model, x_adv, y, cfg, loss_fn, trace is not None)
         if trace is not None:
             trace.record(step, loss, margin, grad)
-        x_adv = x_adv.detach().add_(grad.sign_(), alpha=cfg.step)
-        x_adv = torch.minimum(torch.maximum(x_adv, lower), upper)
+        x_adv = ascent_step(x_adv.detach(), grad, cfg.step, norm)
+        x_adv = project(x_adv, x, cfg.eps, norm, lower, upper)
     return x_adv.detach()
 
 
@@ -201,8 +275,8 @@ def pgd(
 ) -> torch.Tensor:
     """Adversarial examples for one batch.
 
-    x: float32 (N, C, H, W) in [0, 1]; y: int64 (N,). Returns x_adv with ||x_adv - x||_inf <= eps
-    and values in [0, 1]. With restarts > 1, each example keeps the first run that fools the model
+    x: float32 (N, C, H, W) in [0, 1]; y: int64 (N,). Returns x_adv with ||x_adv - x|| <= eps in
+    cfg.norm (L-inf or L2, per image) and values in [0, 1]. With restarts > 1, each example keeps the first run that fools the model
     (else the last run). `loss_fn(logits_adv, y) -> scalar` replaces the objective (e.g. TRADES'
     KL term); `x_init` replaces the random start (projected into the ball). `image_seeds` (N,)
     draws each image's random starts from its own seed (`image_noise`) instead of `generator`;
@@ -212,7 +286,7 @@ def pgd(
         raise ValueError("a trace needs the per-example objective; it cannot follow a custom loss_fn")
 
     def noise(restart):
-        return None if image_seeds is None else image_noise(x.shape, image_seeds, restart)
+        return None if image_seeds is None else image_noise(x.shape, image_seeds, restart, cfg.norm)
 
     with eval_mode(model), torch.enable_grad(), inner_loop(x.device):
         best = _single_run(model, x, y, cfg, generator, loss_fn, x_init, trace, noise(0))

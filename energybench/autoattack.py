@@ -1,4 +1,4 @@
-"""Adapter for pyautoattack's standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; L-inf).
+"""Adapter for pyautoattack's standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; L-inf or L2).
 
 pyautoattack==0.2.0 is fra31's attack code behind a keyword-only API. Its own resumable state does
 not work (0.2.0 stores its attack set as a string and fails on the first attacked batch of a
@@ -185,7 +185,7 @@ def _clean_pass(model, x, y, batch_size, device):
 
 
 def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool,
-                  nonfinite: str | None = "refuse") -> dict:
+                  nonfinite: str | None = "refuse", norm: str = "Linf") -> dict:
     """One fresh AutoAttack run on x (N, C, H, W) in [0, 1]. Images with NaN/inf clean logits stop
     it, unless `nonfinite` is 'wrong': then only the others are attacked and those count wrong."""
     from pyautoattack import AutoAttack
@@ -207,7 +207,7 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
         clean = clean & answered
         x_adv, attacks = x.clone(), []
         if bool(answered.any()):
-            adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed, device=device)
+            adversary = AutoAttack(model, norm=norm, eps=eps, version=version, seed=seed, device=device)
             attacked, _ = adversary.run_standard_evaluation(x[answered], y[answered], batch_size=batch_size)
             x_adv[answered] = attacked.to(x_adv.device)
             attacks = list(adversary.attacks_to_run)
@@ -233,8 +233,8 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
 
 
 def run_square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
-               seed: int, batch_size: int, device) -> torch.Tensor:
-    """pyautoattack's Square attack (gradient-free, margin loss, L-inf): which images of x (N, C,
+               seed: int, batch_size: int, device, norm: str = "Linf") -> torch.Tensor:
+    """pyautoattack's Square attack (gradient-free, margin loss, in `norm`): which images of x (N, C,
     H, W) in [0, 1] the model still classifies right, (N,) bool. Square seeds torch's global
     generator itself; it runs inside a forked RNG state."""
     from pyautoattack.square import SquareAttack
@@ -242,7 +242,7 @@ def run_square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, q
     devices = [device] if torch.device(device).type == "cuda" else []
     right = []
     with eval_mode(model), _parameters_frozen(model), torch.random.fork_rng(devices=devices):
-        attack = SquareAttack(model, norm="Linf", n_queries=queries, eps=eps, seed=seed, device=device)
+        attack = SquareAttack(model, norm=norm, n_queries=queries, eps=eps, seed=seed, device=device)
         attack.return_all = False
         for start in range(0, len(y), batch_size):
             xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
@@ -266,8 +266,9 @@ def run_autoattack(
     key: dict | None = None,
     chunk_ids: list[int] | None = None,
     nonfinite: str | None = "refuse",
+    norm: str = "Linf",
 ) -> AutoAttackResult:
-    """Standard AutoAttack on x (N, C, H, W) float32 in [0, 1], y (N,) int64.
+    """Standard AutoAttack in `norm` ('Linf' or 'L2') on x (N, C, H, W) float32 in [0, 1], y (N,) int64.
 
     Chunks of `chunk_size` images (default `batch_size`) are attacked one after another (only
     `chunk_ids`, when given: a torchrun rank's share); with a `state_path`, each finished chunk is
@@ -280,10 +281,10 @@ def run_autoattack(
         import pyautoattack  # noqa: F401
     except ImportError:
         raise UserError("AutoAttack needs pyautoattack: pip install pyautoattack==0.2.0") from None
-    check_eps(eps)
+    check_eps(eps, "eps", norm)
     chunk_size = chunk_size or batch_size
     key = dict(key or {}, eps=eps, seed=seed, version=version, chunk_size=chunk_size, n=len(y),
-               state_version=STATE_VERSION)
+               state_version=STATE_VERSION, **({"norm": norm} if norm != "Linf" else {}))
     starts = list(range(0, len(y), chunk_size))
     wanted = list(range(len(starts))) if chunk_ids is None else sorted(chunk_ids)
     saved = _read_state(Path(state_path), key) if state_path is not None else {}
@@ -293,7 +294,7 @@ def run_autoattack(
     for c in progress(todo, desc="autoattack chunks", total=len(todo)):
         start, stop = starts[c], min(starts[c] + chunk_size, len(y))
         chunks[c] = _attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size, device,
-                                  version, first=c == 0, nonfinite=nonfinite)
+                                  version, first=c == 0, nonfinite=nonfinite, norm=norm)
         if state_path is not None:
             saved_chunks = {str(i): chunks[i] for i in sorted(chunks)}
             write_json_atomic({"format": STATE_FORMAT, "key": key, "chunks": saved_chunks,

@@ -187,7 +187,11 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
               help="metric suite(s), repeatable")
 @click.option("--metric", "metrics", multiple=True, type=_registry_choice("metrics"),
               help="single metric(s), repeatable")
-@click.option("--eps", default=None, help="L-inf budget for attack metrics, e.g. 8/255 (default protocol)")
+@click.option("--eps", default=None, help="attack budget: L-inf as a pixel fraction (8/255), L2 as a length "
+              "in pixel units (0.5); default: the norm's standard budget")
+@click.option("--norm", type=click.Choice(["Linf", "L2"]), default=None,
+              help="threat model of the attack metrics (default Linf; a RobustBench model: its "
+                   "--threat-model)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="records folder (default eval-<ckpt name>/ beside the checkpoint)")
 @click.option("--device", default="auto", show_default=True)
@@ -217,13 +221,12 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
 @click.option("--nonfinite", type=click.Choice(["refuse", "wrong"]), default="refuse", show_default=True,
               help="images whose logits are NaN or infinite: stop the metric (refuse), or count them "
                    "as wrong in clean, PGD and AutoAttack accuracy (the record says how many)")
-def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, out_dir, device,
+def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, norm, out_dir, device,
              batch_size, seed, force, inception_weights, params, train_data, fmt, entry_name_, authors, venue,
              architecture, link, nonfinite):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
 
-    from energybench.attacks import parse_eps
     from energybench.distributed import init_world, shutdown
     from energybench.evaluation import check_param_keys, evaluate
     from energybench.metrics import resolve_metrics
@@ -247,7 +250,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         key, value = item.split("=", 1)
         raw[key.strip()] = value.strip()
     check_param_keys(names, raw)
-    overrides = {**raw, "eps": parse_eps(eps) if eps is not None else raw.get("eps"),
+    overrides = {**raw, "eps": eps if eps is not None else raw.get("eps"), "norm": norm or raw.get("norm"),
                  "inception_weights": inception_weights}
     refused: dict[str, str] = {}
     world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench eval ...: images split
@@ -281,7 +284,8 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
 
         model = records[0]["model"]
         name = entry_name_ or entry_name(model)
-        entry = leaderboard_entry(records, name, architecture or architecture_name(model), threat_model=threat_model,
+        entry = leaderboard_entry(records, name, architecture or architecture_name(model),
+                                  threat_model=threat_model if model["kind"] == "robustbench" else None,
                                   additional_data=False if model["kind"] == "checkpoint" else None,
                                   authors=authors, venue=venue, link=link)
         path = out / f"robustbench-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'entry'}.json"

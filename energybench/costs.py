@@ -18,7 +18,8 @@ from energybench.generation import GenerationConfig
 from energybench.metrics.robustness import CurveParams
 
 NOT_COUNTED = {"autoattack": "AutoAttack", "attack-sanity": "attack-sanity's Square queries",
-               "memorization": "the SSIM search", "is": "Inception features", "fid": "Inception features"}
+               "memorization": "the SSIM search",
+               **{m: "Inception features" for m in ("is", "fid", "kid", "precision", "recall")}}
 
 
 def gradient_passes(params, n: int, num_classes: int) -> float:

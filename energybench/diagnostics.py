@@ -17,7 +17,7 @@ Always on, from what the attack computes anyway (at most one extra forward of on
                              falling): more steps would break more
 
 The `diagnostics` suite (metric `attack-sanity`) adds, on a subset:
-    unbounded                PGD at eps = 1 must reach 0% robust accuracy
+    unbounded                PGD at eps = 1 (L2: sqrt(C H W)) must reach 0% robust accuracy
     budget_monotone          accuracy must not rise with eps, nor with more steps or restarts
                              (beyond one standard error)
     black_box                images a gradient-free attack (Square) breaks but PGD did not

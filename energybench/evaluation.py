@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from energybench import costs, data as datalib
+from energybench.attacks import NORMS, parse_eps
 from energybench.checkpoint import LoadedModel
 from energybench.handle import default_out_dir, open_model
+from energybench.zoo import is_zoo_name
 from energybench.errors import UserError
 from energybench.validation import RangeError
 from energybench.distributed import World, agree
@@ -38,16 +40,20 @@ from energybench.runtime import environment_info, exact_float32, float32_precisi
 
 def metric_params(name: str, overrides: dict) -> object:
     """The metric's protocol with the applicable overrides applied. Override values may be typed
-    (eps=0.03) or strings from `--param KEY=VALUE`, parsed by the field's type."""
+    (eps=0.03) or strings from `--param KEY=VALUE`, parsed by the field's type; an eps string is
+    read for the metric's norm (an L2 budget written as x/255 is refused)."""
     from energybench.config import parse_field
 
     cls = METRICS.get(name)
     fields = {f.name for f in dataclasses.fields(cls.Params)}
     hints = typing.get_type_hints(cls.Params)
+    norm = overrides.get("norm") if "norm" in fields and overrides.get("norm") is not None else "Linf"
     values = {}
     for key, value in overrides.items():
         if key in fields and value is not None:
-            if isinstance(value, str) and key != "inception_weights":
+            if key == "eps" and isinstance(value, str):
+                value = parse_eps(value, norm)
+            elif isinstance(value, str) and key != "inception_weights":
                 value = parse_field(cls.Params, key, value)
             elif not _fits(value, hints[key]):
                 raise UserError(f"{key} must be {_type_text(hints[key])}, got {value!r}")
@@ -96,6 +102,27 @@ def _check_call(n, batch_size, seed, data, train_data) -> None:
             continue
         what = f"a tuple of {len(value)}" if isinstance(value, tuple) else f"a {type(value).__name__}"
         raise UserError(f"{name} must be a data spec, LabeledImages or (images, labels); got {what}")
+
+
+def attack_norms(metrics: list[str], overrides: dict, model, threat_model: str) -> dict[str, dict]:
+    """Each metric's overrides with the threat model settled. A norm the user asked for (--norm,
+    norm=) goes to every attack metric, and one that cannot attack in it is an error; without one,
+    a RobustBench model is attacked in its own threat model (Linf or L2) by the metrics that can,
+    and the others keep their L-inf protocol (the summary names the mismatch)."""
+    asked = overrides.get("norm")
+    if asked is not None and asked not in NORMS:
+        raise UserError(f"--norm {asked!r} is not a threat model energybench attacks in; use {' or '.join(NORMS)}")
+    implied = threat_model if asked is None and is_zoo_name(model) and threat_model in NORMS else None
+    per_metric = {}
+    for name in metrics:
+        cls = METRICS.get(name)
+        norm = asked or implied
+        if asked is not None and cls.norms and asked not in cls.norms:
+            raise UserError(f"{name} attacks in {' and '.join(cls.norms)} only, not {asked}; evaluate it in "
+                            f"a separate run without --norm {asked}")
+        takes_norm = norm is not None and norm in cls.norms and len(cls.norms) > 1
+        per_metric[name] = {**overrides, "norm": norm if takes_norm else None}
+    return per_metric
 
 
 # Protocol names that were renamed so that one concept has one name everywhere.
@@ -184,7 +211,8 @@ def evaluate(
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    chosen = [METRICS.get(name)(metric_params(name, overrides or {})) for name in metrics]
+    per_metric = attack_norms(metrics, overrides or {}, model, threat_model)
+    chosen = [METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics]
     loaded: LoadedModel = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
     test = _test_split(data if data is not None else loaded.train_source, loaded)
     if n is not None:

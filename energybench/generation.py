@@ -21,7 +21,7 @@ import torch
 from energybench import data as datalib
 from energybench.distributed import World, agree
 from energybench.errors import UserError
-from energybench.progress import progress
+from energybench.progress import progress, say_progress
 from energybench.results import write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
 from energybench.sampling import SGLDConfig, make_init, sgld
@@ -122,13 +122,18 @@ def training_split(loaded, train_data=None):
     return datalib.load_split(spec, "train")
 
 
+def model_classes(loaded) -> int:
+    """How many classes a LoadedModel's generator draws: its checkpoint's, else the module's (10)."""
+    return loaded.checkpoint["model"]["kwargs"].get("num_classes", 10) if loaded.checkpoint \
+        else getattr(loaded.model, "num_classes", 10)
+
+
 def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None = None,
                  train=None, world: World = World()) -> Samples:
     """Generate with `loaded`'s model (energybench.checkpoint.LoadedModel); `train` (the training
     split, if already loaded) or `train_data` (its spec; default the checkpoint's) feeds the
     class-conditional Gaussian."""
-    num_classes = loaded.checkpoint["model"]["kwargs"].get("num_classes", 10) if loaded.checkpoint \
-        else getattr(loaded.model, "num_classes", 10)
+    num_classes = model_classes(loaded)
     buffer = None
     train_images = train_labels = train_key = None
     if cfg.init == "buffer" and loaded.checkpoint is not None:
@@ -149,16 +154,21 @@ def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None =
 
 
 def generate_to_file(loaded, cfg: GenerationConfig, device, path: Path, meta: dict, train=None,
-                     world: World = World()) -> Samples:
+                     world: World = World(), purpose: str = "") -> Samples:
     """The samples of `cfg`, saved at `path` under `meta` (what they belong to) and reused when
     they are already there. Under torchrun every rank generates its batches into
     <path stem>.shard-<rank>-of-<size>.npz (kept until merged, so a rerun after a failure
     generates only what is missing), rank 0 merges them into `path`, and every rank returns the
-    whole set."""
+    whole set. Before generating, one progress line says what is generated and for what
+    (`purpose`, e.g. the metric's name)."""
     meta = {**meta, "generation_version": GENERATION_VERSION}
     cached = load_samples(path, meta)
     if cached is not None:
         return cached
+    if world.is_main:
+        total = cfg.n_per_class * model_classes(loaded)
+        say_progress(f"{purpose + ': ' if purpose else ''}generating {total:,} SGLD samples ({cfg.n_per_class} per class, "
+                     f"{cfg.steps} steps from {cfg.init}) into {path.name}; later metrics in this folder reuse them")
     if not world.enabled:
         samples = generate_for(loaded, cfg, device, train=train)
         save_samples(samples, cfg, path, meta)

@@ -174,8 +174,12 @@ def energy_dynamics(record: dict, rows: list[dict]):
     return fig
 
 
+def _l2(record: dict) -> bool:
+    return (record.get("params") or {}).get("norm") == "L2"
+
+
 def _curve(ax, record: dict, raw: dict, label: str, colour=None) -> None:
-    eps, acc = raw["eps"] * 255, raw["accuracy"]
+    eps, acc = raw["eps"] * (1 if _l2(record) else 255), raw["accuracy"]
     lower, upper = wilson_interval(acc, record["n"])
     line, = ax.plot(eps, 100 * acc, "o-", markersize=3, linewidth=1.2, color=colour, label=label)
     ax.fill_between(eps, 100 * lower, 100 * upper, color=line.get_color(), alpha=0.15, linewidth=0)
@@ -183,11 +187,12 @@ def _curve(ax, record: dict, raw: dict, label: str, colour=None) -> None:
 
 def _curve_axes(ax, record: dict) -> None:
     params = record["params"]
-    ax.set_xlabel(f"L-inf budget eps (/255); PGD-{params['steps']}, step {params['step_ratio']:g} eps")
+    budget = "L2 budget eps" if _l2(record) else "L-inf budget eps (/255)"
+    ax.set_xlabel(f"{budget}; PGD-{params['steps']}, step {params['step_ratio']:g} eps")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3, linewidth=0.5)
-    ax.axvline(8, color="grey", linewidth=0.6, linestyle=":")
+    ax.axvline(0.5 if _l2(record) else 8, color="grey", linewidth=0.6, linestyle=":")  # the standard budget
 
 
 def robust_curve(record: dict, raw: dict):

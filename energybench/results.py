@@ -26,6 +26,7 @@ from energybench.hashing import json_key
 from energybench.stats import wilson_interval
 
 RECORD_VERSION = 2
+NORM_TEXT = {"Linf": "L-inf", "L2": "L2"}  # how a threat model reads in summaries
 TEMP_SUFFIX = ".tmp"
 
 
@@ -158,16 +159,33 @@ def attack_step_key(params: dict) -> str | None:
     return "step_size" if "eps" in params and "step_size" in params else None
 
 
+def protocol_norm(params: dict) -> str | None:
+    """The threat model of an attack protocol: its `norm`, 'Linf' where an attack protocol has
+    none (attacks.PGDConfig.IMPLICIT), None for a protocol without an attack budget."""
+    if "norm" in params:
+        return params["norm"]
+    return "Linf" if "eps" in params or "eps_grid" in params else None
+
+
+def _budget_text(value, norm: str | None) -> str:
+    """A budget as it is written for its norm: x/255 for L-inf, a plain length for L2."""
+    return f"{value:g}" if norm == "L2" and isinstance(value, (int, float)) else _per_255(value)
+
+
 def protocol_text(record: dict) -> str:
-    """The protocol of a record in a few words: the attack's eps and step as x/255 where the metric
-    has them, then every other value that differs from the metric's defaults (`changed_params`)."""
+    """The protocol of a record in a few words: the threat model and the attack's eps and step
+    (x/255 for L-inf, lengths for L2) where the metric has them, then every other value that
+    differs from the metric's defaults (`changed_params`)."""
     params, changed = record.get("params") or {}, record.get("changed_params") or {}
     step = attack_step_key(params)
+    norm = protocol_norm(params)
     pixel = {"eps", "radius", "flat_radius", step}
-    parts = [f"{label} {_per_255(params[key])}" for key, label in (("eps", "eps"), (step, "step"))
+    parts = [f"{label} {_budget_text(params[key], norm)}" for key, label in (("eps", "eps"), (step, "step"))
              if key in params and params[key] is not None]
-    parts += [f"{key} {_per_255(value) if key in pixel else value}"
-              for key, value in changed.items() if key not in ("eps", step)]
+    if parts and norm is not None:
+        parts[0] = f"{NORM_TEXT.get(norm, norm)} {parts[0]}"
+    parts += [f"{key} {_budget_text(value, norm) if key in pixel else value}"
+              for key, value in changed.items() if key not in ("eps", step, "norm")]
     return ", ".join(parts) or "default"
 
 
@@ -264,6 +282,17 @@ def spread_text(record: dict) -> str:
     return f"{stderr:.2g}"
 
 
+def threat_model_mismatch(record: dict) -> str | None:
+    """A sentence when a RobustBench model of one threat model (Linf or L2) was attacked in the
+    other norm (a number its leaderboard does not rank), else None."""
+    info = record.get("model") or {}  # a zoo model's record carries robustbench_name and threat_model
+    model_norm, attack_norm = info.get("threat_model"), protocol_norm(record.get("params") or {})
+    if model_norm not in NORM_TEXT or attack_norm is None or attack_norm == model_norm:
+        return None
+    return (f"attacked in {NORM_TEXT.get(attack_norm, attack_norm)}, but {info.get('robustbench_name', 'the model')} "
+            f"is a RobustBench {NORM_TEXT[model_norm]} model (its leaderboard number is {NORM_TEXT[model_norm]})")
+
+
 def format_summary(records: list[dict]) -> str:
     """A Markdown table of records (metric, protocol, value in % for accuracies, ± stderr, n,
     attack checks, seconds), then the attack-failure checks they raised and any reliability
@@ -283,6 +312,9 @@ def format_summary(records: list[dict]) -> str:
                      f"{r['wall_seconds']:.1f} |")
         raised += [f"- ⚑ {line}" for line in check_lines(r)]
         warnings += [f"- {r['metric']}: {w}" for w in (r.get("extra") or {}).get("warnings", [])]
+        mismatch = threat_model_mismatch(r)
+        if mismatch:
+            warnings.append(f"- {r['metric']}: {mismatch}")
         counted_wrong = (r.get("extra") or {}).get("nonfinite_counted_wrong")
         if counted_wrong:
             warnings.append(f"- {r['metric']}: {counted_wrong} of {r['n']} images had NaN or infinite logits "

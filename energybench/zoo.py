@@ -33,6 +33,7 @@ THREAT_MODELS = ("Linf", "L2", "corruptions")
 DATASETS = {"cifar10": 10, "cifar100": 100}
 # RobustBench's leaderboard entry (robustbench.utils.ModelInfo; model_info/<dataset>/<threat>/*.json)
 LEADERBOARD_EPS = {"Linf": "8/255", "L2": "0.5"}
+LEADERBOARD_BUDGET = {"Linf": 8 / 255, "L2": 0.5}
 
 
 def is_zoo_name(spec) -> bool:
@@ -129,25 +130,31 @@ def load_zoo_model(spec: str, threat_model: str = "Linf", model_dir: str | Path 
 
 
 def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset: str = "cifar10",
-                      threat_model: str = "Linf", additional_data: bool | None = None,
+                      threat_model: str | None = None, additional_data: bool | None = None,
                       authors: str = "", venue: str = "", link: str = "") -> dict:
     """A RobustBench leaderboard entry (the fields of robustbench.utils.ModelInfo, accuracies as
     percent strings with two decimals, as in RobustBench's model_info JSON files) from one model's
     `clean` and `autoattack` records. additional_data: whether training used data beyond the
-    dataset (False for energybench runs; None, written as null, where it is not known). Their eps must be the leaderboard's; the footnote says what
-    was measured (images, data) so a partial evaluation is never mistaken for the full protocol."""
+    dataset (False for energybench runs; None, written as null, where it is not known). The
+    leaderboard is the autoattack record's norm (threat_model, when given, must be it) and its eps
+    must be the leaderboard's; the footnote says what was measured (images, data) so a partial
+    evaluation is never mistaken for the full protocol."""
     by_metric = {r["metric"]: r for r in records}
     missing = [m for m in ("clean", "autoattack") if m not in by_metric]
     if missing:
         raise UserError(f"a RobustBench entry needs the clean and autoattack records; missing "
                         f"{', '.join(missing)} (add --metric {' --metric '.join(missing)})")
     clean, aa = by_metric["clean"], by_metric["autoattack"]
-    eps = aa["params"]["eps"]
-    wanted = 8 / 255  # energybench's AutoAttack is L-inf only
-    if threat_model != "Linf" or abs(eps - wanted) > 1e-9 or aa["params"].get("version") != "standard":
-        raise UserError(f"the autoattack record is Linf eps {eps:.6g}, version "
-                        f"{aa['params'].get('version')}; RobustBench's {threat_model} leaderboard "
-                        f"needs the standard version at {LEADERBOARD_EPS.get(threat_model, '?')}")
+    eps, norm = aa["params"]["eps"], aa["params"].get("norm", "Linf")  # an L-inf protocol leaves norm out
+    if threat_model is not None and threat_model != norm:
+        raise UserError(f"the autoattack record is {norm}, not {threat_model}; RobustBench's {threat_model} "
+                        f"leaderboard needs an autoattack record in {threat_model} (--norm {threat_model})")
+    if norm not in LEADERBOARD_EPS or abs(eps - LEADERBOARD_BUDGET[norm]) > 1e-9 \
+            or aa["params"].get("version") != "standard":
+        raise UserError(f"the autoattack record is {norm} eps {eps:.6g}, version "
+                        f"{aa['params'].get('version')}; RobustBench's {norm} leaderboard "
+                        f"needs the standard version at {LEADERBOARD_EPS.get(norm, '?')}")
+    threat_model = norm
     data = clean["data"]["label"]
     partial = "" if aa["n"] >= 10000 else f" on the first {aa['n']} test images only (RobustBench uses all 10,000)"
     return {
@@ -156,7 +163,7 @@ def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset
         "eps": LEADERBOARD_EPS[threat_model],
         "clean_acc": f"{100 * clean['value']:.2f}", "reported": "",
         "autoattack_acc": f"{100 * aa['value']:.2f}",
-        "footnote": (f"Measured with energybench (standard AutoAttack, pyautoattack) on {data}: clean {clean['n']} images, AutoAttack {aa['n']}"
+        "footnote": (f"Measured with energybench (standard AutoAttack, {norm}, pyautoattack) on {data}: clean {clean['n']} images, AutoAttack {aa['n']}"
                      f"{partial}."),
     }
 

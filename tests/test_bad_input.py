@@ -385,7 +385,7 @@ CASES = [
     ("eval-param-threshold", EVAL + ["--metric", "memorization"] + _param("threshold=2"), r"memorization: threshold must be in"),
     ("eval-param-splits", EVAL + ["--metric", "is"] + _param("isc_splits=0"), r"is: isc_splits must be >= 1"),
     ("eval-inception-missing", EVAL + ["--metric", "fid", "--inception-weights", "{root}/none.pth"], r"--inception-weights .* does not exist"),
-    ("eval-inception-absent", EVAL + ["--metric", "is"], r"IS/FID need torch-fidelity's Inception-v3 weights"),
+    ("eval-inception-absent", EVAL + ["--metric", "is"], r"IS, FID, KID and precision/recall need torch-fidelity's Inception-v3 weights"),
     # ---- eval: data
     ("eval-data-missing", ["eval", "--ckpt", "{ckpt}", "--data", "{root}/none", "--out", "{out}"], r"data not found"),
     ("eval-data-two-test-sets", ["eval", "--ckpt", "{ckpt}", "--data", "{two_test_sets}", "--out", "{out}"],

@@ -20,7 +20,7 @@ def test_train_eval_json(tmp_path, run_cli, jpeg_tar):
     code, out, err = run_cli("eval", "--ckpt", run / "last.pt", "--n", 64, "--suite", "smoke",
                              "--batch-size", 32, "--device", "cpu")
     assert code == 0, err
-    assert "| clean |" in out and "| pgd20 | eps 8/255, step 2/255 |" in out
+    assert "| clean |" in out and "| pgd20 | L-inf eps 8/255, step 2/255 |" in out
     assert "CIFAR-10 (JPEG q75 copy)" in out
     records = run / "eval-last"
     (clean,) = _records(records, "clean").values()
@@ -54,17 +54,17 @@ def test_records_are_keyed_by_protocol(tmp_path, run_cli, trained_run):
         code, stdout, err = run_cli(*base, "--eps", eps)
         assert code == 0, err
     code, stdout, err = run_cli(*base, "--eps", "2/255", "--param", "step_size=1/255")
-    assert code == 0 and "| pgd20 | eps 2/255, step 1/255 |" in stdout
+    assert code == 0 and "| pgd20 | L-inf eps 2/255, step 1/255 |" in stdout
     by_step = {(round(r["params"]["eps"] * 255, 6), round(r["params"]["step_size"] * 255, 6))
                for r in map(lambda p: json.loads(p.read_text()), out.glob("pgd20-*.json"))}
     assert by_step == {(2, 0.5), (8, 2), (2, 1)}
     # summary.md lists every record of the folder, not only the last command's
     summary = (out / "summary.md").read_text()
-    for protocol in ("eps 2/255, step 0.5/255", "eps 8/255, step 2/255", "eps 2/255, step 1/255"):
+    for protocol in ("L-inf eps 2/255, step 0.5/255", "L-inf eps 8/255, step 2/255", "L-inf eps 2/255, step 1/255"):
         assert f"| pgd20 | {protocol} |" in summary, summary
     assert "All 3 records in this folder" in summary
     code, stdout, err = run_cli(*base, "--eps", "2/255")
-    assert "already recorded" in err and "| pgd20 | eps 2/255, step 0.5/255 |" in stdout
+    assert "already recorded" in err and "| pgd20 | L-inf eps 2/255, step 0.5/255 |" in stdout
     from energybench.results import load_records
 
     frame = load_records([out])

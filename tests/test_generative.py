@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.spatial
 import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
@@ -43,7 +44,7 @@ class RandomFeatures(FeatureExtractorBase):
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits_unbiased", "fid": "pool"}[metric]
+        return {"isc": "logits_unbiased", "fid": "pool", "kid": "pool", "prc": "pool"}[metric]
 
     @staticmethod
     def can_be_compiled():
@@ -97,14 +98,53 @@ def test_pipeline_matches_independent_computation(exact_test):
     assert abs(self_fid) < 1e-6
 
 
+def reference_kid(a, b, subsets, size, seed=2020):
+    """Unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3 (Binkowski et al. 2018),
+    averaged over random subsets drawn as torch-fidelity draws them (RandomState(2020), without
+    replacement within a subset)."""
+    rng, d, values = np.random.RandomState(seed), a.shape[1], []
+    for _ in range(subsets):
+        x = a[rng.choice(len(a), size, replace=False)]
+        y = b[rng.choice(len(b), size, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        off = ~np.eye(size, dtype=bool)
+        values.append(kxx[off].mean() + kyy[off].mean() - 2 * kxy.mean())
+    return float(np.mean(values))
+
+
+def reference_precision_recall(fake, real, k=3):
+    """Kynkaanniemi et al. 2019: each set's k-NN radii (the k-th neighbour other than itself);
+    precision = share of fake points within some real point's radius, recall the reverse."""
+    d_ff, d_rr, d_fr = (scipy.spatial.distance.cdist(p, q) for p, q in ((fake, fake), (real, real), (fake, real)))
+    radius_f, radius_r = np.sort(d_ff, 1)[:, k], np.sort(d_rr, 1)[:, k]
+    return float((d_fr <= radius_r[None, :]).any(1).mean()), float((d_fr.T <= radius_f[None, :]).any(1).mean())
+
+
+def test_kid_and_precision_recall_match_independent_computations(exact_test):
+    """KID and precision/recall from the same substitute features as the FID test, against a
+    NumPy/SciPy computation written from their papers' definitions (not presented as KID/PR)."""
+    real = exact_test.images[:300]
+    fake = (real.flip(0).float() * 0.7 + 40).round().clamp(0, 255).to(torch.uint8)
+    out = compute_fidelity(fake, real, isc=False, fid=False, kid=True, prc=True, device=torch.device("cpu"),
+                           feature_extractor=NAME, kid_subsets=20, kid_subset_size=100, prc_neighborhood=3)
+    pool_f, pool_r = features(fake)[0], features(real)[0]
+    assert out["kernel_inception_distance_mean"] == pytest.approx(reference_kid(pool_f, pool_r, 20, 100), rel=1e-5)
+    precision, recall = reference_precision_recall(pool_f, pool_r)
+    assert 0 < precision < 1 and 0 < recall < 1
+    assert out["precision"] == pytest.approx(precision, abs=1e-6) and out["recall"] == pytest.approx(recall, abs=1e-6)
+    same = compute_fidelity(real, real, isc=False, fid=False, kid=True, prc=True, device=torch.device("cpu"),
+                            feature_extractor=NAME, kid_subsets=5, kid_subset_size=100)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+
+
 def test_is_and_fid_refuse_without_inception_weights(trained_run, exact_npz, tmp_path, monkeypatch):
     from energybench.evaluation import evaluate
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     with pytest.raises(UserError, match="need torch-fidelity's Inception-v3 weights"):
         find_inception_weights(None)
-    for metric in ("is", "fid"):
-        with pytest.raises(UserError, match="No IS/FID value is computed"):
+    for metric in ("is", "fid", "kid", "precision", "recall"):
+        with pytest.raises(UserError, match="None of them is computed without them"):
             evaluate(trained_run / "last.pt", [metric], data=str(exact_npz), n=10,
                      out_dir=tmp_path / "e", log=lambda m: None)
         assert not (tmp_path / "e" / f"{metric}.json").exists()
@@ -174,3 +214,36 @@ def test_inception_weights_must_be_a_state_dict(tmp_path):
         find_inception_weights(str(tmp_path / "junk.pth"))
     torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pth")
     assert find_inception_weights(str(tmp_path / "plain.pth")) == str((tmp_path / "plain.pth").resolve())
+
+
+def test_kid_subset_larger_than_the_samples_is_one_line():
+    from energybench.metrics import METRICS
+
+    kid = METRICS.get("kid")(METRICS.get("kid").Params(n_per_class=50))
+    with pytest.raises(UserError, match=r"kid_subset_size 1000 is more than the 500 samples; pass --param "
+                                        r"kid_subset_size=500"):
+        kid.check_sizes(500, 50_000)
+    kid.check_sizes(1000, 50_000)
+    assert METRICS.get("precision").Params().prc_neighborhood == 3
+    assert METRICS.get("kid").Params().kid_subsets == 100
+
+
+def test_energy_hist_says_it_generates_samples_once(tmp_path, monkeypatch, capsys):
+    """A metric that generates SGLD samples says so (how many, how, into which file) before it
+    starts; a second metric or a rerun that reuses them says nothing."""
+    import energybench
+
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10)).eval()
+    images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(12) % 10
+    kwargs = dict(data=(images, labels), out_dir=tmp_path / "e", device="cpu", n_per_class=2, steps=3,
+                  init="uniform", pgd_steps=1)
+    energybench.evaluate(net, metrics=["energy-hist"], **kwargs)
+    said = [line for line in capsys.readouterr().err.splitlines() if "SGLD samples" in line]
+    assert len(said) == 1 and said[0].startswith("energy-hist: generating 20 SGLD samples (2 per class, 3 steps "
+                                                 "from uniform) into samples-"), said
+    energybench.evaluate(net, metrics=["energy-hist"], force=True, **kwargs)
+    assert "SGLD samples" not in capsys.readouterr().err

@@ -9,7 +9,7 @@ from energybench.metrics import (  # noqa: F401  (registers)
 
 register_suite("smoke", ["clean", "pgd20"])
 register_suite("robust", ["clean", "pgd20", "pgd20-energy", "autoattack"])
-register_suite("generative", ["is", "fid", "memorization"])
+register_suite("generative", ["is", "fid", "kid", "precision", "recall", "memorization"])
 register_suite("landscape", ["jfs", "mfs", "energy-hist", "energy-contour", "energy-dynamics"])
 register_suite("diagnostics", ["attack-sanity", "robust-curve"])
 register_suite("public", ["pgd20-jem-public", "pgd20-ebjdat-public"])

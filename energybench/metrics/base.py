@@ -150,15 +150,21 @@ class Metric(abc.ABC):
     incidental_params: ClassVar[tuple[str, ...]] = ()
 
     shardable: ClassVar[bool] = False  # per-image: computed in shards over torchrun's ranks
+    # the threat models an attack metric attacks in ('Linf', 'L2'); () for a metric without an
+    # attack. Its Params has a `norm` field when it offers more than one.
+    norms: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params):
         self.params = params
 
     def protocol(self) -> dict:
         """Every parameter as it will run, defaults written out (e.g. a PGD step of None becomes
-        eps / 4): what records store and what caches and record names are keyed by."""
+        eps / 4): what records store and what caches and record names are keyed by. A field the
+        Params class lists in `IMPLICIT` is left out while it has that value (the value every
+        record made before the field existed was measured at)."""
         resolved = self.params.resolved() if hasattr(self.params, "resolved") else self.params
-        return dataclasses.asdict(resolved)
+        implicit = getattr(resolved, "IMPLICIT", {})  # e.g. norm 'Linf': see attacks.PGDConfig
+        return {k: v for k, v in dataclasses.asdict(resolved).items() if not (k in implicit and v == implicit[k])}
 
     @classmethod
     def defining_params(cls, protocol: dict) -> dict:

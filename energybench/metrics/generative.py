@@ -1,14 +1,20 @@
-"""Generation quality: `is` and `fid` by torch-fidelity on quantised SGLD samples.
+"""Generation quality by torch-fidelity on quantised SGLD samples: `is`, `fid`, `kid`,
+`precision` and `recall`.
 
 Protocol: samples from energybench.generation (balanced classes), quantised to uint8 by
-rounding; IS with 10 splits; FID against the training split the model saw, whose statistics
-torch-fidelity caches under a name that includes the data source and the weights' sha256 (its own
-cache key ignores the weights path). 50,000 samples at paper scale (n_per_class 5000).
+rounding; IS with 10 splits; FID, KID and precision/recall against the training split the model
+saw, whose features torch-fidelity caches under a name that includes the data source and the
+weights' sha256 (its own cache key ignores the weights path). 50,000 samples at paper scale
+(n_per_class 5000). KID: torch-fidelity's polynomial-kernel MMD (degree 3) over 100 random
+subsets of 1,000 (its defaults). Precision/recall (Kynkaanniemi et al. 2019: the share of samples
+inside the real images' k-NN balls, and the reverse; k = 3) use the same Inception-v3 pool
+features as FID and KID; torch-fidelity's default for them is VGG-16, whose numbers differ.
 
 Real Inception-v3 weights (torch-fidelity's weights-inception-2015-12-05-6726825d.pth) come from
 `--inception-weights PATH`, from torch-fidelity's download cache ($TORCH_HOME/hub/checkpoints), or
 from its download when `--inception-weights download` is given on a machine with internet.
-Without them these metrics refuse: no number is ever printed as IS or FID from other features.
+Without them these metrics refuse: no number is ever printed as IS, FID, KID or precision/recall
+from other features.
 Tests run the same pipeline with a substitute extractor through `compute_fidelity`.
 """
 
@@ -18,6 +24,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -50,9 +57,9 @@ def find_inception_weights(given: str | None) -> str | None:
     if cached.is_file():
         return _checked(cached)
     raise UserError(
-        f"IS/FID need torch-fidelity's Inception-v3 weights ({INCEPTION_FILE}), which are not on "
-        f"this machine (looked in {cached.parent}); pass --inception-weights PATH, or "
-        f"--inception-weights download where the internet is reachable. No IS/FID value is computed "
+        f"IS, FID, KID and precision/recall need torch-fidelity's Inception-v3 weights ({INCEPTION_FILE}), "
+        f"which are not on this machine (looked in {cached.parent}); pass --inception-weights PATH, or "
+        f"--inception-weights download where the internet is reachable. None of them is computed "
         f"without them."
     )
 
@@ -80,16 +87,19 @@ class UInt8Images(torch.utils.data.Dataset):
 def compute_fidelity(samples_uint8: torch.Tensor, train_uint8: torch.Tensor | None, *, isc: bool,
                      fid: bool, device: torch.device, feature_extractor: str = INCEPTION,
                      weights: str | None = None, train_cache_name: str | None = None,
-                     splits: int = 10, batch_size: int = 200) -> dict:
-    """torch-fidelity's IS / FID of uint8 samples (against uint8 training images for FID)."""
+                     splits: int = 10, batch_size: int = 200, kid: bool = False, prc: bool = False,
+                     kid_subsets: int = 100, kid_subset_size: int = 1000, prc_neighborhood: int = 3) -> dict:
+    """torch-fidelity's IS / FID / KID / precision-recall of uint8 samples (N, 3, H, W) (against
+    uint8 training images for all but IS), all from one feature extractor."""
     import torch_fidelity
 
-    kwargs = dict(input1=UInt8Images(samples_uint8), cuda=device.type == "cuda", isc=isc, fid=fid,
-                  feature_extractor=feature_extractor, isc_splits=splits, verbose=False,
-                  batch_size=batch_size, cache=train_cache_name is not None)
+    kwargs = dict(input1=UInt8Images(samples_uint8), cuda=device.type == "cuda", isc=isc, fid=fid, kid=kid,
+                  prc=prc, feature_extractor=feature_extractor, isc_splits=splits, verbose=False,
+                  batch_size=batch_size, cache=train_cache_name is not None, kid_subsets=kid_subsets,
+                  kid_subset_size=kid_subset_size, prc_neighborhood=prc_neighborhood)
     if weights is not None:
         kwargs["feature_extractor_weights_path"] = weights
-    if fid:
+    if fid or kid or prc:
         kwargs["input2"] = UInt8Images(train_uint8)
         if train_cache_name is not None:
             kwargs["input2_cache_name"] = train_cache_name
@@ -98,12 +108,33 @@ def compute_fidelity(samples_uint8: torch.Tensor, train_uint8: torch.Tensor | No
 
 
 @dataclass(frozen=True)
-class GenerativeParams(GenerationConfig):
-    LIMITS = {**GenerationConfig.LIMITS, "isc_splits": "[1, inf)"}
+class SampleSetParams(GenerationConfig):
+    """The generated set (GenerationConfig) and where the Inception weights come from."""
 
     n_per_class: int = 100
     inception_weights: str = ""  # path, "download", or "" (torch-fidelity's cache)
+
+
+@dataclass(frozen=True)
+class GenerativeParams(SampleSetParams):
+    LIMITS = {**GenerationConfig.LIMITS, "isc_splits": "[1, inf)"}
+
     isc_splits: int = 10
+
+
+@dataclass(frozen=True)
+class KIDParams(SampleSetParams):
+    LIMITS = {**GenerationConfig.LIMITS, "kid_subsets": "[1, inf)", "kid_subset_size": "[2, inf)"}
+
+    kid_subsets: int = 100  # torch-fidelity's defaults
+    kid_subset_size: int = 1000
+
+
+@dataclass(frozen=True)
+class PRParams(SampleSetParams):
+    LIMITS = {**GenerationConfig.LIMITS, "prc_neighborhood": "[1, inf)"}
+
+    prc_neighborhood: int = 3  # k of the k-NN balls (torch-fidelity's and the paper's default)
 
 
 def samples_for(ctx: EvalContext, params) -> Samples:
@@ -118,7 +149,9 @@ def samples_for(ctx: EvalContext, params) -> Samples:
            "train_data": None if train is None else data_identity(train.source),
            "device": ctx.device.type}
     path = Path(ctx.out_dir) / f"samples-{json_key(key, 16)}.npz"
-    return generate_to_file(ctx.loaded, gen_cfg, ctx.device, path, key, train=train, world=ctx.world)
+    purpose = ctx.stem.rsplit("-", 1)[0] if "-" in ctx.stem else ctx.stem  # the metric's name
+    return generate_to_file(ctx.loaded, gen_cfg, ctx.device, path, key, train=train, world=ctx.world,
+                            purpose=purpose)
 
 
 def train_uint8(ctx: EvalContext):
@@ -126,47 +159,117 @@ def train_uint8(ctx: EvalContext):
 
 
 class FidelityMetric(Metric):
+    """A torch-fidelity metric of the generated set: `compute_fidelity` with the metric's
+    `fidelity` flag, against the training split unless `needs_reference` is False; `result`
+    turns torch-fidelity's output into the record."""
+
     Params = GenerativeParams
     unit = "score"
     version = 2  # 2: each batch of samples from its own seed (shardable generation)
     incidental_params = ("batch_size", "seed", "inception_weights")  # the weights' sha256 is in extra
+    fidelity: ClassVar[str]  # torch-fidelity's flag: isc, fid, kid or prc
+    needs_reference: ClassVar[bool] = True
 
     def prepare(self, ctx: EvalContext) -> None:
         """Under torchrun: refuse early on every rank, then generate the samples together."""
         find_inception_weights(self.params.inception_weights or None)
         samples_for(ctx, self.params)
 
+    def check_sizes(self, samples: int, reference: int) -> None:
+        """A protocol that cannot run on these many samples / reference images is an error."""
+
     def compute(self, ctx: EvalContext) -> MetricResult:
         weights = find_inception_weights(self.params.inception_weights or None)  # refuse early
         weights_sha256 = file_sha256(weights) if weights else "torch-fidelity download"
         samples = samples_for(ctx, self.params)
-        train = train_uint8(ctx) if self.name == "fid" else None
+        train = train_uint8(ctx) if self.needs_reference else None
+        self.check_sizes(len(samples.labels), len(train) if train is not None else 0)
         cache_name = None
         if train is not None:  # torch-fidelity's own cache key ignores the weights: ours does not
             cache_name = "energybench-train-" + json_key(
                 {"data": data_identity(train.source), "weights": weights_sha256}, 16)
+        protocol = {k: getattr(self.params, k) for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood")
+                    if hasattr(self.params, k)}
         out = compute_fidelity(samples.uint8(), train.images if train is not None else None,
-                               isc=self.name == "is", fid=self.name == "fid", device=ctx.device,
-                               weights=weights, train_cache_name=cache_name,
-                               splits=self.params.isc_splits)
-        if self.name == "is":
-            std = out["inception_score_std"]
-            return MetricResult(out["inception_score_mean"], len(samples.labels),
-                                std / self.params.isc_splits ** 0.5,
-                                {"splits": self.params.isc_splits, "std_over_splits": std,
-                                 "inception_weights_sha256": weights_sha256})
-        return MetricResult(out["frechet_inception_distance"], len(samples.labels), None,
-                            {"reference": train.source, "reference_n": len(train),
-                             "inception_weights_sha256": weights_sha256})
+                               device=ctx.device, weights=weights, train_cache_name=cache_name,
+                               splits=getattr(self.params, "isc_splits", 10),
+                               **{flag: flag == self.fidelity for flag in ("isc", "fid", "kid", "prc")},
+                               **protocol)
+        extra = {"inception_weights_sha256": weights_sha256}
+        if train is not None:
+            extra.update({"reference": train.source, "reference_n": len(train)})
+        return self.result(out, len(samples.labels), extra)
+
+    def result(self, out: dict, n: int, extra: dict) -> MetricResult:
+        raise NotImplementedError(f"{self.name} must say which of torch-fidelity's numbers it records")
 
 
 @register_metric
 class InceptionScore(FidelityMetric):
     name = "is"
     summary = "Inception Score of SGLD samples (torch-fidelity, 10 splits; needs Inception weights)"
+    fidelity = "isc"
+    needs_reference = False
+
+    def result(self, out, n, extra):
+        std, splits = out["inception_score_std"], self.params.isc_splits
+        return MetricResult(out["inception_score_mean"], n, std / splits ** 0.5,
+                            {"splits": splits, "std_over_splits": std, **extra})
 
 
 @register_metric
 class FrechetInceptionDistance(FidelityMetric):
     name = "fid"
     summary = "FID of SGLD samples vs the training split (torch-fidelity; needs Inception weights)"
+    fidelity = "fid"
+
+    def result(self, out, n, extra):
+        return MetricResult(out["frechet_inception_distance"], n, None, extra)
+
+
+@register_metric
+class KernelInceptionDistance(FidelityMetric):
+    name = "kid"
+    summary = ("KID of SGLD samples vs the training split (torch-fidelity: cubic-kernel MMD, 100 subsets "
+               "of 1,000; needs Inception weights)")
+    Params = KIDParams
+    fidelity = "kid"
+
+    def check_sizes(self, samples, reference):
+        size = self.params.kid_subset_size
+        if size > min(samples, reference):
+            raise UserError(f"kid: kid_subset_size {size} is more than the {min(samples, reference):,} "
+                            f"{'samples' if samples <= reference else 'reference images'}; pass --param "
+                            f"kid_subset_size={min(samples, reference)} or more samples (n_per_class)")
+
+    def result(self, out, n, extra):
+        std = out["kernel_inception_distance_std"]  # over overlapping random subsets: no stderr
+        return MetricResult(out["kernel_inception_distance_mean"], n, None,
+                            {"std_over_subsets": std, "subsets": self.params.kid_subsets,
+                             "subset_size": self.params.kid_subset_size, **extra})
+
+
+class PrecisionRecallMetric(FidelityMetric):
+    Params = PRParams
+    unit = "fraction"
+    fidelity = "prc"
+    features = "inception-v3-compat pool (2048); torch-fidelity's default for precision/recall is VGG-16"
+
+    def result(self, out, n, extra):
+        value = out[self.name]
+        return MetricResult(value, n, None, {"precision": out["precision"], "recall": out["recall"],
+                                             "f_score": out["f_score"], "features": self.features, **extra})
+
+
+@register_metric
+class Precision(PrecisionRecallMetric):
+    name = "precision"
+    summary = ("precision of SGLD samples (Kynkaanniemi et al. 2019, k = 3, Inception-v3 features): the share "
+               "of samples inside the training images' k-NN balls; needs Inception weights")
+
+
+@register_metric
+class Recall(PrecisionRecallMetric):
+    name = "recall"
+    summary = ("recall of SGLD samples (Kynkaanniemi et al. 2019, k = 3, Inception-v3 features): the share "
+               "of training images inside the samples' k-NN balls; needs Inception weights")

@@ -61,6 +61,7 @@ class EnergyHistogram(Metric):
     name = "energy-hist"
     summary = "E(x,y) of clean, PGD-20 and generated images (EB-JDAT Fig. 2); value: mean gap adv - clean"
     Params = HistParams
+    norms = ("Linf",)  # its PGD-20 is the L-inf protocol
     unit = "energy"
     incidental_params = ("batch_size", "bins")
 

@@ -1,7 +1,8 @@
 """Robust accuracy, and whether the attack behind it worked.
 
 Metrics:
-    pgd20                 L-inf PGD-20 on cross-entropy (eq. 14): eps 8/255, step 2/255, random start
+    pgd20                 PGD-20 on cross-entropy (eq. 14): L-inf eps 8/255, step 2/255, random start
+                          (norm L2: eps 0.5, step 0.125, RobustBench's L2 budget)
     pgd20-energy          the same ascending E(x, y), the energy attack (eq. 18; JEAT Table 1)
     pgd20-jem-public      JEM's public evaluation: Gaussian noise (sigma 0.03 on [-1, 1], 0.015 in
                           pixels) added once to every test image, then the standard PGD-20
@@ -9,7 +10,7 @@ Metrics:
                           written for [0, 1] but run on [-1, 1] inputs (eps 8/255 and step 1/255
                           there: 4/255 and 0.5/255 in pixels); an image counts as robust when its
                           adversarial example is classified right, whatever its clean prediction
-    autoattack            standard AutoAttack (pyautoattack), chunked and resumable
+    autoattack            standard AutoAttack (pyautoattack), L-inf or L2, chunked and resumable
     robust-curve          PGD-20 accuracy against eps (0 to 16/255), with its figure
     attack-sanity         the `diagnostics` suite: unbounded attack, budget monotonicity, more
                           steps and restarts, and a gradient-free attack, on a subset
@@ -18,6 +19,8 @@ Every PGD and AutoAttack record carries per-image outcomes (`energybench.outcome
 always-on indicators of attack failure (`energybench.diagnostics`). Each image's random start is
 drawn from a seed derived from the evaluation seed and the image's index, so it does not depend on
 the batch it is attacked in. Set `eot` > 1 for EOT-PGD (the attack for randomized models).
+The attack metrics other than the public protocols take `norm` ('Linf' or 'L2', see
+energybench.attacks); an L-inf protocol's record leaves `norm` out (`PGDConfig.IMPLICIT`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from energybench import diagnostics
-from energybench.attacks import AttackTrace, PGDConfig, per_example_loss, pgd
+from energybench.attacks import (
+    BUDGET_RANGE, DEFAULT_EPS, NORMS, AttackTrace, PGDConfig, per_example_loss, pgd,
+)
 from energybench.autoattack import chunk_index, run_autoattack, run_square
 from energybench.energy import logit_margin
 from energybench.metrics.base import (
@@ -40,7 +46,7 @@ from energybench.outcomes import OutcomeLog, write_outcomes
 from energybench.progress import progress
 from energybench.results import write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
-from energybench.validation import Checked, RangeError
+from energybench.validation import Checked, RangeError, check_value
 
 JEM_TEST_NOISE = 0.03 / 2  # sigma 0.03 on [-1, 1] inputs, in [0, 1] pixel units
 
@@ -152,11 +158,12 @@ class PGDRobustAccuracy(Metric):
     right on the clean image too (its adversarial example starts inside the eps-ball)."""
 
     Params = PGDConfig  # the protocol: eps 8/255, step 2/255, 20 steps, random start, CE
+    norms = NORMS
     version = 2  # 2: per-image random starts, outcomes and diagnostics (1: starts per batch)
     shardable = True
 
     def attack(self) -> PGDConfig:
-        return PGDConfig(**{f: getattr(self.params, f) for f in PGDConfig.__dataclass_fields__})
+        return PGDConfig(**{f.name: getattr(self.params, f.name) for f in dataclasses.fields(PGDConfig)})
 
     def shard(self, ctx: EvalContext) -> Shard:
         return pgd_shard(ctx, self.attack(), self.name, getattr(self.params, "test_noise", 0.0),
@@ -175,7 +182,8 @@ class PGDRobustAccuracy(Metric):
 @register_metric
 class PGD20(PGDRobustAccuracy):
     name = "pgd20"
-    summary = "robust accuracy, L-inf PGD-20 on cross-entropy, eps 8/255, step 2/255, random start"
+    summary = ("robust accuracy, PGD-20 on cross-entropy, random start: L-inf eps 8/255, step 2/255 "
+               "(norm L2: eps 0.5, step 0.125)")
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,8 @@ class EnergyPGDConfig(PGDConfig):
 @register_metric
 class PGD20Energy(PGDRobustAccuracy):
     name = "pgd20-energy"
-    summary = "robust accuracy, L-inf PGD-20 ascending E(x, y) (eq. 18), eps 8/255, step 2/255"
+    summary = ("robust accuracy, PGD-20 ascending E(x, y) (eq. 18): L-inf eps 8/255, step 2/255 "
+               "(norm L2: eps 0.5, step 0.125)")
     Params = EnergyPGDConfig
 
 
@@ -200,6 +209,11 @@ class PublicPGDConfig(PGDConfig):
     test_noise: float = JEM_TEST_NOISE
     robust_needs_clean: bool = True
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.norm != "Linf":
+            raise RangeError("norm", f"must be Linf: this is a public codebase's L-inf evaluation, got {self.norm!r}")
+
 
 @register_metric
 class PGD20JEMPublic(PGDRobustAccuracy):
@@ -207,6 +221,7 @@ class PGD20JEMPublic(PGDRobustAccuracy):
     summary = ("PGD-20 as JEM's public evaluation: test-time noise sigma 0.03 on [-1, 1] "
                "(0.015 in pixels) added to every image, then eps 8/255, step 2/255")
     Params = PublicPGDConfig
+    norms = ("Linf",)
 
 
 @dataclass(frozen=True)
@@ -222,6 +237,16 @@ class PGD20EBJDATPublic(PGDRobustAccuracy):
     summary = ("PGD-20 as EB-JDAT's public evaluation (eval_jempp.py): test-time noise 0.015, "
                "eps 4/255, step 0.5/255 in pixels (its 8/255 and 1/255 on [-1, 1]), adversarial hits only")
     Params = EBJDATPublicConfig
+    norms = ("Linf",)
+
+
+def settle_budget(params) -> None:
+    """For a frozen Params with `eps` and `norm`: eps None becomes the norm's standard budget, and
+    eps must lie in the norm's range (a RangeError naming eps). A wrong norm is left to Checked."""
+    if params.norm in NORMS:
+        if params.eps is None:
+            object.__setattr__(params, "eps", DEFAULT_EPS[params.norm])
+        check_value("eps", params.eps, BUDGET_RANGE[params.norm])
 
 
 # ----------------------------------------------------------------------------- AutoAttack
@@ -229,20 +254,28 @@ class PGD20EBJDATPublic(PGDRobustAccuracy):
 
 @dataclass(frozen=True)
 class AutoAttackParams(Checked):
-    LIMITS = {"eps": "(0, 1]", "max_images": "[1, inf)", "chunk_size": "[1, inf)"}
-    CHOICES = {"version": ("standard", "plus", "rand")}
+    LIMITS = {"max_images": "[1, inf)", "chunk_size": "[1, inf)"}
+    CHOICES = {"version": ("standard", "plus", "rand"), "norm": NORMS}
+    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
 
-    eps: float = 8 / 255
+    eps: float | None = None  # None: the norm's standard budget (8/255 L-inf, 0.5 L2)
     version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square; 'rand' (APGD with EOT) for randomized models
     max_images: int = 1000  # the first images of --n (AutoAttack is slow); full test set at paper scale
     chunk_size: int = 250  # images per resumable unit; each chunk's result is saved when it ends
+    norm: str = "Linf"  # the threat model: "Linf" or "L2"
+
+    def __post_init__(self):
+        settle_budget(self)
+        super().__post_init__()
 
 
 @register_metric
 class AutoAttackMetric(Metric):
     name = "autoattack"
-    summary = "robust accuracy under standard AutoAttack (pyautoattack), L-inf 8/255, first 1,000 images"
+    summary = ("robust accuracy under standard AutoAttack (pyautoattack), first 1,000 images: L-inf 8/255 "
+               "(norm L2: 0.5)")
     Params = AutoAttackParams
+    norms = NORMS
     version = 3  # 3: per-image outcomes and diagnostics; 2: chunked runs (1: one run over all images)
     incidental_params = ("max_images", "chunk_size")  # max_images shows as the record's n
     shardable = True  # by chunk: chunk c on rank c mod world size
@@ -262,7 +295,7 @@ class AutoAttackMetric(Metric):
         result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
                                 device=ctx.device, state_path=self.state_file(ctx), version=p.version,
                                 chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine,
-                                nonfinite=ctx.nonfinite)
+                                nonfinite=ctx.nonfinite, norm=p.norm)
         log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite"))
         if mine:
             log.add(index=chunk_index(p.chunk_size, n, mine), clean_correct=result.clean_flags,
@@ -313,17 +346,28 @@ class AutoAttackMetric(Metric):
 # ----------------------------------------------------------------------------- robustness curve
 
 
+DEFAULT_GRIDS = {"Linf": tuple(e / 255 for e in (0, 1, 2, 3, 4, 6, 8, 10, 12, 16)),
+                 "L2": (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0)}
+
+
 @dataclass(frozen=True)
 class CurveParams(Checked):
-    LIMITS = {"eps_grid": "[0, 1]", "steps": "[1, inf)", "step_ratio": "(0, 1]"}
-    CHOICES = {"objective": ("ce", "energy")}
+    LIMITS = {"steps": "[1, inf)", "step_ratio": "(0, 1]"}
+    CHOICES = {"objective": ("ce", "energy"), "norm": NORMS}
+    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
 
-    eps_grid: tuple[float, ...] = tuple(e / 255 for e in (0, 1, 2, 3, 4, 6, 8, 10, 12, 16))
+    eps_grid: tuple[float, ...] | None = None  # None: the norm's grid (0 to 16/255 L-inf, 0 to 1 L2)
     steps: int = 20
     step_ratio: float = 0.25  # step = ratio * eps (2/255 at 8/255)
     objective: str = "ce"
+    norm: str = "Linf"
 
     def __post_init__(self):
+        if self.norm in NORMS:
+            if self.eps_grid is None:
+                object.__setattr__(self, "eps_grid", DEFAULT_GRIDS[self.norm])
+            for eps in self.eps_grid:
+                check_value("eps_grid", eps, "[0" + BUDGET_RANGE[self.norm][2:])
         super().__post_init__()
         if len(set(self.eps_grid)) < 2:
             raise RangeError("eps_grid", "needs at least two budgets, e.g. 0,4/255,8/255")
@@ -337,9 +381,14 @@ def _merge(checks: dict, run_checks, eps: float) -> None:
             checks[check.name] = replace(check, evidence={**check.evidence, "at_eps": eps})
 
 
-def _budget_points(grid, accuracy, stderr) -> list[dict]:
+def budget_label(eps: float, norm: str) -> str:
+    """'8/255' for an L-inf budget, '0.5' for an L2 one."""
+    return f"{eps:g}" if norm == "L2" else f"{eps * 255:g}/255"
+
+
+def _budget_points(grid, accuracy, stderr, norm: str = "Linf") -> list[dict]:
     """Each budget's accuracy must not exceed the next smaller budget's (within one stderr)."""
-    labels = [f"eps {e * 255:g}/255" for e in grid]
+    labels = [f"eps {budget_label(e, norm)}" for e in grid]
     return [{"label": label, "value": a, "stderr": s, "weaker_than": labels[i - 1] if i else None}
             for i, (label, a, s) in enumerate(zip(labels, accuracy, stderr))]
 
@@ -364,6 +413,7 @@ class RobustCurve(Metric):
     name = "robust-curve"
     summary = "PGD-20 robust accuracy against eps (0 to 16/255): normalised area under the curve, and its figure"
     Params = CurveParams
+    norms = NORMS
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         p = self.params
@@ -373,17 +423,19 @@ class RobustCurve(Metric):
             if eps == 0:
                 accuracy.append(clean_correct(ctx) / len(ctx.data))
                 continue
-            cfg = PGDConfig(eps=eps, step_size=p.step_ratio * eps, steps=p.steps, objective=p.objective)
-            run = run_pgd(ctx, cfg, f"{self.name} {eps * 255:g}/255")
+            cfg = PGDConfig(eps=eps, step_size=p.step_ratio * eps, steps=p.steps, objective=p.objective,
+                            norm=p.norm)
+            run = run_pgd(ctx, cfg, f"{self.name} {budget_label(eps, p.norm)}")
             accuracy.append(run.robust / run.n)
             _merge(checks, run.checks, eps)
         n = len(ctx.data)
         stderr = [binomial_stderr(a, n) for a in accuracy]
-        checks["budget_monotone"] = diagnostics.budget_monotone(_budget_points(grid, accuracy, stderr))
+        checks["budget_monotone"] = diagnostics.budget_monotone(_budget_points(grid, accuracy, stderr, p.norm))
         raw = ctx.artifact("npz")
         write_npz_atomic(raw, eps=np.array(grid), accuracy=np.array(accuracy), stderr=np.array(stderr))
         return MetricResult(normalised_area(grid, accuracy), n, None,
-                            {"eps": grid, "accuracy": accuracy, "stderr": stderr, "raw": raw.name},
+                            {"eps": grid, "accuracy": accuracy, "stderr": stderr, "raw": raw.name,
+                             **({"norm": p.norm} if p.norm != "Linf" else {})},
                             checks_record(checks.values()))
 
 
@@ -392,20 +444,32 @@ class RobustCurve(Metric):
 
 @dataclass(frozen=True)
 class SanityParams(Checked):
-    LIMITS = {"eps": "(0, 1]", "max_images": "[1, inf)", "more_steps": "[1, inf)",
-              "restarts": "[2, inf)", "square_queries": "[1, inf)"}
+    LIMITS = {"max_images": "[1, inf)", "more_steps": "[1, inf)", "restarts": "[2, inf)",
+              "square_queries": "[1, inf)"}
+    CHOICES = {"norm": NORMS}
+    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
 
-    eps: float = 8 / 255
+    eps: float | None = None  # None: the norm's standard budget (8/255 L-inf, 0.5 L2)
     max_images: int = 200  # the first images of --n: a modest subset
     more_steps: int = 100  # PGD-100 must not do worse than PGD-20
     restarts: int = 5  # PGD-20 with 5 restarts must not do worse than one run
     square_queries: int = 1000  # the gradient-free attack's budget per image
+    norm: str = "Linf"
+
+    def __post_init__(self):
+        settle_budget(self)
+        super().__post_init__()
+
+
+def unbounded_eps(norm: str, image_shape) -> float:
+    """A budget that reaches every image in [0, 1]: 1 for L-inf, the cube's diagonal sqrt(C*H*W) for L2."""
+    return 1.0 if norm == "Linf" else float(np.sqrt(np.prod(image_shape)))
 
 
 @register_metric
 class AttackSanity(Metric):
     """The sanity checks of an attack evaluation on a subset (the `diagnostics` suite):
-    PGD-20 at eps = 1 must reach 0%; PGD-20 accuracy must not rise from eps/2 to eps to 2 eps,
+    PGD-20 at eps = 1 (L2: the cube's diagonal) must reach 0%; PGD-20 accuracy must not rise from eps/2 to eps to 2 eps,
     nor with 100 steps or 5 restarts (beyond one standard error); Square (gradient-free, margin
     loss) must not break images that PGD-20 left robust on both cross-entropy and the same margin
     loss. value: the number of checks raised (0 is the good answer). Cost per image, in
@@ -417,20 +481,25 @@ class AttackSanity(Metric):
     summary = ("sanity of the attack (diagnostics suite, 200 images): unbounded PGD reaches 0%, "
                "accuracy monotone in eps, steps and restarts, Square does not beat PGD; value = checks raised")
     Params = SanityParams
+    norms = NORMS
     unit = "checks raised"
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         p = self.params
         sub = dataclasses.replace(ctx, data=ctx.data.subset(min(p.max_images, len(ctx.data))))
         n = len(sub.data)
-        base_cfg = PGDConfig(eps=p.eps)
-        runs = {"eps": run_pgd(sub, base_cfg, "sanity: PGD-20")}
-        runs["half eps"] = run_pgd(sub, PGDConfig(eps=p.eps / 2), "sanity: PGD-20 at eps/2")
-        runs["double eps"] = run_pgd(sub, PGDConfig(eps=min(1.0, 2 * p.eps)), "sanity: PGD-20 at 2 eps")
-        runs["more steps"] = run_pgd(sub, PGDConfig(eps=p.eps, steps=p.more_steps), f"sanity: PGD-{p.more_steps}")
-        runs["restarts"] = run_pgd(sub, PGDConfig(eps=p.eps, restarts=p.restarts), f"sanity: PGD-20 x{p.restarts}")
-        runs["unbounded"] = run_pgd(sub, PGDConfig(eps=1.0), "sanity: PGD-20 at eps 1")
-        runs["margin loss"] = run_pgd(sub, PGDConfig(eps=p.eps, objective="margin"), "sanity: PGD-20 on the margin")
+        def attack(eps=p.eps, **kw):
+            return PGDConfig(eps=eps, norm=p.norm, **kw)
+
+        double = min(1.0, 2 * p.eps) if p.norm == "Linf" else 2 * p.eps
+        unbounded = unbounded_eps(p.norm, sub.data.images.shape[1:])
+        runs = {"eps": run_pgd(sub, attack(), "sanity: PGD-20")}
+        runs["half eps"] = run_pgd(sub, attack(p.eps / 2), "sanity: PGD-20 at eps/2")
+        runs["double eps"] = run_pgd(sub, attack(double), "sanity: PGD-20 at 2 eps")
+        runs["more steps"] = run_pgd(sub, attack(steps=p.more_steps), f"sanity: PGD-{p.more_steps}")
+        runs["restarts"] = run_pgd(sub, attack(restarts=p.restarts), f"sanity: PGD-20 x{p.restarts}")
+        runs["unbounded"] = run_pgd(sub, attack(unbounded), f"sanity: PGD-20 at eps {unbounded:.3g}")
+        runs["margin loss"] = run_pgd(sub, attack(objective="margin"), "sanity: PGD-20 on the margin")
         accuracy = {k: r.robust / n for k, r in runs.items()}
         stderr = {k: binomial_stderr(a, n) for k, a in accuracy.items()}
         points = [{"label": k, "value": accuracy[k], "stderr": stderr[k], "weaker_than": ref}
@@ -438,7 +507,7 @@ class AttackSanity(Metric):
                                  ("more steps", "eps"), ("restarts", "eps"))]
         x = sub.data.images.float().div(255)
         square = run_square(sub.model, x, sub.data.labels, p.eps, p.square_queries, sub.seed,
-                            sub.batch_size, sub.device)
+                            sub.batch_size, sub.device, norm=p.norm)
         pgd_robust = torch.from_numpy(runs["eps"].outcomes["robust"] & runs["margin loss"].outcomes["robust"])
         only_square = int((pgd_robust & ~square).sum())
         checks = {c.name: c for c in runs["eps"].checks}

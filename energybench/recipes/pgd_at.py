@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from energybench.attacks import PGDConfig, pgd
+from energybench.attacks import BUDGET_RANGE, NORMS, PGDConfig, pgd
 from energybench.config import ModelConfig
-from energybench.validation import Checked
+from energybench.validation import Checked, check_value
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.presets import paper_config, smoke_config
 
@@ -25,13 +25,19 @@ PGDAT_MODEL = ModelConfig("wrn-28-10", {"layout": "trades", "normalize": "cifar"
 
 @dataclass(frozen=True)
 class PGDATParams(Checked):
-    LIMITS = {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)"}
-    CHOICES = {"objective": ("ce", "energy")}
+    LIMITS = {"steps": "[1, inf)"}
+    CHOICES = {"objective": ("ce", "energy"), "norm": NORMS}
 
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
+    eps: float = 8 / 255  # a pixel fraction for Linf; an L2 length (e.g. 0.5) with norm L2
+    step_size: float = 2 / 255  # L2: e.g. 0.1 (eps / 5, as RobustBench's L2 models)
     steps: int = 10
     objective: str = "ce"  # "energy" ascends E(x, y) instead (PreJEAT's attack, iterated)
+    norm: str = "Linf"  # the inner attack's threat model
+
+    def __post_init__(self):
+        for name in ("eps", "step_size"):  # the range depends on the norm: RangeError names recipe.<name>
+            check_value(name, getattr(self, name), BUDGET_RANGE.get(self.norm, BUDGET_RANGE["Linf"]))
+        super().__post_init__()
 
 
 @register_recipe
@@ -50,7 +56,7 @@ class PGDAT(Recipe):
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
         self.attack = PGDConfig(eps=params.eps, step_size=params.step_size, steps=params.steps,
-                                objective=params.objective)
+                                objective=params.objective, norm=params.norm)
 
     def passes_per_step(self):
         return self.params.steps + 1

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from energybench.attacks import PGDConfig, pgd
+from energybench.attacks import BUDGET_RANGE, NORMS, PGDConfig, pgd
 from energybench.config import ModelConfig, OptimConfig
-from energybench.validation import Checked
+from energybench.validation import Checked, check_value
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.presets import paper_config, smoke_config
 
@@ -34,12 +34,19 @@ TRADES_MODEL = ModelConfig("wrn-28-10", {"layout": "trades", "normalize": "none"
 
 @dataclass(frozen=True)
 class TradesParams(Checked):
-    LIMITS = {"beta": "[0, inf)", "eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)"}
+    LIMITS = {"beta": "[0, inf)", "steps": "[1, inf)"}
+    CHOICES = {"norm": NORMS}
 
     beta: float = 6.0
-    eps: float = 8 / 255
+    eps: float = 8 / 255  # a pixel fraction for Linf; an L2 length (e.g. 0.5) with norm L2
     step_size: float = 2 / 255
     steps: int = 10
+    norm: str = "Linf"  # the inner attack's threat model
+
+    def __post_init__(self):
+        for name in ("eps", "step_size"):  # the range depends on the norm: RangeError names recipe.<name>
+            check_value(name, getattr(self, name), BUDGET_RANGE.get(self.norm, BUDGET_RANGE["Linf"]))
+        super().__post_init__()
 
 
 def kl_to(clean_logits: torch.Tensor):
@@ -67,7 +74,7 @@ class Trades(Recipe):
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
         self.attack = PGDConfig(eps=params.eps, step_size=params.step_size, steps=params.steps,
-                                random_start=False)
+                                random_start=False, norm=params.norm)
 
     def passes_per_step(self):
         return self.params.steps + 2  # attack steps, clean logits for it, the update
