@@ -450,9 +450,10 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
 @click.option("--format", "formats", multiple=True, type=click.Choice(["png", "pdf", "svg"]),
               help="figure format(s), repeatable (default png and pdf; PNG at 300 dpi)")
 @click.option("--compare", "compare", default=None, metavar="NAME",
-              help="also draw NAME.png/.pdf in --out (default: the current folder) overlaying every "
-                   "given record of one metric (robust-curve): models side by side")
-def plot(records, out_dir, formats, compare):
+              help="also draw NAME.png/.pdf in --out (default: the current folder) from every given "
+                   "record of one metric: robust-curve overlaid, energy-hist side by side")
+@click.option("--shared-x", is_flag=True, help="with --compare on energy-hist: one energy axis for every panel")
+def plot(records, out_dir, formats, compare, shared_x):
     """Redraw the figures of RECORDS (record .json files or folders of them) from their saved raw
     data, without recomputing anything."""
     from energybench.plotting import COMPARISONS, DRAWERS, FORMATS, draw_comparison, draw_record
@@ -481,7 +482,7 @@ def plot(records, out_dir, formats, compare):
             raise UserError(f"--compare needs at least two records of {', '.join(COMPARISONS)}; got {len(chosen)}")
         folder = out_dir or Path(".")
         check_writable_dir(folder)
-        for path in draw_comparison(chosen, folder / compare, tuple(formats) or FORMATS):
+        for path in draw_comparison(chosen, folder / compare, tuple(formats) or FORMATS, shared_x=shared_x):
             _echo(str(path))
     for record in drawable:
         for path in draw_record(record, out_dir, tuple(formats) or FORMATS):

@@ -9,6 +9,7 @@ Colour scales are shared across panels of one figure and labelled; histograms ar
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def pyplot():
 
     plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
                          "xtick.labelsize": 7, "ytick.labelsize": 7, "figure.dpi": 100,
-                         "savefig.bbox": "tight", "pdf.fonttype": 42, "svg.hashsalt": "energybench"})
+                         "savefig.bbox": "tight", "savefig.pad_inches": 0.03, "pdf.fonttype": 42,
+                         "svg.hashsalt": "energybench"})
     return plt
 
 
@@ -81,14 +83,28 @@ def save_sample_grids(images: torch.Tensor, labels: torch.Tensor, classes, out: 
 
 
 def model_label(record: dict) -> str:
-    """How a title names the model: recipe and checkpoint file, or its handle's name."""
+    """How a title names the model: recipe, architecture and the checkpoint's file name (its run
+    folder too where the file is last.pt or best.pt), or its handle's name."""
     model = record.get("model", {})
     if model.get("recipe"):
         which = (model.get("checkpoint") or {}).get("which", "")
         sigma = (model.get("recipe_params") or {}).get("sigma")  # the noise study's one variable
         recipe = model["recipe"] + (f" σ={eps_text(sigma)}" if sigma is not None else "")
-        return f"{recipe} ({model.get('model', {}).get('name', '?')}, {which}.pt)" if which else recipe
+        path = Path(model["path"]) if model.get("path") else None
+        if path is not None:
+            which = f"{path.parent.name}/{path.name}" if path.stem in ("last", "best") and path.parent.name \
+                else path.name
+        elif which:
+            which = f"{which}.pt"
+        return f"{recipe} ({model.get('model', {}).get('name', '?')}, {which})" if which else recipe
     return model.get("name") or Path(model.get("path") or "model").name
+
+
+def data_label(record: dict, n: int | None = None) -> str:
+    """The test data and how many images a figure shows, e.g. 'CIFAR-10 (JPEG q75 copy), n = 1,000'."""
+    data = (record.get("data") or {}).get("label") or "test data"
+    count = record.get("n") if n is None else n
+    return f"{data}, n = {count:,}" if isinstance(count, int) else data
 
 
 def eps_text(eps: float) -> str:
@@ -107,7 +123,7 @@ def energy_hist(record: dict, raw: dict):
     bins = np.linspace(lo, hi, int(record["params"].get("bins", 60)) + 1)
     fig, ax = plt.subplots(figsize=(3.4, 2.4))
     _hist_panel(ax, series, bins, record["params"]["eps"])
-    ax.set_title(f"{model_label(record)}\nE(x, y) of clean, PGD-20 and SGLD samples")
+    ax.set_title(f"{model_label(record)}\nE(x, y) of clean, PGD-20 and SGLD samples\n{_hist_counts(record, series)}")
     return fig
 
 
@@ -118,9 +134,18 @@ def _hist_panel(ax, series: dict, bins, eps: float) -> None:
         ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.4, linestyle=style,
                 color=colour, label=f"{names[key]} (mean {values.mean():.2f})")
         ax.axvline(values.mean(), color=colour, linewidth=0.6, alpha=0.6)
+    ax.plot([], [], color="grey", linewidth=0.6, alpha=0.6, label="thin vertical lines: the means")
     ax.set_xlabel("E(x, y) = -f(x)[y]   (lower: more likely)")
     ax.set_ylabel("density")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(0, -0.22), ncols=1)
+
+
+def _hist_counts(record: dict, series: dict) -> str:
+    """The data and each series' size, e.g. 'CIFAR-10 (JPEG q75 copy): 1,000 test images, 100 samples'."""
+    data = (record.get("data") or {}).get("label") or "test data"
+    tests = len(series.get("clean", []))
+    made = f", {len(series['generated']):,} SGLD samples" if "generated" in series else ""
+    return f"{data}: {tests:,} test images{made}"
 
 
 def energy_contour(record: dict, raw: dict):
@@ -134,11 +159,11 @@ def energy_contour(record: dict, raw: dict):
     n = len(rise)
     fig, axes = plt.subplots(1, n, figsize=(1.9 * n + 0.8, 2.2), squeeze=False, constrained_layout=True)
     bound = max(float(np.abs(rise).max()), 1e-6)
-    levels = np.linspace(-bound, bound, 21)
+    levels = round_levels(bound)
     means = record["extra"].get("rise_per_image", [None] * n)
     for k, ax in enumerate(axes[0]):
         filled = ax.contourf(steps, steps, rise[k].T, levels=levels, cmap="RdBu_r")
-        ax.contour(steps, steps, rise[k].T, levels=levels[::4], colors="black", linewidths=0.3)
+        ax.contour(steps, steps, rise[k].T, levels=levels[::2], colors="black", linewidths=0.3)
         ax.plot(0, 0, marker="*", color="white", markeredgecolor="black", markersize=8)
         name = classes[int(raw["labels"][k])] if classes is not None else f"class {int(raw['labels'][k])}"
         mean = f"\nmean rise {means[k]:.3g}" if means[k] is not None else ""
@@ -148,10 +173,21 @@ def energy_contour(record: dict, raw: dict):
         if k:
             ax.set_yticklabels([])
     axes[0][0].set_ylabel("direction 2 (/255)")
-    fig.colorbar(filled, ax=axes[0].tolist(), label="E(x + a d1 + b d2, y) - E(x, y)", shrink=0.9)
+    fig.colorbar(filled, ax=axes[0].tolist(), label="E(x + a d1 + b d2, y) - E(x, y)", shrink=0.9,
+                 ticks=levels[::2])
     fig.suptitle(f"{model_label(record)}: energy around test images along random sign directions "
-                 f"(mean rise: within ±{eps_text(record['params']['flat_radius'])})")
+                 f"(mean rise: within ±{eps_text(record['params']['flat_radius'])})\n"
+                 f"{data_label(record, n)} test images shown")
     return fig
+
+
+def round_levels(bound: float) -> np.ndarray:
+    """Contour levels symmetric about 0 at round steps (1, 2, 2.5 or 5 times a power of ten) that
+    cover [-bound, bound]: about 20 bands, every other one labelled on the colour bar."""
+    from matplotlib.ticker import MaxNLocator
+
+    levels = MaxNLocator(nbins=20, steps=[1, 2, 2.5, 5, 10], symmetric=True).tick_values(-bound, bound)
+    return np.round(levels, 12)
 
 
 def energy_dynamics(record: dict, rows: list[dict]):
@@ -170,7 +206,8 @@ def energy_dynamics(record: dict, rows: list[dict]):
         ax.set_xlabel("epoch")
         ax.set_ylabel("energy change")
         ax.legend(frameon=False)
-    fig.suptitle(f"{model_label(record)}: energy dynamics during training")
+    fig.suptitle(f"{model_label(record)}: energy dynamics during training (JEAT eq. 15 on a fixed "
+                 f"training probe, per epoch)")
     return fig
 
 
@@ -247,8 +284,15 @@ def memorization(record: dict, raw: dict):
     for side in ax.spines.values():
         side.set_visible(False)
     ax.set_title(f"{model_label(record)}: SGLD samples and their {k} nearest training images "
-                 f"(SSIM on each)")
+                 f"(SSIM on each)\n{rows} of {record.get('n', rows):,} samples shown; training images: "
+                 f"{_reference_label(record)}")
     return fig
+
+
+def _reference_label(record: dict) -> str:
+    """The training images searched, e.g. '50,000 (the model's training split)'."""
+    count = (record.get("extra") or {}).get("train_images")
+    return f"{count:,} (the model's training split)" if isinstance(count, int) else "the model's training split"
 
 
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, classes, title: str, per_row: int = 10):
@@ -264,7 +308,8 @@ def sample_grid(images: torch.Tensor, labels: torch.Tensor, classes, title: str,
         names.append(classes[c] if classes else str(c))
     picture = image_grid(torch.cat(rows), per_row)
     cell = picture.shape[0] / len(rows)
-    fig, ax = plt.subplots(figsize=(0.42 * per_row + 0.9, 0.42 * len(rows) + 0.4))
+    fig, ax = plt.subplots(figsize=(0.42 * per_row + 0.9, 0.42 * len(rows) + 0.4), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01)
     ax.imshow(picture, interpolation="nearest")
     ax.set_yticks([(r + 0.5) * cell for r in range(len(rows))])
     ax.set_yticklabels(names)
@@ -279,40 +324,64 @@ def sample_grid(images: torch.Tensor, labels: torch.Tensor, classes, title: str,
 # ----------------------------------------------------------------------------- comparisons
 
 
-def hist_comparison(panels: dict[str, tuple[dict, dict]]):
-    """Energy histograms of several models side by side: {run name: (record, raw)}."""
+def natural_key(name: str) -> list:
+    """Sort key that orders numbers inside names by value: noise-s8 < noise-s16 < noise-s24."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def hist_comparison(panels: dict[str, tuple[dict, dict]], shared_x: bool = False):
+    """Energy histograms of several models side by side: {run name: (record, raw)}, panels in
+    natural order of their names; `shared_x` puts every panel on one energy axis and bins."""
     plt = pyplot()
+    panels = dict(sorted(panels.items(), key=lambda item: natural_key(item[0])))
     n = len(panels)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.1 * rows), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.1 * rows), squeeze=False, constrained_layout=True,
+                             sharex=shared_x)
+    every = [raw[k] for _, raw in panels.values() for k in SERIES if k in raw]
+    shared_bins = np.linspace(min(v.min() for v in every), max(v.max() for v in every), 61)
     for ax, (name, (record, raw)) in zip(axes.ravel(), panels.items()):
         series = {k: raw[k] for k in SERIES if k in raw}
         lo = min(v.min() for v in series.values())
         hi = max(v.max() for v in series.values())
-        _hist_panel(ax, series, np.linspace(lo, hi, 41), record["params"]["eps"])
-        ax.set_title(name)
+        _hist_panel(ax, series, shared_bins if shared_x else np.linspace(lo, hi, 41), record["params"]["eps"])
+        ax.set_title(f"{name} (n = {len(series.get('clean', [])):,})")
         ax.get_legend().remove()
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, [label.split(" (mean")[0] for label in labels], loc="outside lower center",
-               ncols=3, frameon=False)
-    fig.suptitle("E(x, y) of clean, PGD-20 and generated images, per recipe")
+               ncols=4, frameon=False)
+    first = next(iter(panels.values()))[0]
+    fig.suptitle(f"E(x, y) of clean, PGD-20 and generated images, per run; "
+                 f"{(first.get('data') or {}).get('label') or 'test data'}")
     return fig
 
 
-def robustness_scatter(points: list[dict]):
+def _interval(p: float, n: int | None):
+    """A 95% Wilson interval as (below, above) distances in percent, for matplotlib's error bars."""
+    if not n:
+        return None
+    low, high = wilson_interval(p, n)
+    return [[100 * (p - float(low))], [100 * (float(high) - p)]]
+
+
+def robustness_scatter(points: list[dict], data: str | None = None):
     """Robust vs clean accuracy, one labelled point per model: {name, clean, pgd20, autoattack,
-    n_pgd20, n_autoattack} (accuracies as fractions; autoattack and the n's optional)."""
+    n_clean, n_pgd20, n_autoattack} (accuracies as fractions; autoattack and the n's optional),
+    with 95% Wilson intervals as error bars where the n's are given."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(3.4, 2.8), constrained_layout=True)
     for p in points:
-        ax.scatter(100 * p["clean"], 100 * p["pgd20"], color="tab:red", marker="o", s=18, zorder=3)
+        x_err = _interval(p["clean"], p.get("n_clean") or p.get("n_pgd20"))
+        ax.errorbar(100 * p["clean"], 100 * p["pgd20"], xerr=x_err, yerr=_interval(p["pgd20"], p.get("n_pgd20")),
+                    color="tab:red", marker="o", markersize=3.5, linewidth=0.7, capsize=1.5, zorder=3)
         ax.annotate(p["name"], (100 * p["clean"], 100 * p["pgd20"]), textcoords="offset points",
                     xytext=(4, 3), fontsize=6)
         if p.get("autoattack") is not None:
-            ax.scatter(100 * p["clean"], 100 * p["autoattack"], color="tab:blue", marker="x", s=18, zorder=3)
+            ax.errorbar(100 * p["clean"], 100 * p["autoattack"], yerr=_interval(p["autoattack"], p.get("n_autoattack")),
+                        color="tab:blue", marker="x", markersize=3.5, linewidth=0.7, capsize=1.5, zorder=3)
             ax.plot([100 * p["clean"]] * 2, [100 * p["pgd20"], 100 * p["autoattack"]], color="grey",
                     linewidth=0.6, zorder=2)
     def images(key):
@@ -324,9 +393,10 @@ def robustness_scatter(points: list[dict]):
         ax.scatter([], [], color="tab:blue", marker="x", s=18, label="AutoAttack" + images("autoattack"))
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("robust accuracy (%), L-inf 8/255")
-    ax.legend(frameon=False, loc="lower left")
+    ax.legend(frameon=False, loc="upper right")
     ax.grid(alpha=0.3, linewidth=0.5)
-    ax.set_title("Robust vs clean accuracy")
+    ax.set_title("Robust vs clean accuracy (error bars: 95% Wilson intervals)"
+                 + (f"\n{data}" if data else ""))
     return fig
 
 
@@ -359,7 +429,8 @@ def read_raw(record_file: Path, record: dict):
 
 DRAWERS = {"energy-hist": energy_hist, "energy-contour": energy_contour,
            "energy-dynamics": energy_dynamics, "memorization": memorization, "robust-curve": robust_curve}
-COMPARISONS = {"robust-curve": curve_comparison}  # metrics whose records `plot --compare` overlays
+# metrics whose records `plot --compare` draws together (curves overlaid, histograms side by side)
+COMPARISONS = {"robust-curve": curve_comparison, "energy-hist": hist_comparison}
 
 
 def _read_record(record_file: Path) -> dict:
@@ -372,8 +443,9 @@ def _read_record(record_file: Path) -> dict:
     return record
 
 
-def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS) -> list[Path]:
-    """One figure overlaying the given records (all of one metric in COMPARISONS), named by model."""
+def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS, shared_x: bool = False) -> list[Path]:
+    """One figure of the given records (all of one metric in COMPARISONS), named by model;
+    `shared_x` puts energy histograms on one energy axis."""
     records = [(Path(f), _read_record(Path(f))) for f in record_files]
     metrics = {r["metric"] for _, r in records}
     if len(metrics) != 1 or next(iter(metrics)) not in COMPARISONS:
@@ -385,7 +457,9 @@ def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS) -
         while name in curves:
             name += "'"
         curves[name] = ({**r, "file": str(f)}, read_raw(f, r))
-    return save(COMPARISONS[next(iter(metrics))](curves), out_stem, formats)
+    metric = next(iter(metrics))
+    options = {"shared_x": shared_x} if metric == "energy-hist" else {}
+    return save(COMPARISONS[metric](curves, **options), out_stem, formats)
 
 
 def draw_record(record_file: str | Path, out_dir: str | Path | None = None, formats=FORMATS) -> list[Path]:

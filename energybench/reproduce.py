@@ -428,7 +428,8 @@ def comparison_figures(records: list[dict], figure_records: list[dict], dest: Pa
     points = [{"name": name, **{k: (sum(v) / len(v) if isinstance(v, list) else v) for k, v in values.items()}}
               for name, values in sorted(by_run.items()) if "clean" in values and "pgd20" in values]
     if len(points) > 1:
-        made += plotting.save(plotting.robustness_scatter(points), dest / "compare-robustness")
+        labels = sorted({str((r.get("data") or {}).get("label")) for r in records if r["metric"] == "pgd20"})
+        made += plotting.save(plotting.robustness_scatter(points, "; ".join(labels) or None), dest / "compare-robustness")
     return [str(p.relative_to(dest.parent)) for p in made if p.suffix == ".png"]
 
 

@@ -422,3 +422,75 @@ def test_autoattack_reports_each_attack_as_it_ends(monkeypatch, capsys):
         logging.getLogger("auto-attack").info("robust accuracy after APGD-CE: 31.25% (total time 2.4 s)")
     assert log.after == {"apgd-ce": 0.3125}
     assert capsys.readouterr().err.strip() == "autoattack: robust accuracy after APGD-CE: 31.25% (total time 2.4 s)"
+
+
+def _hist_raw(seed, shift):
+    rng = np.random.default_rng(seed)
+    return {"clean": rng.normal(shift, 1, 50), "adversarial": rng.normal(shift + 1, 1, 50),
+            "generated": rng.normal(shift - 2, 1, 20)}
+
+
+def test_figure_titles_name_the_file_the_data_and_the_counts(figure_records):
+    from energybench.plotting import energy_hist, model_label, read_raw
+
+    folder, records = figure_records
+    (record,) = [r for r in records if r["metric"] == "energy-hist"]
+    figure = energy_hist(record, read_raw(Path(record["file"]), record))
+    title = figure.axes[0].get_title()
+    assert record["data"]["label"] in title and "20 test images, 20 SGLD samples" in title, title
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "thin vertical lines: the means" in legend
+    run = {"recipe": "jeat", "model": {"name": "wrn"}, "checkpoint": {"which": "last"}}
+    assert model_label({"model": {**run, "path": "/x/runs/jeat-s1/last.pt"}}) == "jeat (wrn, jeat-s1/last.pt)"
+    assert model_label({"model": {**run, "path": "/x/checkpoints/jeat-smoke.pt"}}) == "jeat (wrn, jeat-smoke.pt)"
+
+
+def test_comparison_panels_in_natural_order_with_an_optional_shared_axis():
+    from energybench.plotting import hist_comparison
+
+    record = {"params": {"eps": 8 / 255}, "data": {"label": "CIFAR-10 (JPEG q75 copy)"}}
+    panels = {name: (record, _hist_raw(k, 10 * k)) for k, name in enumerate(["noise-s16", "noise-s8", "noise-s24"])}
+    titles = [ax.get_title() for ax in hist_comparison(panels).axes if ax.get_visible()]
+    assert titles == ["noise-s8 (n = 50)", "noise-s16 (n = 50)", "noise-s24 (n = 50)"]
+    own = [ax.get_xlim() for ax in hist_comparison(panels).axes[:3]]
+    shared = [ax.get_xlim() for ax in hist_comparison(panels, shared_x=True).axes[:3]]
+    assert len(set(own)) == 3 and len(set(shared)) == 1
+
+
+def test_contour_levels_are_round_and_cover_the_range():
+    from energybench.plotting import round_levels
+
+    for bound in (0.0137, 0.8, 3.3, 47.0):
+        levels = round_levels(bound)
+        step = levels[1] - levels[0]
+        mantissa = step / 10 ** np.floor(np.log10(step))
+        assert min(abs(mantissa - m) for m in (1, 2, 2.5, 5)) < 1e-9, (bound, step)
+        assert np.allclose(np.diff(levels), step) and np.isclose(levels[0], -levels[-1])
+        assert levels[0] <= -bound and levels[-1] >= bound and len(levels) <= 22
+
+
+def test_robustness_comparison_has_wilson_error_bars():
+    from energybench.plotting import robustness_scatter
+    from energybench.stats import wilson_interval
+
+    points = [{"name": "a", "clean": 0.5, "pgd20": 0.2, "autoattack": 0.15, "n_clean": 100, "n_pgd20": 100,
+               "n_autoattack": 50},
+              {"name": "b", "clean": 0.8, "pgd20": 0.05, "n_clean": 100, "n_pgd20": 100}]
+    figure = robustness_scatter(points, "CIFAR-10 (JPEG q75 copy)")
+    ax = figure.axes[0]
+    assert "CIFAR-10 (JPEG q75 copy)" in ax.get_title() and "Wilson" in ax.get_title()
+    bars = [c for c in ax.containers if c.has_yerr]
+    low, high = wilson_interval(0.2, 100)
+    segments = [seg for bar in bars for collection in bar.lines[2] for seg in collection.get_segments()]
+    vertical = {(round(float(s[0][1]), 6), round(float(s[1][1]), 6)) for s in segments if s[0][0] == s[1][0]}
+    assert (round(100 * float(low), 6), round(100 * float(high), 6)) in vertical
+    assert len(bars) == 3  # PGD-20 twice and AutoAttack once
+
+
+def test_plot_compare_energy_histograms_with_a_shared_axis(figure_records, run_cli, tmp_path):
+    folder, records = figure_records
+    (record,) = [r for r in records if r["metric"] == "energy-hist"]
+    code, out, err = run_cli("plot", record["file"], record["file"], "--compare", "hists", "--shared-x",
+                             "--out", str(tmp_path / "cmp"))
+    assert code == 0, err
+    assert (tmp_path / "cmp" / "hists.png").exists() and (tmp_path / "cmp" / "hists.pdf").exists()
