@@ -38,8 +38,8 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
     model: an nn.Module mapping [0, 1] NCHW float images to logits, a checkpoint or .pt2 path, or
         "robustbench:NAME" (with threat_model and model_dir).
     data: a data spec ("cifar10", a path), a `LabeledImages`, or (images, labels): images uint8
-        (N, 3, 32, 32) or (N, 32, 32, 3) in [0, 255], or float (N, 3, 32, 32) in [0, 1] holding
-        8-bit images; labels ints (N,). Default: a checkpoint's own.
+        (N, 3, H, W) or (N, H, W, 3) in [0, 255], or float (N, 3, H, W) in [0, 1] holding 8-bit
+        images (any one size; CIFAR's is 32x32); labels ints (N,). Default: a checkpoint's own.
     metrics, suites: names as in `energybench list metrics` / `list suites`.
     train_data: the training split (same forms as data) for class-Gaussian SGLD, FID and
         memorization when the model does not name its own.

@@ -107,6 +107,7 @@ CHECKPOINT_SCHEMA = (
     ("meta.data_spec", (str, type(None)), False),
     ("meta.train_source", (dict, type(None)), False),
     ("meta.num_train_images", (int, type(None)), False),
+    ("meta.image_shape", (list, type(None)), False),
     ("meta.num_holdout_images", (int, type(None)), False),
     ("progress", (dict,), False),
     ("progress.epoch", (int,), False),

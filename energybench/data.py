@@ -1,4 +1,5 @@
-"""CIFAR-10/100 as uint8 tensors with labels, from any of three kinds of source.
+"""Labelled RGB images (CIFAR-10/100, or any image folder or .npz at one size: e.g. a 64x64
+ImageNet subset) as uint8 tensors with labels, from any of three kinds of source.
 
 A *data spec* is one of
   - a dataset name, ``cifar10`` or ``cifar100``: the data home ($ENERGYBENCH_HOME/data, default
@@ -6,8 +7,10 @@ A *data spec* is one of
     and then for torchvision's folder (``cifar-10-batches-py`` / ``cifar-100-python``), which
     torchvision downloads there when ``download=True`` and the machine is online;
   - a torchvision folder (or its parent);
-  - an image-folder tree ``<root>/{train,test}/<class>/<file>`` or a .tar/.tar.gz of one;
-  - an .npz with ``images`` (N,32,32,3 uint8) and ``labels`` (a test split), or with
+  - an image-folder tree ``<root>/{train,test}/<class>/<file>`` or a .tar/.tar.gz of one (class
+    names from the folders, sorted; every image of one size);
+  - an .npz with ``images`` (N,H,W,3 uint8, any size: CIFAR's 32x32, a 64x64 ImageNet subset) and
+    ``labels`` (a test split), or with
     ``train_images``/``train_labels``/``test_images``/``test_labels``.
 
 Images come back as uint8 NCHW tensors; decoding happens once per source and is cached under
@@ -323,14 +326,16 @@ def _write_cache(cache: Path, arrays: dict[str, np.ndarray], meta: dict) -> None
     write_text_atomic(json.dumps(meta, indent=1), cache / "meta.json")
 
 
-IMAGE_SHAPE = (32, 32, 3)
+MIN_SIDE = 8  # the smallest image side a model here can take (three stride-2 stages)
 
 
 def check_images(images: np.ndarray, where: str) -> None:
-    """Images must be uint8 (N, 32, 32, 3), N >= 1: the CIFAR size every model here takes."""
-    if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
-        raise UserError(f"{where}: images must be uint8 (N, 32, 32, 3) CIFAR-sized RGB, got "
-                        f"{images.dtype} {tuple(images.shape)}; resize or convert them first")
+    """Images must be uint8 (N, H, W, 3) RGB of one size (any H, W >= MIN_SIDE; CIFAR's 32x32, the
+    64x64 ImageNet subset), N >= 1."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 \
+            or min(images.shape[1:3]) < MIN_SIDE:
+        raise UserError(f"{where}: images must be uint8 (N, H, W, 3) RGB with sides of at least {MIN_SIDE}, "
+                        f"got {images.dtype} {tuple(images.shape)}; convert them first")
     if len(images) == 0:
         raise UserError(f"{where}: holds no images; give a source with at least one image per split")
 
@@ -400,6 +405,10 @@ def _decode_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str], bool, str
             arrays[f"{split}_labels"] = check_labels(arrays[f"{split}_labels"],
                                                      len(arrays[f"{split}_images"]),
                                                      None if classes is None else len(classes), where)
+    sizes = {tuple(arrays[k].shape[1:3]) for k in arrays if k.endswith("_images")}
+    if len(sizes) > 1:
+        raise UserError(f"{path}: its train and test images differ in size ({' and '.join('x'.join(map(str, s)) for s in sorted(sizes))}); "
+                        f"give both splits at one size")
     if classes is None:
         top = max(int(arrays[k].max()) for k in arrays if k.endswith("_labels")) + 1
         classes = list(CIFAR10_CLASSES) if top <= 10 else [str(i) for i in range(top)]
@@ -440,7 +449,7 @@ def _decode_image_tree(source: Source) -> tuple[dict[str, np.ndarray], list[str]
     from energybench.progress import progress
 
     found: dict[str, list[tuple[str, str, np.ndarray]]] = {s: [] for s in SPLITS}
-    lossy = False
+    lossy, first = False, None
     for split, cls, name, blob in progress(_tree_members(source), desc=f"decoding {source.path.name}"):
         try:
             with Image.open(io.BytesIO(blob)) as img:
@@ -450,9 +459,12 @@ def _decode_image_tree(source: Source) -> tuple[dict[str, np.ndarray], list[str]
             why = "not an image file" if isinstance(exc, UnidentifiedImageError) else str(exc)
             raise UserError(f"{source.path}: {split}/{cls}/{name} is not a readable image ({why}); "
                             f"remove or replace it") from None
-        if pixels.shape != IMAGE_SHAPE:
-            raise UserError(f"{source.path}: {split}/{cls}/{name} is {pixels.shape[1]}x{pixels.shape[0]}"
-                            f"; every image must be 32x32 RGB (CIFAR-sized)")
+        if first is None:
+            first = (f"{split}/{cls}/{name}", pixels.shape)
+        elif pixels.shape != first[1]:
+            raise UserError(f"{source.path}: {split}/{cls}/{name} is {pixels.shape[1]}x{pixels.shape[0]} but "
+                            f"{first[0]} is {first[1][1]}x{first[1][0]}; every image of a dataset must have "
+                            f"one size (resize them first)")
         found[split].append((cls, name, pixels))
     classes = sorted({cls for items in found.values() for cls, _, _ in items})
     if not classes:
@@ -535,7 +547,9 @@ def _load_torchvision(source: Source, split: str, download: bool) -> LabeledImag
     if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
         raise UserError(f"{folder}: batch rows must hold 3072 bytes, got shape {rows.shape}")
     meta_file, meta_key = layout["meta"]
-    classes = tuple(str(c) for c in _batch_field(_read_batch(folder / meta_file), meta_key, folder / meta_file))
+    # names are str in the official (Python 2) pickles read as latin-1, bytes in copies re-pickled by Python 3
+    classes = tuple(c.decode("latin1") if isinstance(c, bytes) else str(c)
+                    for c in _batch_field(_read_batch(folder / meta_file), meta_key, folder / meta_file))
     labels = check_labels(np.concatenate([np.asarray(_batch_field(b, layout["labels"], f))
                                           for b, f in zip(batches, files)]),
                           len(rows), len(classes), str(folder))

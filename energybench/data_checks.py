@@ -51,6 +51,10 @@ def verify_source(spec: str | None, reference: Path | None = None) -> tuple[str,
     if reference is not None and test is not None:
         ref = datalib.load_split(reference, "test")  # the same checks as any data: one line if it is not
         ref_images, ref_labels = ref.images, ref.labels
+        if ref_images.shape[1:] != test.images.shape[1:]:
+            size = "x".join(map(str, test.images.shape[2:]))
+            raise UserError(f"--reference {reference.name} holds {'x'.join(map(str, ref_images.shape[2:]))} images "
+                            f"but the data's are {size}; give a reference of the same images")
         k = min(len(ref_labels), len(test))
         same_labels = bool((ref_labels[:k] == test.labels[:k]).all())
         values = psnr(ref_images[:k], test.images[:k])

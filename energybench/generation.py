@@ -67,11 +67,13 @@ class Samples:
 
 def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.device,
              train_images: torch.Tensor | None = None, train_labels: torch.Tensor | None = None,
-             buffer: dict | None = None, train_key: str | None = None, world: World = World()) -> Samples:
+             buffer: dict | None = None, train_key: str | None = None, world: World = World(),
+             image_shape: tuple[int, int, int] = (3, 32, 32)) -> Samples:
     """Generate cfg.n_per_class images per class, in batches of cfg.batch_size, batch b from its
     own generator (seed, b): under torchrun this rank generates batches b = rank mod size, and the
     union over ranks equals one process's set. train_* are needed for 'class-gaussian', `buffer`
-    (a checkpoint's replay buffer state) for 'buffer'."""
+    (a checkpoint's replay buffer state) for 'buffer'; `image_shape` (C, H, W) is the size a
+    uniform start draws when no training images give it."""
     labels = torch.arange(num_classes).repeat_interleave(cfg.n_per_class)
     if cfg.init == "buffer":
         if not buffer:
@@ -83,7 +85,7 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
     else:
         if cfg.init == "class-gaussian" and train_images is None:
             raise UserError("init 'class-gaussian' needs the training images (--train-data)")
-        shape_source = train_images if train_images is not None else torch.zeros(1, 3, 32, 32)
+        shape_source = train_images if train_images is not None else torch.zeros(1, *image_shape)
         init = make_init(cfg.init, shape_source, train_labels if train_labels is not None
                          else torch.zeros(1, dtype=torch.long), num_classes, device, train_key)
         starts = None
@@ -100,7 +102,7 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
         out.append(sgld(model, x0, sgld_cfg, gen, y if cfg.mode != "marginal" else None,
                         desc=f"SGLD steps, batch {b + 1} of {len(batch_starts)}").cpu())
         index.append(torch.arange(start, start + len(y)))
-    images = torch.cat(out) if out else torch.zeros(0, 3, 32, 32)
+    images = torch.cat(out) if out else torch.zeros(0, *(shape_source.shape[1:] if starts is None else starts.shape[1:]))
     index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long)
     labels = labels[index]
     if cfg.mode == "marginal":
@@ -128,8 +130,16 @@ def model_classes(loaded) -> int:
         else getattr(loaded.model, "num_classes", 10)
 
 
+def model_image_shape(loaded) -> tuple[int, int, int]:
+    """(C, H, W) a LoadedModel takes: its checkpoint's training images' (meta.image_shape), an
+    exported program's fixed input, else CIFAR's (3, 32, 32)."""
+    meta = loaded.checkpoint["meta"] if loaded.checkpoint is not None else {}
+    shape = meta.get("image_shape") or getattr(loaded.model, "input_shape", None) or (3, 32, 32)
+    return tuple(int(v) for v in shape)
+
+
 def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None = None,
-                 train=None, world: World = World()) -> Samples:
+                 train=None, world: World = World(), image_shape: tuple[int, int, int] | None = None) -> Samples:
     """Generate with `loaded`'s model (energybench.checkpoint.LoadedModel); `train` (the training
     split, if already loaded) or `train_data` (its spec; default the checkpoint's) feeds the
     class-conditional Gaussian."""
@@ -150,11 +160,11 @@ def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None =
         train_images, train_labels = train.images, train.labels
         train_key = json.dumps(train.source, sort_keys=True)
     return generate(loaded.model, cfg, num_classes, device, train_images, train_labels, buffer,
-                    train_key, world)
+                    train_key, world, image_shape or model_image_shape(loaded))
 
 
 def generate_to_file(loaded, cfg: GenerationConfig, device, path: Path, meta: dict, train=None,
-                     world: World = World(), purpose: str = "") -> Samples:
+                     world: World = World(), purpose: str = "", image_shape: tuple[int, int, int] | None = None) -> Samples:
     """The samples of `cfg`, saved at `path` under `meta` (what they belong to) and reused when
     they are already there. Under torchrun every rank generates its batches into
     <path stem>.shard-<rank>-of-<size>.npz (kept until merged, so a rerun after a failure
@@ -170,7 +180,7 @@ def generate_to_file(loaded, cfg: GenerationConfig, device, path: Path, meta: di
         say_progress(f"{purpose + ': ' if purpose else ''}generating {total:,} SGLD samples ({cfg.n_per_class} per class, "
                      f"{cfg.steps} steps from {cfg.init}) into {path.name}; later metrics in this folder reuse them")
     if not world.enabled:
-        samples = generate_for(loaded, cfg, device, train=train)
+        samples = generate_for(loaded, cfg, device, train=train, image_shape=image_shape)
         save_samples(samples, cfg, path, meta)
         return samples
     shard_path = path.with_name(f"{path.stem}.shard-{world.rank}-of-{world.size}.npz")
@@ -178,7 +188,7 @@ def generate_to_file(loaded, cfg: GenerationConfig, device, path: Path, meta: di
     try:
         part = load_samples(shard_path, {**meta, "rank": world.rank, "world_size": world.size})
         if part is None:
-            part = generate_for(loaded, cfg, device, train=train, world=world)
+            part = generate_for(loaded, cfg, device, train=train, world=world, image_shape=image_shape)
             save_samples(part, cfg, shard_path, {**meta, "rank": world.rank, "world_size": world.size})
     except UserError as exc:
         error = str(exc)

@@ -100,6 +100,9 @@ class UniformInit:
         return torch.rand((len(y), *self.shape), generator=generator, device=y.device)
 
 
+CLASS_GAUSSIAN_MAX_BYTES = 16 * 2**30  # CIFAR-100 at 32x32 needs 3.5 GiB; 100 classes at 64x64, 56 GiB
+
+
 class ClassGaussianInit:
     """x0 ~ N(mu_y, Sigma_y) per class, fitted on training images (full covariance, as in JEAT
     sec. 2.2 and the informative initialisation of JEM++ / SADA-JEM / EB-JDAT), clamped to [0, 1].
@@ -114,6 +117,12 @@ class ClassGaussianInit:
                  device: torch.device, jitter: float = 1e-4):
         self.shape = tuple(images.shape[1:])
         dim = math.prod(self.shape)
+        need = num_classes * dim * dim * 4
+        if need > CLASS_GAUSSIAN_MAX_BYTES:
+            raise UserError(f"init 'class-gaussian' needs {num_classes} covariances of {dim:,}x{dim:,} "
+                            f"({need / 2**30:.0f} GiB) for {num_classes} classes of {'x'.join(map(str, self.shape))} "
+                            f"images, more than the {CLASS_GAUSSIAN_MAX_BYTES / 2**30:.0f} GiB allowed; use "
+                            f"init 'uniform' (or a smaller image size)")
         self.mean = torch.zeros(num_classes, dim, device=device)
         self.scale_tril = torch.zeros(num_classes, dim, dim, device=device)
         eye = torch.eye(dim, device=device, dtype=torch.float64)

@@ -272,6 +272,7 @@ class Trainer:
                 "train_source": self.train_data.source,
                 "classes": list(self.train_data.classes),
                 "num_train_images": len(self.train_data),
+                "image_shape": list(self.train_data.images.shape[1:]),  # (C, H, W) the model was trained on
                 "num_holdout_images": 0 if self.val_data is None else len(self.val_data),
                 "world_size": self.world.size,
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

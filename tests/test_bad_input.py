@@ -60,8 +60,9 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     files["str_labels"] = _npz(root / "strlabels.npz", images=small, labels=np.array(["cat"] * 20))
     files["short_labels"] = _npz(root / "shortlabels.npz", images=small, labels=labels[:5])
     files["gray"] = _npz(root / "gray.npz", images=small[..., 0], labels=labels[:20])
-    files["size64"] = _npz(root / "size64.npz", images=np.zeros((4, 64, 64, 3), np.uint8), labels=labels[:4])
-    files["size28"] = _npz(root / "size28.npz", images=np.zeros((4, 28, 28, 3), np.uint8), labels=labels[:4])
+    files["size64"] = _npz(root / "size64.npz", train_images=np.zeros((4, 32, 32, 3), np.uint8), train_labels=labels[:4],
+                           test_images=np.zeros((4, 64, 64, 3), np.uint8), test_labels=labels[:4])
+    files["size28"] = _npz(root / "size4.npz", images=np.zeros((4, 4, 4, 3), np.uint8), labels=labels[:4])
     files["float_images"] = _npz(root / "floatimg.npz", images=small.astype(np.float32), labels=labels[:20])
     files["no_images"] = _npz(root / "noimages.npz", images=np.zeros((0, 32, 32, 3), np.uint8),
                               labels=np.zeros(0, np.int64))
@@ -102,7 +103,7 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     (root / "garbage.tgz").write_bytes(b"\x00" * 100)
     files["tar_garbage"] = root / "garbage.tgz"
     files["tree_not_image"] = tree("tree-notimage", {"train/cat/0.png": png(), "train/cat/1.png": b"junk"})
-    files["tree_big_image"] = tree("tree-big", {"train/cat/0.png": png((40, 32))})
+    files["tree_big_image"] = tree("tree-big", {"train/cat/0.png": png((40, 32)), "train/cat/1.png": png()})
     files["tree_empty"] = tree("tree-empty", {"train/cat/readme.txt": b"no images"})
     files["plain_folder"] = tree("plain", {"notes/a.txt": b"x"})
     (root / "data.txt").write_text("not data")
@@ -409,7 +410,7 @@ CASES = [
     ("data-verify-reference-no-images", ["data", "verify", "{exact}", "--reference", "{ref_no_images}"],
      r"has neither images/labels"),
     ("data-verify-reference-size", ["data", "verify", "{exact}", "--reference", "{ref_size64}"],
-     r"must be uint8 \(N, 32, 32, 3\)"),
+     r"--reference ref64.npz holds 64x64 images but the data's are 32x32"),
     ("data-verify-reference-not-npz", ["data", "verify", "{exact}", "--reference", "{txt}"],
      r"unsupported data file|not an .npz"),
     ("data-info-nan-labels", ["data", "info", "{nan_labels}"], r"labels must be whole class indices"),
@@ -418,17 +419,17 @@ CASES = [
     ("data-info-big-labels", ["data", "info", "{big_labels}"], r"label 12 is out of range for 10 classes"),
     ("data-info-str-labels", ["data", "info", "{str_labels}"], r"labels must be integers"),
     ("data-info-short-labels", ["data", "info", "{short_labels}"], r"labels must be \(N,\) with N=20"),
-    ("data-info-gray", ["data", "info", "{gray}"], r"images must be uint8 \(N, 32, 32, 3\)"),
-    ("data-info-size64", ["data", "info", "{size64}"], r"images must be uint8 \(N, 32, 32, 3\).*64, 64, 3"),
-    ("data-info-size28", ["data", "info", "{size28}"], r"images must be uint8 \(N, 32, 32, 3\)"),
+    ("data-info-gray", ["data", "info", "{gray}"], r"images must be uint8 \(N, H, W, 3\) RGB"),
+    ("data-info-mixed-sizes", ["data", "info", "{size64}"], r"train and test images differ in size \(32x32 and 64x64\)"),
+    ("data-info-size4", ["data", "info", "{size28}"], r"sides of at least 8, got uint8 \(4, 4, 4, 3\)"),
     ("data-info-float-images", ["data", "info", "{float_images}"], r"images must be uint8"),
     ("data-info-no-images", ["data", "info", "{no_images}"], r"holds no images"),
     ("data-info-tar-not-image", ["data", "info", "{tar_not_image}"], r"train/cat/1.png is not a readable image"),
-    ("data-info-tar-big-image", ["data", "info", "{tar_big_image}"], r"train/cat/2.png is 64x64; every image must be 32x32"),
+    ("data-info-tar-big-image", ["data", "info", "{tar_big_image}"], r"train/cat/2.png is 64x64 but .*0.png is 32x32; every image of a dataset must have one size"),
     ("data-info-tar-truncated", ["data", "info", "{tar_truncated}"], r"cannot read .* as a tar archive"),
     ("data-info-tar-garbage", ["data", "info", "{tar_garbage}"], r"cannot read .* as a tar archive"),
     ("data-info-tree-not-image", ["data", "info", "{tree_not_image}"], r"train/cat/1.png is not a readable image"),
-    ("data-info-tree-big-image", ["data", "info", "{tree_big_image}"], r"is 40x32; every image must be 32x32"),
+    ("data-info-tree-big-image", ["data", "info", "{tree_big_image}"], r"1.png is 32x32 but train/cat/0.png is 40x32; every image of a dataset must have one size"),
     ("data-info-tree-empty", ["data", "info", "{tree_empty}"], r"no images found"),
     ("data-info-txt", ["data", "info", "{txt}"], r"unsupported data file"),
     ("data-info-folder", ["data", "info", "{a_folder}"], r"is not a data source"),

@@ -145,13 +145,14 @@ def samples_for(ctx: EvalContext, params) -> Samples:
     gen_cfg = GenerationConfig(**{f.name: getattr(params, f.name) for f in fields(GenerationConfig)})
     train = training_split(ctx.loaded, ctx.train_data) if gen_cfg.init == "class-gaussian" else None
     key = {"model_sha256": ctx.loaded.sha256, "generation": dataclasses.asdict(gen_cfg),
+           **({"image_shape": list(ctx.data.images.shape[1:])} if tuple(ctx.data.images.shape[2:]) != (32, 32) else {}),
            "generation_version": GENERATION_VERSION,
            "train_data": None if train is None else data_identity(train.source),
            "device": ctx.device.type}
     path = Path(ctx.out_dir) / f"samples-{json_key(key, 16)}.npz"
     purpose = ctx.stem.rsplit("-", 1)[0] if "-" in ctx.stem else ctx.stem  # the metric's name
     return generate_to_file(ctx.loaded, gen_cfg, ctx.device, path, key, train=train, world=ctx.world,
-                            purpose=purpose)
+                            purpose=purpose, image_shape=tuple(ctx.data.images.shape[1:]))
 
 
 def train_uint8(ctx: EvalContext):
