@@ -230,7 +230,7 @@ def evaluate(
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
     created = not out_dir.exists()
     if world.is_main:
-        announce_costs(chosen, loaded, test, seed, batch_size, device, out_dir, force, log)
+        announce_costs(chosen, loaded, test, seed, batch_size, device, out_dir, force, log, nonfinite)
     try:
         return _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir, force,
                             model_info, data_info, log, refused)
@@ -244,10 +244,11 @@ ANNOUNCE_SECONDS = 60.0  # the plan is said when the estimate is longer than thi
 
 
 def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, out_dir: Path, force: bool,
-                   log) -> None:
+                   log, nonfinite: str = "refuse") -> None:
     """Before a long evaluation, one line saying what will run (the metrics not already recorded,
     images, gradient passes) and a time estimate from a short timed warm-up (energybench.costs)."""
-    pending = [m for m in chosen if force or not _reusable(m, loaded, test, seed, batch_size, device, out_dir)]
+    pending = [m for m in chosen if force or not _reusable(m, loaded, test, seed, batch_size, device, out_dir,
+                                                           nonfinite)]
     n, classes = len(test), len(test.classes)
     if not pending or sum(costs.gradient_passes(m.params, n, classes) for m in pending) < ANNOUNCE_PASSES:
         return
@@ -257,10 +258,18 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
         log(line)
 
 
-def _reusable(metric, loaded, test, seed, batch_size, device, out_dir: Path) -> bool:
+def _reusable(metric, loaded, test, seed, batch_size, device, out_dir: Path, nonfinite: str = "refuse") -> bool:
     identity = record_identity(metric, loaded, test, seed, batch_size, device)
-    old = read_record(record_path(out_dir, metric.name, identity))
-    return old is not None and same_inputs(old, identity)
+    return reusable_record(read_record(record_path(out_dir, metric.name, identity)), identity, nonfinite) is not None
+
+
+def reusable_record(old: dict | None, identity: dict, nonfinite: str) -> dict | None:
+    """The stored record when it may stand for a new run of `identity`: computed from the same
+    inputs, and not one that counted NaN/inf answers as wrong when the run refuses them."""
+    if old is None or not same_inputs(old, identity):
+        return None
+    counted_wrong = (old.get("extra") or {}).get("nonfinite_counted_wrong")
+    return None if counted_wrong and nonfinite == "refuse" else old
 
 
 def _train_split(train_data):
@@ -292,11 +301,8 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         name = metric.name
         identity = record_identity(metric, loaded, test, seed, batch_size, device)
         path = record_path(out_dir, name, identity)
-        old = read_record(path)
-        # a record that counted NaN/inf answers as wrong is not what a refusing run may reuse
-        counted_wrong = old is not None and (old.get("extra") or {}).get("nonfinite_counted_wrong")
-        if old is not None and not force and same_inputs(old, identity) \
-                and not (counted_wrong and ctx.nonfinite == "refuse"):
+        old = reusable_record(read_record(path), identity, ctx.nonfinite)
+        if old is not None and not force:
             log(f"{name}: already recorded in {path} (use --force to recompute)")
             if name in DRAWERS and not path.with_suffix(".png").exists():
                 draw_record(path)  # a figure deleted or never drawn: redrawn from the raw data
