@@ -378,7 +378,7 @@ def robustness_scatter(points: list[dict], data: str | None = None):
         ax.errorbar(100 * p["clean"], 100 * p["pgd20"], xerr=x_err, yerr=_interval(p["pgd20"], p.get("n_pgd20")),
                     color="tab:red", marker="o", markersize=3.5, linewidth=0.7, capsize=1.5, zorder=3)
         ax.annotate(p["name"], (100 * p["clean"], 100 * p["pgd20"]), textcoords="offset points",
-                    xytext=(4, 3), fontsize=6)
+                    xytext=(4, 3), fontsize=6, annotation_clip=True)
         if p.get("autoattack") is not None:
             ax.errorbar(100 * p["clean"], 100 * p["autoattack"], yerr=_interval(p["autoattack"], p.get("n_autoattack")),
                         color="tab:blue", marker="x", markersize=3.5, linewidth=0.7, capsize=1.5, zorder=3)
@@ -393,7 +393,8 @@ def robustness_scatter(points: list[dict], data: str | None = None):
         ax.scatter([], [], color="tab:blue", marker="x", s=18, label="AutoAttack" + images("autoattack"))
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("robust accuracy (%), L-inf 8/255")
-    ax.legend(frameon=False, loc="upper right")
+    ax.margins(x=0.18, y=0.12)  # room for the point labels inside the axes
+    ax.legend(frameon=False, loc="upper left", fontsize=6)
     ax.grid(alpha=0.3, linewidth=0.5)
     ax.set_title("Robust vs clean accuracy (error bars: 95% Wilson intervals)"
                  + (f"\n{data}" if data else ""))
