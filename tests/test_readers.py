@@ -194,7 +194,7 @@ def test_every_figure_gets_a_caption_saying_what_on_what_and_how_many(hist_recor
     assert code == 0, err
     record = json.loads(hist_record.read_text())
     caption = (tmp_path / f"{hist_record.stem}.caption.txt").read_text()
-    assert caption.startswith("energy-hist of jem (tiny-cnn, last.pt) (file checkpoints/jem-smoke.pt) on ")
+    assert caption.startswith("energy-hist of jem (tiny-cnn, jem-smoke.pt) (file checkpoints/jem-smoke.pt) on ")
     assert f"on {record['data']['label']}: n = {record['n']} test images" in caption
     assert f"value {record['value']:.4g}" in caption and hist_record.name in caption
 
