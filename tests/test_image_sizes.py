@@ -135,11 +135,18 @@ def test_cifar100_python_folder_end_to_end(tmp_path, run_cli, monkeypatch):
     assert code == 0, err
     imported = load_split("cifar100", "test")  # the data home's cifar100.npz now
     assert torch.equal(imported.images, test.images) and imported.classes == test.classes
-    ckpt = brief_training(folder, tmp_path / "run", 500, recipe="pgd-at")
-    code, out, err = run_cli("eval", "--ckpt", str(ckpt), "--metric", "clean", "--metric", "pgd20", "--n", "50",
-                             "--device", "cpu", "--out", str(tmp_path / "eval"))
+    ckpt = brief_training(folder, tmp_path / "run", 500)
+    code, out, err = run_cli("eval", "--ckpt", str(ckpt), "--metric", "clean", "--metric", "pgd20", "--metric",
+                             "pgd20-energy", "--n", "50", "--device", "cpu", "--out", str(tmp_path / "eval"))
     assert code == 0, err
     records = {json.loads(p.read_text())["metric"]: json.loads(p.read_text())
                for p in (tmp_path / "eval").glob("*.json") if "record_version" in json.loads(p.read_text())}
     assert records["clean"]["data"]["label"] == "CIFAR-100" and records["clean"]["n"] == 50
     assert records["pgd20"]["value"] <= records["clean"]["value"]
+    # the records fill JEAT Table 1's CIFAR-100 column (and nothing in its CIFAR-10 one)
+    code, out, err = run_cli("report", "--table", "jeat-t1", "--results", str(tmp_path / "eval"),
+                             "--out", str(tmp_path / "t1.md"))
+    assert code == 0, err
+    row = next(line for line in (tmp_path / "t1.md").read_text().splitlines() if line.startswith("| No attack"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "missing" and cells[4].startswith(f"{100 * records['clean']['value']:.2f} "), row
