@@ -52,6 +52,16 @@ _INIT, _PERM, _STEP, _RECIPE, _PROBE, _HOLDOUT, _ROBUST = 0, 1, 2, 3, 4, 5, 6  #
 SELECTION_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10)
 
 
+def selection_attack(recipe_params) -> PGDConfig:
+    """The per-epoch robustness check for a recipe: PGD-10 at L-inf 8/255, or, for a recipe
+    trained against another norm (e.g. pgd-at with norm L2), PGD-10 in that norm at the recipe's
+    eps with step eps / 4, so best.pt is chosen under the threat model it was trained for."""
+    norm = getattr(recipe_params, "norm", "Linf")
+    if norm == "Linf":
+        return SELECTION_ATTACK
+    return PGDConfig(eps=recipe_params.eps, step_size=recipe_params.eps / 4, steps=10, norm=norm)
+
+
 class _Diverged(Exception):
     pass
 
@@ -417,7 +427,7 @@ class Trainer:
             robust = 0
             for start in range(0, n, 250):
                 stop = min(n, start + 250)
-                x_adv = pgd(self.model, x[start:stop], y[start:stop], SELECTION_ATTACK, gen)
+                x_adv = pgd(self.model, x[start:stop], y[start:stop], selection_attack(self.recipe.params), gen)
                 robust += int((right[start:stop] & (predict(self.model, x_adv) == y[start:stop])).sum())
             out.update({f"{prefix}_robust_acc": robust / n, f"{prefix}_robust_n": n})
         return out

@@ -308,3 +308,14 @@ def test_adversarial_training_attacks_in_the_recipe_norm(recipe, monkeypatch):
     assert float(seen["lengths"].max()) <= 0.5 + 1e-5 and float(seen["lengths"].min()) > 0.4
     with pytest.raises(UserError, match=r"eps must be in \(0, 1\], got 127.5"):
         cls.Params(norm="Linf", eps=0.5 * 255)
+
+
+@pytest.mark.synthetic
+def test_model_selection_attacks_in_the_norm_the_recipe_trains_for():
+    from energybench.recipes import get_recipe
+    from energybench.trainer import SELECTION_ATTACK, selection_attack
+
+    l2 = selection_attack(get_recipe("pgd-at").Params(norm="L2", eps=0.5, step_size=0.1))
+    assert (l2.norm, l2.eps, l2.step, l2.steps) == ("L2", 0.5, 0.125, 10)
+    assert selection_attack(get_recipe("trades").Params()) is SELECTION_ATTACK
+    assert selection_attack(get_recipe("jeat").Params()) is SELECTION_ATTACK  # no norm: L-inf
