@@ -64,6 +64,13 @@ def parse_eps(value: str | float, norm: str = "Linf", name: str = "eps") -> floa
     return result
 
 
+def check_budget_fields(params, names=("eps", "step_size")) -> None:
+    """A frozen params' budget fields must lie in its `norm`'s range (BUDGET_RANGE; an unknown
+    norm is checked against L-inf's and left for Checked to name): a RangeError naming the field."""
+    for name in names:
+        check_value(name, getattr(params, name), BUDGET_RANGE.get(params.norm, BUDGET_RANGE["Linf"]))
+
+
 def check_eps(eps: float, name: str = "eps", norm: str = "Linf") -> None:
     """An attack budget (or step) must lie in its norm's range: (0, 1] for Linf, (0, 1000] for L2."""
     if norm not in NORMS:

@@ -167,7 +167,7 @@ def protocol_norm(params: dict) -> str | None:
     return "Linf" if "eps" in params or "eps_grid" in params else None
 
 
-def _budget_text(value, norm: str | None) -> str:
+def budget_text(value, norm: str | None) -> str:
     """A budget as it is written for its norm: x/255 for L-inf, a plain length for L2."""
     return f"{value:g}" if norm == "L2" and isinstance(value, (int, float)) else _per_255(value)
 
@@ -180,11 +180,11 @@ def protocol_text(record: dict) -> str:
     step = attack_step_key(params)
     norm = protocol_norm(params)
     pixel = {"eps", "radius", "flat_radius", step}
-    parts = [f"{label} {_budget_text(params[key], norm)}" for key, label in (("eps", "eps"), (step, "step"))
+    parts = [f"{label} {budget_text(params[key], norm)}" for key, label in (("eps", "eps"), (step, "step"))
              if key in params and params[key] is not None]
     if parts and norm is not None:
         parts[0] = f"{NORM_TEXT.get(norm, norm)} {parts[0]}"
-    parts += [f"{key} {_budget_text(value, norm) if key in pixel else value}"
+    parts += [f"{key} {budget_text(value, norm) if key in pixel else value}"
               for key, value in changed.items() if key not in ("eps", step, "norm")]
     return ", ".join(parts) or "default"
 

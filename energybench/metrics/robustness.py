@@ -44,7 +44,7 @@ from energybench.metrics.base import (
 )
 from energybench.outcomes import OutcomeLog, write_outcomes
 from energybench.progress import progress
-from energybench.results import write_npz_atomic
+from energybench.results import budget_text, write_npz_atomic
 from energybench.runtime import derive_seed, make_generator
 from energybench.validation import Checked, RangeError, check_value
 
@@ -381,14 +381,9 @@ def _merge(checks: dict, run_checks, eps: float) -> None:
             checks[check.name] = replace(check, evidence={**check.evidence, "at_eps": eps})
 
 
-def budget_label(eps: float, norm: str) -> str:
-    """'8/255' for an L-inf budget, '0.5' for an L2 one."""
-    return f"{eps:g}" if norm == "L2" else f"{eps * 255:g}/255"
-
-
 def _budget_points(grid, accuracy, stderr, norm: str = "Linf") -> list[dict]:
     """Each budget's accuracy must not exceed the next smaller budget's (within one stderr)."""
-    labels = [f"eps {budget_label(e, norm)}" for e in grid]
+    labels = [f"eps {budget_text(e, norm)}" for e in grid]
     return [{"label": label, "value": a, "stderr": s, "weaker_than": labels[i - 1] if i else None}
             for i, (label, a, s) in enumerate(zip(labels, accuracy, stderr))]
 
@@ -425,7 +420,7 @@ class RobustCurve(Metric):
                 continue
             cfg = PGDConfig(eps=eps, step_size=p.step_ratio * eps, steps=p.steps, objective=p.objective,
                             norm=p.norm)
-            run = run_pgd(ctx, cfg, f"{self.name} {budget_label(eps, p.norm)}")
+            run = run_pgd(ctx, cfg, f"{self.name} {budget_text(eps, p.norm)}")
             accuracy.append(run.robust / run.n)
             _merge(checks, run.checks, eps)
         n = len(ctx.data)

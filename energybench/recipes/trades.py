@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from energybench.attacks import BUDGET_RANGE, NORMS, PGDConfig, pgd
+from energybench.attacks import NORMS, PGDConfig, check_budget_fields, pgd
 from energybench.config import ModelConfig, OptimConfig
-from energybench.validation import Checked, check_value
+from energybench.validation import Checked
 from energybench.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.recipes.presets import paper_config, smoke_config
 
@@ -44,8 +44,7 @@ class TradesParams(Checked):
     norm: str = "Linf"  # the inner attack's threat model
 
     def __post_init__(self):
-        for name in ("eps", "step_size"):  # the range depends on the norm: RangeError names recipe.<name>
-            check_value(name, getattr(self, name), BUDGET_RANGE.get(self.norm, BUDGET_RANGE["Linf"]))
+        check_budget_fields(self)  # the range depends on the norm: RangeError names recipe.<name>
         super().__post_init__()
 
 
