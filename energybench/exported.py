@@ -1,29 +1,17 @@
 """External models as `torch.export` programs (.pt2) that map [0, 1] NCHW images to logits,
 loaded without running anything from the file but the graph's ATen operators.
 
-`torch.export.load` can run code from an archive in two ways, and both are closed before torch
-reads it:
-- pickles: weights and constants marked `use_pickle` are read with
-  `torch.load(weights_only=False)`, custom and opaque objects with pickle, and sample inputs are
-  retried unsafely when the safe load fails. Only raw tensor payloads, a JSON program and sample
-  inputs that load with `weights_only=True` are accepted, and the load itself runs with every
-  pickle entry point refusing (`safe_pickle.no_code_from_pickles`).
-- text: shape expressions go through `sympy.sympify` (Python `eval`), guards through `exec`, call
-  targets are looked up by name. `program_check` checks every string of every program JSON against
-  what torch.export writes; during the load every string torch hands to sympify is checked again,
-  and afterwards every operator in the graph and every guard.
-
-The zip itself must be what `torch.export.save` writes: uncompressed members that lie inside the
-file, so no member can declare more bytes than the archive holds (a zip bomb).
+torch never reads the user's file: `pt2_archive.rebuild_archive` writes a new archive in memory
+from checked parts (programs rebuilt by an allow-list of fields and grammars, raw tensor payloads,
+sample inputs rebuilt as plain tensors), and torch loads that one. Around the load, every pickle
+entry point refuses (`safe_pickle.no_code_from_pickles`) and every string torch hands to
+`sympy.sympify` is checked again; afterwards every operator in the graph and every guard is.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import os
-import zipfile
 from pathlib import Path
 from unittest import mock
 
@@ -32,15 +20,9 @@ import torch
 import torch.nn as nn
 
 from energybench.errors import UserError
-from energybench.program_check import ProgramRefused, check_expression, check_guard, check_operator, check_program
+from energybench.pt2_archive import rebuild_archive
+from energybench.pt2_grammar import ProgramRefused, check_expression, check_guard, check_operator
 from energybench.safe_pickle import no_code_from_pickles
-
-# Top-level folders (below the archive's root folder) a plain exported program consists of.
-_ALLOWED = ("archive_format", "archive_version", "byteorder", ".data/", "models/", "data/weights/",
-            "data/constants/", "data/sample_inputs/", "extra/")
-_TENSOR_CONSTANT_PREFIX = "tensor_"
-MAX_PROGRAM_BYTES = 256 << 20  # one program's JSON (a WRN-28-10's is about 0.5 MB)
-
 
 class ExportedClassifier(nn.Module):
     """A `torch.export` program mapping [0, 1] NCHW images to logits, as an nn.Module.
@@ -90,90 +72,6 @@ class ExportedClassifier(nn.Module):
         return torch.cat(outs)
 
 
-def _refuse(path: Path, why: str) -> UserError:
-    return UserError(f"refusing {path}: {why}; re-export the model with torch.export.save from plain "
-                     f"tensors (no tensor subclasses or custom objects)")
-
-
-def _check_members(archive: zipfile.ZipFile, path: Path) -> None:
-    """Stored (uncompressed) members whose bytes lie inside the file: what torch.export.save
-    writes. A member that declares more than the archive holds is refused before it is read."""
-    size = path.stat().st_size
-    declared = 0
-    for info in archive.infolist():
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise _refuse(path, f"its member {info.filename!r} is compressed (method "
-                                f"{info.compress_type}); torch.export.save stores members uncompressed")
-        if info.file_size != info.compress_size or info.header_offset + info.compress_size > size:
-            raise _refuse(path, f"its member {info.filename!r} declares {info.file_size:,} bytes, more "
-                                f"than the {size:,}-byte archive holds (damaged, or a zip bomb)")
-        declared += info.file_size
-    if declared > size:
-        raise _refuse(path, f"its members declare {declared:,} bytes, more than the {size:,}-byte "
-                            f"archive holds (damaged, or a zip bomb)")
-
-
-def _read_payload_config(archive: zipfile.ZipFile, name: str, path: Path) -> dict:
-    """A weights or constants config: {"config": {fqn: {"path_name", "use_pickle", ...}}}."""
-    try:
-        entries = json.loads(archive.read(name))["config"]
-    except (ValueError, KeyError, TypeError, RecursionError, zipfile.BadZipFile, OSError):
-        entries = None
-    if not isinstance(entries, dict) or not all(
-            isinstance(fqn, str) and isinstance(meta, dict) and isinstance(meta.get("path_name"), str)
-            for fqn, meta in entries.items()):
-        raise UserError(f"cannot load {path} as a torch.export program ({name.split('/', 1)[-1]} is not "
-                        f"a payload config: a dict of names to payload entries)")
-    return entries
-
-
-def inspect_archive(path: Path) -> None:
-    """Raise a UserError unless the .pt2 archive holds only what torch can read without running
-    code: stored members within the file, JSON programs whose every string is of a form
-    torch.export writes (`program_check`), raw tensor payloads, and sample inputs readable with
-    weights_only=True."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(f"cannot load {path} as a torch.export program (not a zip archive: {exc})") from None
-    with archive:
-        names = archive.namelist()
-        roots = {n.split("/", 1)[0] for n in names}
-        if len(roots) != 1 or not any(n.endswith("/archive_format") for n in names):
-            raise UserError(f"cannot load {path} as a torch.export program (no archive_format: not "
-                            f"a .pt2 written by torch.export.save on torch >= 2.6)")
-        root = roots.pop() + "/"
-        for name in names:
-            inner = name[len(root):]
-            if inner and not inner.startswith(_ALLOWED):
-                raise _refuse(path, f"it holds {inner!r}, which is not part of a plain exported program")
-            if inner.startswith(("data/weights/", "data/constants/")) and inner.endswith(".pt"):
-                raise _refuse(path, f"it holds the legacy pickled payload {inner!r}")
-        _check_members(archive, path)
-        programs = [n for n in names if n.startswith(root + "models/") and n.endswith(".json")]
-        if root + "models/model.json" not in programs:
-            raise UserError(f"cannot load {path} as a torch.export program (no models/model.json)")
-        for program in programs:
-            if archive.getinfo(program).file_size > MAX_PROGRAM_BYTES:
-                raise _refuse(path, f"its program {program[len(root):]} is larger than "
-                                    f"{MAX_PROGRAM_BYTES >> 20} MB")
-            try:
-                check_program(archive.read(program))
-            except ProgramRefused as exc:
-                raise UserError(f"refusing {path}: {exc} ({program[len(root):]})") from None
-        for config in (n for n in names if n.endswith(("_weights_config.json", "_constants_config.json"))):
-            for fqn, meta in _read_payload_config(archive, config, path).items():
-                if meta.get("use_pickle"):
-                    raise _refuse(path, f"{fqn!r} is stored pickled (loading it could run code)")
-                if "constants" in config and not meta["path_name"].startswith(_TENSOR_CONSTANT_PREFIX):
-                    raise _refuse(path, f"constant {fqn!r} is a Python or TorchScript object")
-        for sample in (n for n in names if n.startswith(root + "data/sample_inputs/")):
-            try:
-                torch.load(io.BytesIO(archive.read(sample)), weights_only=True)
-            except Exception:  # noqa: BLE001  anything but plain tensors and containers
-                raise _refuse(path, f"its sample inputs ({sample[len(root):]}) hold Python objects") from None
-
-
 @contextlib.contextmanager
 def _expressions_checked():
     """Every string torch hands to `sympy.sympify` while loading is checked again first."""
@@ -199,7 +97,7 @@ def _operator_name(target) -> str:
 
 def check_loaded_program(program) -> None:
     """After loading, and before the program becomes a module: its guards (compiled with exec by
-    `ExportedProgram.module()`) and every call in its graphs must pass `program_check` again."""
+    `ExportedProgram.module()`) and every call in its graphs must pass `pt2_grammar` again."""
     for guard in getattr(program, "_guards_code", None) or []:
         check_guard(guard)
     for module in program.graph_module.modules():
@@ -226,10 +124,10 @@ def load_exported(path: str | os.PathLike) -> ExportedClassifier:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file not found: {path}")
-    inspect_archive(path)
+    rebuilt = rebuild_archive(path)
     try:
         with no_code_from_pickles(), _expressions_checked():
-            program = torch.export.load(str(path))
+            program = torch.export.load(rebuilt)
         check_loaded_program(program)
     except ProgramRefused as exc:
         raise UserError(f"refusing {path}: {exc}") from None

@@ -319,6 +319,10 @@ def write_plan(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str],
         base += ["--inception-weights", str(inception_weights)]
     if tables and sorted(tables) != sorted(table_names()):
         raise UserError("--plan covers every table; leave out the table selection")
+    for option, value in zip(base, base[1:]):
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise UserError(f"{option} {value!r} holds a control character (a newline?); it would be "
+                            f"written into slurm.sh: give a plain value")
     for job in jobs:
         job["command"] = base if job["kind"] == "tables" else [*base, "--job", job["id"]]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -332,11 +336,14 @@ def write_plan(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str],
 def slurm_script(plan_path: Path, jobs: list[dict], base: list[str]) -> str:
     """A SLURM array script: task i runs job i of the plan under torchrun (GPUS_PER_NODE processes,
     default 1); the tables job is submitted after the array."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for arg in base for ch in arg):
+        raise UserError("a value for slurm.sh holds a control character; give plain values")
     quoted = " ".join(shlex.quote(a) for a in base[1:])
     return f"""#!/bin/bash
 # energybench reproduction as a SLURM job array: {len(jobs) - 1} jobs, then the tables.
 #   sbatch slurm.sh                       # the array: one job per task, in any order
-#   sbatch --dependency=afterok:<array job id> --wrap "energybench {quoted}"   # then the tables
+#   then the tables, after the array: the "tables" job's command in plan.json, e.g.
+#   sbatch --dependency=afterok:<array job id> --wrap "energybench reproduce ..."
 # Each task trains its run first if no other task has (and waits for one that is training it),
 # so tasks may run in any order and in parallel; rerunning a task resumes it.
 # Edit the resources below: each task runs its job under torchrun, one process per GPU.

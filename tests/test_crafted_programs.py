@@ -186,7 +186,25 @@ def _buffer_mutation(doc, m):
     outputs.append({"buffer_mutation": {"arg": {"name": "x"}, "buffer_name": "bn.running_mean"}})
 
 
+def _in_spec_keyword(doc, m):  # a keyword-argument name: torch pastes it into the generated forward
+    signature = doc["graph_module"]["module_call_graph"][0]["signature"]
+    spec = json.loads(signature["in_spec"])
+    kwargs = spec[1]["children_spec"][1]
+    kwargs["context"] = json.dumps([f"y=__import__('pathlib').Path({str(m)!r}).touch()"])
+    kwargs["children_spec"] = [{"type": None, "context": None, "children_spec": []}]
+    signature["in_spec"] = json.dumps(spec)
+
+
+def _in_spec_type(doc, m):  # a pytree type name torch looks up
+    signature = doc["graph_module"]["module_call_graph"][0]["signature"]
+    spec = json.loads(signature["in_spec"])
+    spec[1]["type"] = "os.system"
+    signature["in_spec"] = json.dumps(spec)
+
+
 CRAFTED = {
+    "in-spec-keyword": ("static", _in_spec_keyword, r"the keyword argument .* is not a Python name"),
+    "in-spec-type": ("static", _in_spec_type, r"call signature names the type 'os.system'"),
     "expr-input-size": ("dynamic", _expr_in_input_size, r"shape expression .* is not one torch.export writes"),
     "guard": ("static", _guard, r"the guard .* is not one torch.export writes"),
     "guard-after-size-check": ("static", _guard_in_size_check, r"the guard .* is not one torch.export writes"),
