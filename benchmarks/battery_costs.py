@@ -43,16 +43,16 @@ def hutchinson_forward_over_reverse(model, x, k, energy_fn):
 
 
 def main():
-    from energybench.attacks import PGDConfig, pgd
-    from energybench.autoattack import run_autoattack
-    from energybench.config import apply_overrides
-    from energybench.data import load_split
-    from energybench.energy import marginal_energy
+    from energybench.attacks.pgd import PGDConfig, pgd
+    from energybench.attacks.autoattack import run_autoattack
+    from energybench.training.config import apply_overrides
+    from energybench.data.sources import load_split
+    from energybench.energy.energies import marginal_energy
     from energybench.metrics.fisher import fisher_terms
-    from energybench.recipes import preset_config
-    from energybench.runtime import resolve_device
-    from energybench.sampling import SGLDConfig, sgld
-    from energybench.trainer import Trainer
+    from energybench.training.recipes import preset_config
+    from energybench.core.runtime import resolve_device
+    from energybench.energy.sgld import SGLDConfig, sgld
+    from energybench.training.trainer import Trainer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")

@@ -28,7 +28,7 @@ CASES = [("tiny-cnn (pgd-at smoke checkpoint)", "checkpoint", 256, 512, True),
 
 
 def _model(kind: str, device):
-    from energybench.checkpoint import load_model
+    from energybench.handles.checkpoint import load_model
     from energybench.models import create_model
 
     if kind == "checkpoint":
@@ -38,7 +38,7 @@ def _model(kind: str, device):
 
 
 def _data(n: int):
-    from energybench.data import in_memory, load_split
+    from energybench.data.sources import in_memory, load_split
 
     exact = SHARED_DATA / "cifar10-test-exact-1017.npz"
     if exact.exists():
@@ -50,8 +50,8 @@ def _data(n: int):
 
 def bare_pgd20(ctx, cfg) -> int:
     """The loop before the diagnostics: attack each batch, count right clean & adversarial."""
-    from energybench.attacks import pgd
-    from energybench.runtime import derive_seed, make_generator
+    from energybench.attacks.pgd import pgd
+    from energybench.core.runtime import derive_seed, make_generator
 
     robust = 0
     for x, y, offset in ctx.batches():
@@ -62,10 +62,10 @@ def bare_pgd20(ctx, cfg) -> int:
 
 
 def main():
-    from energybench.attacks import PGDConfig
+    from energybench.attacks.pgd import PGDConfig
     from energybench.metrics import METRICS, EvalContext
     from energybench.metrics.robustness import run_pgd
-    from energybench.runtime import exact_float32, resolve_device
+    from energybench.core.runtime import exact_float32, resolve_device
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")

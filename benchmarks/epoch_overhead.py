@@ -19,11 +19,11 @@ from benchmarks._common import SHARED_DATA, median, peak_memory_mb, run_isolated
 
 
 def worker(mode: str, images: int, device_name: str, repeats: int) -> dict:
-    from energybench.config import apply_overrides
+    from energybench.training.config import apply_overrides
     from energybench.models import create_model
-    from energybench.recipes import preset_config
-    from energybench.runtime import resolve_device
-    from energybench.trainer import Trainer
+    from energybench.training.recipes import preset_config
+    from energybench.core.runtime import resolve_device
+    from energybench.training.trainer import Trainer
 
     device = resolve_device(device_name)
     cfg = preset_config("normal", "smoke")

@@ -1,4 +1,4 @@
-"""PGD-20 throughput: energybench.attacks.pgd vs torchattacks (independent implementations of the
+"""PGD-20 throughput: energybench.attacks.pgd.pgd vs torchattacks (independent implementations of the
 same algorithms: torchattacks.PGD for L-inf, eps 8/255, step 2/255, uniform random start, and
 torchattacks.PGDL2 for L2, eps 0.5, step 0.125, random start in the ball), 20 steps, on the same
 model, batch and device, each in its own process. Ratio > 1 means energybench is faster.
@@ -33,9 +33,9 @@ def ensure_torchattacks() -> None:
 
 def worker(impl: str, model_name: str, kwargs: dict, batch: int, device_name: str, repeats: int,
            norm: str = "Linf"):
-    from energybench.attacks import PGDConfig, pgd
+    from energybench.attacks.pgd import PGDConfig, pgd
     from energybench.models import create_model
-    from energybench.runtime import resolve_device
+    from energybench.core.runtime import resolve_device
 
     device = resolve_device(device_name)
     torch.manual_seed(0)

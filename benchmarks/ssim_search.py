@@ -1,5 +1,5 @@
 """SSIM nearest-neighbour search over the full CIFAR-10 training split (50,000 images):
-energybench.ssim.nearest_by_ssim against a per-pair scikit-image loop (timed on a sample of pairs
+energybench.metrics.ssim.nearest_by_ssim against a per-pair scikit-image loop (timed on a sample of pairs
 and extrapolated), with the search's peak memory. Target: >= 100x, peak under 4 GB.
 
     python -m benchmarks.ssim_search [--queries 20] [--pairs 2000]
@@ -17,8 +17,8 @@ from benchmarks._common import SHARED_DATA, peak_memory_mb, run_isolated, write_
 
 
 def worker(queries: int, pairs: int) -> dict:
-    from energybench.data import load_split
-    from energybench.ssim import nearest_by_ssim
+    from energybench.data.sources import load_split
+    from energybench.metrics.ssim import nearest_by_ssim
 
     train = load_split(SHARED_DATA / "cifar10-jpeg75.tar.gz", "train")
     q = torch.rand(queries, 3, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -5,7 +5,7 @@ Python API (imported on first use, so `import energybench` stays light):
     energybench.open_model(spec_or_module)             the model handle every metric runs on
 """
 
-__version__ = "0.1.0"
+from energybench.core.version import __version__
 __all__ = ["evaluate", "open_model", "__version__"]
 
 
@@ -15,7 +15,7 @@ def __getattr__(name):
 
         return evaluate
     if name == "open_model":
-        from energybench.handle import open_model
+        from energybench.handles.model_handle import open_model
 
         return open_model
     raise AttributeError(f"module 'energybench' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 # CLI flags in messages shared with the command line, as the API's arguments
 _FLAG_WORDS = {"--force": "force=True", "--nonfinite wrong": "nonfinite='wrong'", "--param ": ""}
@@ -47,12 +47,12 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
     nonfinite: 'refuse' (stop on NaN/inf logits) or 'wrong' (count those images wrong in the
         accuracy metrics; the record says how many).
     protocol: protocol values, e.g. eps=4/255, step_size=1/255, n_per_class=50, probes=20.
-    Raises energybench.errors.UserError (one line, naming this function's arguments) on bad input
+    Raises energybench.core.errors.UserError (one line, naming this function's arguments) on bad input
     or a metric that cannot run here.
     """
-    from energybench.evaluation import check_param_keys, evaluate as run
+    from energybench.evaluation.runner import check_param_keys, evaluate as run
     from energybench.metrics import resolve_metrics
-    from energybench.runtime import resolve_device
+    from energybench.core.runtime import resolve_device
 
     if isinstance(metrics, str) or isinstance(suites, str):
         raise UserError("metrics and suites are lists of names, e.g. metrics=['clean', 'pgd20']")

@@ -12,4 +12,4 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   pip_install torch==2.14.1 torchvision==0.29.1
 fi
 pip_install -e ".[test]"
-.venv/bin/python -c "import torch, torchvision, pyautoattack, torch_fidelity, skimage, tomli_w, yaml, energybench, energybench.zoo as zoo; zoo.robustbench(); print('energybench', energybench.__version__, '| torch', torch.__version__, '| robustbench usable')"
+.venv/bin/python -c "import torch, torchvision, pyautoattack, torch_fidelity, skimage, tomli_w, yaml, energybench, energybench.handles.zoo as zoo; zoo.robustbench(); print('energybench', energybench.__version__, '| torch', torch.__version__, '| robustbench usable')"

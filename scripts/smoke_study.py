@@ -21,11 +21,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from energybench.config import apply_overrides  # noqa: E402
-from energybench.errors import UserError  # noqa: E402
-from energybench.evaluation import evaluate  # noqa: E402
-from energybench.recipes import preset_config, recipe_names  # noqa: E402
-from energybench.trainer import train  # noqa: E402
+from energybench.training.config import apply_overrides  # noqa: E402
+from energybench.core.errors import UserError  # noqa: E402
+from energybench.evaluation.runner import evaluate  # noqa: E402
+from energybench.training.recipes import preset_config, recipe_names  # noqa: E402
+from energybench.training.trainer import train  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg75.tar.gz"
 ADVERSARIAL = ["pgd-at", "trades", "prejeat", "jeat", "eb-jdat"]
@@ -81,7 +81,7 @@ def figures(results, runs, out, device):
     histogram, contour and dynamics figures, the memorization grid and the Fisher scores."""
     import shutil
 
-    from energybench.sample_io import sample_model
+    from energybench.workflows.sample import sample_model
 
     for name, r in results.items():
         if "failed" in r:
@@ -132,7 +132,7 @@ def write_markdown(results, args, path):
                      f"{e.get('dxE_joint', float('nan')):.3f} | {e.get('dthetaE_joint', float('nan')):.3f} | "
                      f"{e.get('E_joint_clean', float('nan')):.3f} |")
     lines += ["", "ΔxE, ΔθE: JEAT eq. 15 on a fixed 128-image training probe at the last epoch "
-              "(energy PGD-10 at 8/255; see energybench/dynamics.py).", "", "## Claims checked", ""]
+              "(energy PGD-10 at 8/255; see energybench/training/dynamics.py).", "", "## Claims checked", ""]
     normal = results["normal"]["metrics"]
     for name in ADVERSARIAL:
         if "failed" in results[name]:

@@ -45,9 +45,9 @@ def trained_run(tmp_path_factory, jpeg_tar) -> Path:
     """A tiny-cnn trained with `normal` for 4 epochs on 5,000 JPEG-copy images (~10 s)."""
     from dataclasses import replace
 
-    from energybench.config import apply_overrides
-    from energybench.recipes import preset_config
-    from energybench.trainer import train
+    from energybench.training.config import apply_overrides
+    from energybench.training.recipes import preset_config
+    from energybench.training.trainer import train
 
     cfg = preset_config("normal", "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -59,14 +59,14 @@ def trained_run(tmp_path_factory, jpeg_tar) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model(trained_run):
-    from energybench.checkpoint import load_model
+    from energybench.handles.checkpoint import load_model
 
     return load_model(trained_run / "last.pt").model
 
 
 @pytest.fixture(scope="session")
 def exact_test(exact_npz):
-    from energybench.data import load_split
+    from energybench.data.sources import load_split
 
     return load_split(exact_npz, "test")
 
@@ -74,7 +74,7 @@ def exact_test(exact_npz):
 @pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process: run_cli(*args) -> (exit code, stdout, stderr)."""
-    from energybench.cli import main
+    from energybench.cli.main import main
 
     def run(*args):
         try:

@@ -17,11 +17,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from energybench.checkpoint import load_model
-from energybench.errors import UserError
-from energybench.evaluation import evaluate
-from energybench.outcomes import paired, read_outcomes
-from energybench.report import build, collect_records, load_table, render
+from energybench.handles.checkpoint import load_model
+from energybench.core.errors import UserError
+from energybench.evaluation.runner import evaluate
+from energybench.records.outcomes import paired, read_outcomes
+from energybench.reporting.report import build, collect_records, load_table, render
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "checkpoints").glob("*-smoke.pt"))
@@ -80,7 +80,7 @@ def test_a_broken_model_raises_its_indicator_and_no_other(wrapper, expected, bas
     check = record["diagnostics"][expected]
     assert check["advice"] and check["title"]
     summary = (tmp_path / "summary.md").read_text() if (tmp_path / "summary.md").exists() else ""
-    from energybench.results import format_summary
+    from energybench.records.text import format_summary
 
     text = format_summary([record])
     assert "⚑ 1 raised" in text and f"⚑ pgd20: {check['title']}" in text
@@ -200,7 +200,7 @@ def _eval_jempp_pgd(model01, x01, y, noise01, start_u):
 
 
 def test_ebjdat_public_protocol_matches_its_code(base, exact_npz, tmp_path):
-    from energybench.attacks import image_noise
+    from energybench.attacks.pgd import image_noise
     from energybench.metrics.robustness import image_seeds, test_noise
 
     (record,) = evaluate(base, ["pgd20-ebjdat-public"], data=str(exact_npz), n=100, out_dir=tmp_path,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from energybench.attacks import PGDConfig, fgsm_rs, parse_eps, pgd, predict
-from energybench.errors import UserError
+from energybench.attacks.pgd import PGDConfig, fgsm_rs, parse_eps, pgd, predict
+from energybench.core.errors import UserError
 from energybench.models import create_model
 
 
@@ -65,7 +65,7 @@ def test_restarts_never_weaken_the_attack(trained_model, batch):
 
 
 def test_energy_attack_raises_joint_energy(trained_model, batch):
-    from energybench.energy import joint_energy
+    from energybench.energy.energies import joint_energy
 
     x, y = batch
     x_adv = pgd(trained_model, x, y, PGDConfig(steps=10, objective="energy"),
@@ -137,7 +137,7 @@ def test_models_accept_unit_range_inputs_and_differ_in_options():
 def test_energy_pgd_metric_is_about_as_strong_as_ce_on_a_normal_model(trained_run, exact_npz, tmp_path):
     """JEAT Table 1's claim at small scale: on a normally trained classifier the energy attack
     (ascend E(x, y)) and the cross-entropy attack leave about the same accuracy."""
-    from energybench.evaluation import evaluate
+    from energybench.evaluation.runner import evaluate
 
     records = {r["metric"]: r for r in evaluate(
         trained_run / "last.pt", ["pgd20", "pgd20-energy"], data=str(exact_npz), n=300,

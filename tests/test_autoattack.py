@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from energybench.autoattack import run_autoattack
+from energybench.attacks.autoattack import run_autoattack
 
 
 def test_adapter_matches_pyautoattack_and_resumes(trained_model, exact_test, tmp_path):

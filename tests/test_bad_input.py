@@ -122,7 +122,7 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     files["build_ckpt"] = root / "build.pt"
     (root / "empty.pt").write_bytes(b"")
     files["empty_ckpt"] = root / "empty.pt"
-    from energybench.checkpoint import save_checkpoint
+    from energybench.handles.checkpoint import save_checkpoint
     from energybench.models import create_model
 
     ckpt = torch.load(trained_run / "last.pt", weights_only=True)
@@ -484,7 +484,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, trained_run):
-    from energybench.checkpoint import load_model
+    from energybench.handles.checkpoint import load_model
 
     model = load_model(trained_run / "last.pt").model
     path = tmp_path_factory.mktemp("exported") / "model.pt2"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from energybench.evaluation import evaluate
-from energybench.generation import GenerationConfig
+from energybench.evaluation.runner import evaluate
+from energybench.energy.generation import GenerationConfig
 
 
 
@@ -94,7 +94,7 @@ def test_exported_model_pgd20_agrees_with_apgd_ce(trained_run, exact_npz, tmp_pa
     robust-ish images for CI)."""
     from pyautoattack.autopgd_base import APGDAttack
 
-    from energybench.checkpoint import load_model
+    from energybench.handles.checkpoint import load_model
 
     model = load_model(trained_run / "last.pt").model
     program = torch.export.export(model, (torch.rand(8, 3, 32, 32),),
@@ -105,7 +105,7 @@ def test_exported_model_pgd20_agrees_with_apgd_ce(trained_run, exact_npz, tmp_pa
         tmp_path / "model.pt2", ["pgd20"], data=str(exact_npz), n=300,
         batch_size=300, out_dir=tmp_path / "e", overrides={"eps": eps, "step_size": eps / 4},
         log=lambda m: None)}
-    from energybench.data import load_split
+    from energybench.data.sources import load_split
 
     test = load_split(exact_npz, "test").subset(300)
     x, y = test.images.float() / 255, test.labels

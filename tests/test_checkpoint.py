@@ -3,12 +3,12 @@ import pickle
 import pytest
 import torch
 
-from energybench.checkpoint import (
+from energybench.handles.checkpoint import (
     FORMAT, load_model, read_checkpoint, save_checkpoint,
 )
-from energybench.errors import UserError
-from energybench.evaluation import evaluate
-from energybench.exported import load_exported
+from energybench.core.errors import UserError
+from energybench.evaluation.runner import evaluate
+from energybench.handles.exported import load_exported
 from energybench.models import create_model
 
 

@@ -65,7 +65,7 @@ def test_records_are_keyed_by_protocol(tmp_path, run_cli, trained_run):
     assert "All 3 records in this folder" in summary
     code, stdout, err = run_cli(*base, "--eps", "2/255")
     assert "already recorded" in err and "| pgd20 | L-inf eps 2/255, step 0.5/255 |" in stdout
-    from energybench.results import load_records
+    from energybench.records.collection import load_records
 
     frame = load_records([out])
     pairs = sorted(zip((frame["eps"] * 255).round(6), (frame["step_size"] * 255).round(6)))

@@ -1,8 +1,8 @@
 import pytest
 
-from energybench.config import apply_overrides, to_dict, train_config_from_dict
-from energybench.errors import UserError
-from energybench.recipes import get_recipe, preset_config
+from energybench.training.config import apply_overrides, to_dict, train_config_from_dict
+from energybench.core.errors import UserError
+from energybench.training.recipes import get_recipe, preset_config
 
 
 def test_overrides_parse_types():

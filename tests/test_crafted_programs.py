@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from energybench.errors import UserError
-from energybench.exported import load_exported
-from energybench.program_check import check_expression, check_guard, check_operator
+from energybench.core.errors import UserError
+from energybench.handles.exported import load_exported
+from energybench.handles.pt2_program import check_expression, check_guard, check_operator
 
 MARKER = "PWNED"
 
@@ -384,7 +384,7 @@ class _Guarded(torch.nn.Module):
 def _real_models():
     import torchvision
 
-    from energybench.checkpoint import load_model
+    from energybench.handles.checkpoint import load_model
     from energybench.models import create_model
 
     repo = Path(__file__).resolve().parent.parent
@@ -425,7 +425,7 @@ def test_exports_with_guards_load_and_keep_their_guards(tmp_path):
 def test_robustbench_wide_resnet_exports_load(tmp_path):
     """RobustBench's own WRN-28-10 class (the public CIFAR-10 architecture), exported as a user
     would, loads and gives its logits."""
-    from energybench.zoo import robustbench
+    from energybench.handles.zoo import robustbench
 
     wide_resnet = robustbench().model_zoo.architectures.wide_resnet
     torch.manual_seed(0)

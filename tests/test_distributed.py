@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from energybench.cli import main
+from energybench.cli.main import main
 
 
 def torchrun(args, cwd):
@@ -48,9 +48,9 @@ def test_per_rank_replay_buffers_and_resume(tmp_path, jpeg_tar):
     assert len(buffers) == 2 and buffers[0].shape == (32, 3, 32, 32)
     assert not torch.equal(buffers[0], buffers[1]), "each rank keeps its own chains"
     # Resuming with another number of processes is refused with a one-line reason.
-    from energybench.errors import UserError
-    from energybench.recipes import preset_config
-    from energybench.trainer import train
+    from energybench.core.errors import UserError
+    from energybench.training.recipes import preset_config
+    from energybench.training.trainer import train
 
     ckpt["progress"]["finished"] = False
     ckpt["config"]["optim"]["epochs"] = 2

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 import energybench
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 pytestmark = pytest.mark.synthetic
 
@@ -66,7 +66,7 @@ ZOO_NAME = "Ding2020MMA"  # a WRN-28-4 in RobustBench's CIFAR-10 Linf zoo (5.8M 
 def zoo_dir(tmp_path_factory):
     """RobustBench's layout MODEL_DIR/cifar10/Linf/NAME.pt holding a state dict of the entry's
     architecture (seeded weights), so robustbench.utils.load_model finds it and downloads nothing."""
-    from energybench.zoo import robustbench
+    from energybench.handles.zoo import robustbench
 
     robustbench()
     from robustbench.model_zoo import model_dicts
@@ -130,7 +130,7 @@ def test_a_leaderboard_entry_takes_its_name_authors_venue_and_architecture(tmp_p
     """An exported program's entry is named after its file (not its path) by default, and takes
     --name/--authors/--venue/--architecture/--link; those flags without --format robustbench are
     refused in one line."""
-    from energybench.checkpoint import load_model
+    from energybench.handles.checkpoint import load_model
 
     model = load_model(Path(__file__).resolve().parent.parent / "checkpoints" / "jeat-smoke.pt").model
     program = torch.export.export(model, (torch.rand(2, 3, 32, 32),),
@@ -196,8 +196,8 @@ def test_nothing_else_needs_robustbench(tmp_path):
     script = f"""
 import sys
 sys.modules["robustbench"] = None  # as if it were not installed
-import torch, energybench, energybench.cli, energybench.evaluation
-from energybench.errors import UserError
+import torch, energybench, energybench.cli.main, energybench.evaluation.runner
+from energybench.core.errors import UserError
 torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))
 (r,) = energybench.evaluate(net, {str(data)!r}, metrics=["clean"], out_dir={str(tmp_path / 'e')!r}, device="cpu")
@@ -214,7 +214,7 @@ print("OK", r["value"])
 
 
 def test_robustbench_import_leaves_no_aliases_behind():
-    from energybench.zoo import robustbench
+    from energybench.handles.zoo import robustbench
 
     robustbench()
     assert "autoattack" not in sys.modules or sys.modules["autoattack"].__name__ == "autoattack"
@@ -384,7 +384,7 @@ def test_list_and_eval_print_json(tmp_path, run_cli):
 
 
 def test_progress_without_a_terminal_is_plain_log_lines(capsys, monkeypatch):
-    from energybench import progress as progress_module
+    from energybench.core import progress as progress_module
 
     monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
     monkeypatch.setenv("ENERGYBENCH_PROGRESS_SECONDS", "0")
@@ -399,7 +399,7 @@ def test_progress_without_a_terminal_is_plain_log_lines(capsys, monkeypatch):
 
 
 def test_a_terminal_that_reports_no_width_gets_plain_lines(monkeypatch):
-    from energybench import progress as progress_module
+    from energybench.core import progress as progress_module
 
     monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
     monkeypatch.setattr(progress_module.sys.stderr, "isatty", lambda: True)
@@ -415,7 +415,7 @@ def test_autoattack_reports_each_attack_as_it_ends(monkeypatch, capsys):
     stderr as progress while the record still collects its per-attack accuracies."""
     import logging
 
-    from energybench.autoattack import _collect_log
+    from energybench.attacks.autoattack import _collect_log
 
     monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
     with _collect_log() as log:
@@ -431,7 +431,8 @@ def _hist_raw(seed, shift):
 
 
 def test_figure_titles_name_the_file_the_data_and_the_counts(figure_records):
-    from energybench.plotting import energy_hist, model_label, read_raw
+    from energybench.metrics.landscape_figures import energy_hist
+    from energybench.records.figures import model_label, read_raw
 
     folder, records = figure_records
     (record,) = [r for r in records if r["metric"] == "energy-hist"]
@@ -446,7 +447,7 @@ def test_figure_titles_name_the_file_the_data_and_the_counts(figure_records):
 
 
 def test_comparison_panels_in_natural_order_with_an_optional_shared_axis():
-    from energybench.plotting import hist_comparison
+    from energybench.reporting.plotting import hist_comparison
 
     record = {"params": {"eps": 8 / 255}, "data": {"label": "CIFAR-10 (JPEG q75 copy)"}}
     panels = {name: (record, _hist_raw(k, 10 * k)) for k, name in enumerate(["noise-s16", "noise-s8", "noise-s24"])}
@@ -458,7 +459,7 @@ def test_comparison_panels_in_natural_order_with_an_optional_shared_axis():
 
 
 def test_contour_levels_are_round_and_cover_the_range():
-    from energybench.plotting import round_levels
+    from energybench.metrics.landscape_figures import round_levels
 
     for bound in (0.0137, 0.8, 3.3, 47.0):
         levels = round_levels(bound)
@@ -470,8 +471,8 @@ def test_contour_levels_are_round_and_cover_the_range():
 
 
 def test_robustness_comparison_has_wilson_error_bars():
-    from energybench.plotting import robustness_scatter
-    from energybench.stats import wilson_interval
+    from energybench.reporting.plotting import robustness_scatter
+    from energybench.core.stats import wilson_interval
 
     points = [{"name": "a", "clean": 0.5, "pgd20": 0.2, "autoattack": 0.15, "n_clean": 100, "n_pgd20": 100,
                "n_autoattack": 50},

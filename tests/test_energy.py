@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from energybench.energy import conditional_nll, joint_energy, marginal_energy
+from energybench.energy.energies import conditional_nll, joint_energy, marginal_energy
 
 
 def test_cross_entropy_is_joint_minus_marginal_energy():

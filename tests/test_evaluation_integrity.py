@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from energybench.errors import UserError
-from energybench.evaluation import evaluate
+from energybench.core.errors import UserError
+from energybench.evaluation.runner import evaluate
 
 QUIET = dict(log=lambda m: None)
 
@@ -30,8 +30,8 @@ def test_pgd_step_follows_the_budget_and_matches_apgd_ce(trained_run, exact_npz,
     pyautoattack's APGD-CE (100 iterations, its own step-size schedule) on the same images."""
     from pyautoattack.autopgd_base import APGDAttack
 
-    from energybench.checkpoint import load_model
-    from energybench.data import load_split
+    from energybench.handles.checkpoint import load_model
+    from energybench.data.sources import load_split
 
     eps = 1 / 255
     (record,) = evaluate(trained_run / "last.pt", ["pgd20"], data=str(exact_npz), n=500,
@@ -55,9 +55,9 @@ def second_run(tmp_path_factory, jpeg_tar):
     """Another tiny model (another seed) for the tests that must tell two models apart."""
     from dataclasses import replace
 
-    from energybench.config import apply_overrides
-    from energybench.recipes import preset_config
-    from energybench.trainer import train
+    from energybench.training.config import apply_overrides
+    from energybench.training.recipes import preset_config
+    from energybench.training.trainer import train
 
     cfg = preset_config("normal", "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -107,9 +107,9 @@ def test_caches_are_keyed_by_model_and_protocol(trained_run, second_run, exact_n
 def test_energy_dynamics_keeps_its_raw_rows(tmp_path, jpeg_tar):
     from dataclasses import replace
 
-    from energybench.config import apply_overrides
-    from energybench.recipes import preset_config
-    from energybench.trainer import train
+    from energybench.training.config import apply_overrides
+    from energybench.training.recipes import preset_config
+    from energybench.training.trainer import train
 
     cfg = preset_config("normal", "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -125,9 +125,9 @@ def test_energy_dynamics_keeps_its_raw_rows(tmp_path, jpeg_tar):
 
 _AUTOATTACK_CHILD = """
 import sys, torch
-from energybench.checkpoint import load_model
-from energybench.data import load_split
-from energybench.autoattack import run_autoattack
+from energybench.handles.checkpoint import load_model
+from energybench.data.sources import load_split
+from energybench.attacks.autoattack import run_autoattack
 torch.set_num_threads(1)
 model = load_model(sys.argv[1]).model
 test = load_split(sys.argv[2], "test").subset(36)
@@ -139,9 +139,9 @@ run_autoattack(model, test.images.float() / 255, test.labels, eps=2 / 255, seed=
 def test_killed_autoattack_resumes_to_the_uninterrupted_result(trained_run, exact_npz, tmp_path):
     """A real AutoAttack run is killed (SIGKILL) after its first chunk; the resumed run reuses
     that chunk and ends with exactly the robust flags and per-attack numbers of an uninterrupted run."""
-    from energybench.autoattack import run_autoattack
-    from energybench.checkpoint import load_model
-    from energybench.data import load_split
+    from energybench.attacks.autoattack import run_autoattack
+    from energybench.handles.checkpoint import load_model
+    from energybench.data.sources import load_split
 
     state = tmp_path / "aa.state.json"
     env = dict(os.environ, ENERGYBENCH_PROGRESS="0")
@@ -174,8 +174,8 @@ def test_killed_autoattack_resumes_to_the_uninterrupted_result(trained_run, exac
 
 def test_autoattack_warnings_reach_the_record_and_summary(trained_run, exact_npz, tmp_path):
     """AutoAttack's own reliability checks (here: a randomised model) are kept, not dropped."""
-    from energybench.checkpoint import load_model
-    from energybench.results import format_summary
+    from energybench.handles.checkpoint import load_model
+    from energybench.records.text import format_summary
 
     class Noisy(torch.nn.Module):
         def __init__(self, inner):
@@ -209,7 +209,7 @@ def test_data_with_other_class_order_is_refused(trained_run, exact_npz, tmp_path
 
 
 def test_flipped_weight_bytes_are_refused(trained_run, tmp_path):
-    from energybench.checkpoint import read_checkpoint
+    from energybench.handles.checkpoint import read_checkpoint
 
     raw = (trained_run / "last.pt").read_bytes()
     weight = torch.load(trained_run / "last.pt", weights_only=True)["state_dict"]
@@ -225,7 +225,7 @@ def test_flipped_weight_bytes_are_refused(trained_run, tmp_path):
     ckpt = torch.load(trained_run / "last.pt", weights_only=True)
     key = next(iter(ckpt["state_dict"]))
     ckpt["state_dict"][key] = ckpt["state_dict"][key].clone().fill_(float("nan"))
-    from energybench.checkpoint import save_checkpoint
+    from energybench.handles.checkpoint import save_checkpoint
 
     save_checkpoint(ckpt, tmp_path / "nan.pt")
     with pytest.raises(UserError, match="NaN or infinite"):
@@ -262,7 +262,8 @@ def test_a_long_evaluation_says_its_plan_and_estimate_first(trained_run, exact_n
     """The pass count is the protocol's arithmetic (PGD-20: 20 steps + the clean and final
     forwards per image; jfs: 2 + 2 per probe); the line comes before any metric runs, only for
     metrics not yet recorded, and the warm-up leaves the RNG and the parameters' .grad alone."""
-    from energybench import costs, evaluation
+    from energybench.evaluation import costs
+    from energybench.evaluation import runner as evaluation
     from energybench.metrics import METRICS
     from energybench.metrics.robustness import PGDConfig
 
@@ -280,7 +281,7 @@ def test_a_long_evaluation_says_its_plan_and_estimate_first(trained_run, exact_n
     evaluate(trained_run / "last.pt", ["clean", "pgd20"], data=str(exact_npz), n=16, out_dir=tmp_path,
              overrides={"steps": 2}, log=lines.append)
     assert not any(line.startswith("plan:") for line in lines)  # both recorded: nothing to announce
-    from energybench.checkpoint import load_model
+    from energybench.handles.checkpoint import load_model
 
     model = load_model(trained_run / "last.pt").model
     x = torch.rand(4, 3, 32, 32)

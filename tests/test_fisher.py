@@ -69,7 +69,7 @@ def test_relu_network_has_zero_joint_trace(trained_model, exact_test):
 
 
 def test_fisher_metrics_write_both_terms(trained_run, exact_npz, tmp_path):
-    from energybench.evaluation import evaluate
+    from energybench.evaluation.runner import evaluate
 
     records = {r["metric"]: r for r in evaluate(
         trained_run / "last.pt", ["jfs", "mfs"], data=str(exact_npz), n=32, batch_size=16,

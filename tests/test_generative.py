@@ -14,7 +14,7 @@ import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 from energybench.metrics.generative import compute_fidelity, find_inception_weights
 
 NAME = "energybench-test-random-features"
@@ -138,7 +138,7 @@ def test_kid_and_precision_recall_match_independent_computations(exact_test):
 
 
 def test_is_and_fid_refuse_without_inception_weights(trained_run, exact_npz, tmp_path, monkeypatch):
-    from energybench.evaluation import evaluate
+    from energybench.evaluation.runner import evaluate
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     with pytest.raises(UserError, match="need torch-fidelity's Inception-v3 weights"):
@@ -180,7 +180,7 @@ def test_inception_weights_that_would_run_code_are_refused(tmp_path, run_cli):
     weights_only=True."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from energybench.safe_pickle import no_code_from_pickles
+    from energybench.core.safe_pickle import no_code_from_pickles
 
     marker = tmp_path / "PWNED"
     evil = tmp_path / "weights-inception.pth"

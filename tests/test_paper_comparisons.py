@@ -15,11 +15,11 @@ import pytest
 import scipy.stats
 import torch
 
-from energybench.config import apply_overrides
-from energybench.errors import UserError
-from energybench.recipes import preset_config
-from energybench.report import build, cell_protocol, collect_records, load_table, measured_cell, render
-from energybench.stats import compare, mcnemar_exact, paired_bootstrap
+from energybench.training.config import apply_overrides
+from energybench.core.errors import UserError
+from energybench.training.recipes import preset_config
+from energybench.reporting.report import build, cell_protocol, collect_records, load_table, measured_cell, render
+from energybench.core.stats import compare, mcnemar_exact, paired_bootstrap
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _train_with_holdout(recipe: str, jpeg_tar, out: Path, epochs: int = 4):
-    from energybench.trainer import train
+    from energybench.training.trainer import train
 
     cfg = preset_config(recipe, "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -58,13 +58,13 @@ def test_a_recipe_that_trains_on_attacks_keeps_its_most_robust_epoch(jpeg_tar, t
 
 
 def test_the_selection_rule_reaches_the_records(jpeg_tar, tmp_path, exact_npz):
-    from energybench.evaluation import evaluate
+    from energybench.evaluation.runner import evaluate
 
     _train_with_holdout("normal", jpeg_tar, tmp_path / "run", epochs=2)
     (record,) = evaluate(tmp_path / "run" / "best.pt", ["clean"], data=str(exact_npz), n=50,
                          out_dir=tmp_path / "eval", log=lambda m: None)
     assert record["model"]["checkpoint"]["which"] == "best" and record["model"]["checkpoint"]["by"] == "val_acc"
-    from energybench.report import Scale
+    from energybench.reporting.report import Scale
 
     assert "by clean accuracy on 200 held-out" in Scale.of(record).describe()
 
@@ -84,7 +84,7 @@ def _trades_code_lr(epoch_1_based: int, lr: float = 0.1) -> float:
 
 
 def test_trades_trains_76_epochs_with_the_official_drop():
-    from energybench.trainer import learning_rate
+    from energybench.training.trainer import learning_rate
 
     cfg = preset_config("trades", "paper")
     assert cfg.optim.epochs == 76
@@ -98,7 +98,7 @@ def test_trades_trains_76_epochs_with_the_official_drop():
 @pytest.mark.parametrize("depth", [28, 34])
 def test_robustbench_wide_resnet_loads_strictly_and_gives_the_same_logits(depth):
     from energybench.models import create_model
-    from energybench.zoo import robustbench
+    from energybench.handles.zoo import robustbench
 
     public = robustbench().model_zoo.architectures.wide_resnet.WideResNet(depth=depth, widen_factor=10).eval()
     ours = create_model("wrn", depth=depth, width=10, layout="trades", normalize="none").eval()
@@ -118,7 +118,7 @@ def test_the_adversarial_training_presets_use_that_layout():
 
 def test_ebjdat_samples_in_train_mode_as_its_code(tmp_path):
     from energybench.models import create_model
-    from energybench.sampling import SGLDConfig, sgld
+    from energybench.energy.sgld import SGLDConfig, sgld
 
     assert preset_config("eb-jdat", "paper").params.sgld_train_mode is True
     assert preset_config("jem", "paper").params.sgld_train_mode is False
@@ -149,7 +149,7 @@ def test_ebjdat_samples_in_train_mode_as_its_code(tmp_path):
 
 
 def test_each_row_generates_with_its_papers_sampler():
-    from energybench.reproduce import plan
+    from energybench.workflows.reproduce import plan
 
     spec = load_table("jeat-t2")
     entries = {e["key"]: e for e in spec["entries"]}
@@ -247,7 +247,7 @@ def test_paired_bootstrap_matches_scipys():
 
 
 def test_tables_mark_rows_that_do_not_differ_significantly(exact_npz, tmp_path):
-    from energybench.evaluation import evaluate
+    from energybench.evaluation.runner import evaluate
 
     for name in ("jem", "jeat"):
         evaluate(REPO / "checkpoints" / f"{name}-smoke.pt", ["clean", "pgd20"], data=str(exact_npz), n=300,
@@ -255,7 +255,7 @@ def test_tables_mark_rows_that_do_not_differ_significantly(exact_npz, tmp_path):
     records = collect_records([tmp_path])
     grid = build(load_table("jeat-t3"), records)
     text = render(grid, "md")
-    from energybench.outcomes import paired
+    from energybench.records.outcomes import paired
 
     jem, jeat = ([r for r in records if r["model"]["recipe"] == n and r["metric"] == "pgd20"][0] for n in ("jem", "jeat"))
     a, b = paired({**jem, "file": jem["_file"]}, {**jeat, "file": jeat["_file"]}, "robust")
@@ -265,7 +265,7 @@ def test_tables_mark_rows_that_do_not_differ_significantly(exact_npz, tmp_path):
     assert f"McNemar exact p = {p:.2g}" in text
     tidy = {(r["entry"], r["measure"]): r for r in grid.tidy}
     assert (tidy[("JEM", "PGD-20")]["not_significant_vs"] == "JEAT") is (p >= 0.05)
-    from energybench.report import orderings
+    from energybench.reporting.report import orderings
 
     line = next(x for x in orderings(load_table("jeat-t3"), grid) if " PGD-20: " in x)
     assert "paper JEAT > JEM (30.55 vs 6.11)" in line  # JEAT's Table 3 ordering
@@ -274,7 +274,7 @@ def test_tables_mark_rows_that_do_not_differ_significantly(exact_npz, tmp_path):
 
 
 def test_reproduce_trains_every_seed_and_reports_them(jpeg_tar, tmp_path):
-    from energybench.reproduce import reproduce
+    from energybench.workflows.reproduce import reproduce
 
     index = reproduce("ci", tmp_path / "out", tmp_path / "runs", {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
                       tables=["jeat-t1"], seeds=2, log=lambda m: None)

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from energybench.recipes import preset_config
-from energybench.trainer import learning_rate
+from energybench.training.recipes import preset_config
+from energybench.training.trainer import learning_rate
 
 
 def lr_at_epochs(cfg, epochs, steps_per_epoch=100):
@@ -83,7 +83,7 @@ def test_jem_family_models_keep_pytorchs_default_init():
 
 
 def test_jem_family_training_noise_is_not_clamped():
-    from energybench.recipes.common import add_noise
+    from energybench.training.recipes.common import add_noise
 
     x = torch.zeros(1000)
     noisy = add_noise(x, 0.015, torch.Generator().manual_seed(0), clamp=False)
@@ -101,6 +101,6 @@ def test_jeat_paper_preset_is_the_setting_the_study_chose():
     p = cfg.params
     assert (p.sgld_init, p.sgld_steps, p.sgld_step_size, p.sgld_noise) == ("class-gaussian", 20, 0.25, 0.005)
     assert (p.eps, p.step_size) == (8 / 255, 8 / 255)
-    from energybench.recipes.jeat import JEATParams
+    from energybench.training.recipes.jeat import JEATParams
 
     assert JEATParams().sgld_init == "uniform"

@@ -21,8 +21,8 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from energybench.errors import UserError
-from energybench.exported import load_exported
+from energybench.core.errors import UserError
+from energybench.handles.exported import load_exported
 
 pytestmark = pytest.mark.synthetic
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from energybench.evaluation import evaluate
+from energybench.evaluation.runner import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,8 +135,8 @@ def test_the_python_api_checks_its_arguments_before_any_work(kwargs, message, tm
     import torch
 
     import energybench
-    from energybench.checkpoint import load_model
-    from energybench.errors import UserError
+    from energybench.handles.checkpoint import load_model
+    from energybench.core.errors import UserError
 
     model = load_model(REPO / "checkpoints" / "jeat-smoke.pt").model
     rng = np.random.default_rng(0)
@@ -161,8 +161,8 @@ def test_the_python_api_takes_float_images_in_torchs_convention(tmp_path):
     import torch
 
     import energybench
-    from energybench.checkpoint import load_model
-    from energybench.errors import UserError
+    from energybench.handles.checkpoint import load_model
+    from energybench.core.errors import UserError
 
     model = load_model(REPO / "checkpoints" / "jeat-smoke.pt").model
     rng = np.random.default_rng(0)
@@ -180,7 +180,7 @@ def test_the_python_api_takes_float_images_in_torchs_convention(tmp_path):
 
 def test_a_wrong_training_data_spec_fails_before_any_metric_runs(tmp_path):
     import energybench
-    from energybench.errors import UserError
+    from energybench.core.errors import UserError
 
     with pytest.raises(UserError, match="does not exist"):
         energybench.evaluate(REPO / "checkpoints" / "jeat-smoke.pt", metrics=["clean", "memorization"],
@@ -202,7 +202,7 @@ def test_every_figure_gets_a_caption_saying_what_on_what_and_how_many(hist_recor
 def test_python_api_errors_name_its_arguments_not_cli_flags(tmp_path):
     """The same check as the CLI's, worded for the function that was called."""
     import energybench
-    from energybench.errors import UserError
+    from energybench.core.errors import UserError
 
     exact = str(REPO.parent / "shared" / "data" / "cifar10-test-exact-1017.npz")
     with pytest.raises(UserError) as caught:

@@ -4,13 +4,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from energybench.attacks import PGDConfig
-from energybench.config import apply_overrides
-from energybench.energy import joint_energy, marginal_energy
-from energybench.errors import UserError
-from energybench.evaluation import evaluate
-from energybench.recipes import RecipeContext, get_recipe, preset_config, recipe_names
-from energybench.trainer import train
+from energybench.attacks.pgd import PGDConfig
+from energybench.training.config import apply_overrides
+from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.core.errors import UserError
+from energybench.evaluation.runner import evaluate
+from energybench.training.recipes import RecipeContext, get_recipe, preset_config, recipe_names
+from energybench.training.trainer import train
 
 ALL = ["eb-jdat", "jeat", "jem", "noise", "normal", "pgd-at", "prejeat", "trades"]
 
@@ -55,7 +55,7 @@ def _ctx(num_classes=10):
 
 def test_jeat_loss_is_algorithm_1(trained_model):
     """loss = (E(x_adv,y) - E(x_adv)) + (E(x_adv) - E(x_sgld)) with x_adv, x_sgld as drawn."""
-    from energybench.recipes.jeat import JEAT, JEATParams
+    from energybench.training.recipes.jeat import JEAT, JEATParams
 
     params = JEATParams(sgld_steps=2, buffer_size=16)
     recipe = JEAT(params, _ctx())
@@ -66,7 +66,7 @@ def test_jeat_loss_is_algorithm_1(trained_model):
     # Replay the same draws to recompute the loss from its definition.
     recipe.sampler.buffer.load_state_dict(state)
     gen = torch.Generator().manual_seed(0)
-    from energybench.attacks import fgsm_rs
+    from energybench.attacks.pgd import fgsm_rs
 
     x_adv = fgsm_rs(trained_model, x, y, params.eps, params.step_size, "energy", gen)
     x_sgld = recipe.sampler.negatives(trained_model, 8, gen)
@@ -79,7 +79,7 @@ def test_jeat_loss_is_algorithm_1(trained_model):
 
 @pytest.mark.parametrize("direction, sign", [("raise", 1), ("lower", -1)])
 def test_eb_jdat_inner_step_direction(trained_model, direction, sign):
-    from energybench.recipes.eb_jdat import EBJDAT, EBJDATParams
+    from energybench.training.recipes.eb_jdat import EBJDAT, EBJDATParams
 
     recipe = EBJDAT(EBJDATParams(adv_direction=direction, distance_weight=0.0, buffer_size=8,
                                  sgld_init="uniform"), _ctx())
@@ -94,8 +94,8 @@ def test_eb_jdat_inner_step_direction(trained_model, direction, sign):
 
 
 def test_trades_attack_increases_kl(trained_model):
-    from energybench.attacks import pgd
-    from energybench.recipes.trades import kl_to
+    from energybench.attacks.pgd import pgd
+    from energybench.training.recipes.trades import kl_to
 
     x, y = torch.rand(16, 3, 32, 32), torch.arange(16) % 10
     trained_model.eval()
@@ -109,7 +109,7 @@ def test_trades_attack_increases_kl(trained_model):
 
 
 def test_noise_recipe_perturbs_with_sigma(trained_model):
-    from energybench.recipes.common import add_noise
+    from energybench.training.recipes.common import add_noise
 
     x = torch.full((64, 3, 32, 32), 0.5)
     noisy = add_noise(x, 16 / 255, torch.Generator().manual_seed(0))

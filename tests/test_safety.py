@@ -111,14 +111,14 @@ def test_second_training_into_a_locked_folder_gets_one_line(tmp_path, run_cli, j
     assert code == 2 and "being trained by another process" in err and len(err.strip().splitlines()) == 1
     out1, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1
-    from energybench.checkpoint import read_checkpoint
+    from energybench.handles.checkpoint import read_checkpoint
 
     assert read_checkpoint(run / "last.pt")["progress"]["finished"]
 
 
 _DECODE_CHILD = """
 import sys, numpy as np
-from energybench.data import load_split
+from energybench.data.sources import load_split
 split = load_split(sys.argv[1], "train")
 print(int(split.images.sum()), len(split))
 """
@@ -174,7 +174,7 @@ def test_stale_temporaries_are_removed_on_resume(tmp_path, run_cli, jpeg_tar):
 
 
 def test_written_files_have_ordinary_permissions(trained_run, exact_npz, tmp_path):
-    from energybench.evaluation import evaluate
+    from energybench.evaluation.runner import evaluate
 
     (record,) = evaluate(trained_run / "last.pt", ["clean"], data=str(exact_npz), n=4,
                          out_dir=tmp_path, log=lambda m: None)
@@ -194,7 +194,7 @@ def test_resume_applies_allowed_overrides_and_refuses_the_rest(tmp_path, run_cli
     assert code == 2 and "--resume cannot change model.kwargs" in err and "optim.lr" in err
     code, out, err = run_cli(*base, "--resume", "--set", "optim.epochs=2", "--set", "optim.lr=0.01")
     assert code == 0, err
-    from energybench.checkpoint import read_checkpoint
+    from energybench.handles.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(run / "last.pt")
     assert ckpt["config"]["optim"]["epochs"] == 2 and ckpt["config"]["optim"]["lr"] == 0.01
@@ -207,9 +207,9 @@ def test_resume_applies_allowed_overrides_and_refuses_the_rest(tmp_path, run_cli
 def test_a_run_that_never_trained_may_start_afresh(tmp_path, run_cli, jpeg_tar):
     """A run killed or failed after its first (step-0) checkpoint neither blocks a fresh start
     nor needs --resume."""
-    from energybench.config import apply_overrides
-    from energybench.recipes import preset_config
-    from energybench.trainer import train
+    from energybench.training.config import apply_overrides
+    from energybench.training.recipes import preset_config
+    from energybench.training.trainer import train
     from dataclasses import replace
 
     cfg = preset_config("normal", "smoke")

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from energybench.energy import joint_energy, marginal_energy
-from energybench.errors import UserError
-from energybench.sampling import (
+from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.core.errors import UserError
+from energybench.energy.sgld import (
     ClassGaussianInit, ReplayBuffer, SGLDConfig, UniformInit, sgld,
 )
 
@@ -96,7 +96,7 @@ def test_replay_buffer_reinitialises_at_the_given_rate_and_round_trips():
 def test_buffer_writes_keep_the_last_of_repeated_indices():
     """Against a plain Python loop (sequential assignment): repeated indices keep the last value,
     with several threads and many repeats."""
-    from energybench.sampling import assign_last
+    from energybench.energy.sgld import assign_last
 
     torch.set_num_threads(2)
     gen = torch.Generator().manual_seed(0)
@@ -116,10 +116,10 @@ def test_attack_and_sgld_loops_follow_the_inner_precision(precision, expected):
     in float32 unless run.inner_precision asks for bfloat16."""
     import torch.nn.functional as F
 
-    from energybench.attacks import PGDConfig, pgd
+    from energybench.attacks.pgd import PGDConfig, pgd
     from energybench.models import create_model
-    from energybench.runtime import inner_loop_precision
-    from energybench.sampling import SGLDConfig, sgld
+    from energybench.core.runtime import inner_loop_precision
+    from energybench.energy.sgld import SGLDConfig, sgld
 
     seen = []
 

@@ -143,7 +143,7 @@ def test_sharded_sampling_equals_one_process(tmp_path, jpeg_tar):
 
 
 def test_the_reproduction_plan_runs_in_any_order(tmp_path, jpeg_tar, monkeypatch):
-    from energybench import reproduce as rp
+    from energybench.workflows import reproduce as rp
 
     tiny = rp.ReproductionPreset("tiny", "smoke", ("data.train_subset=300", "optim.epochs=1", "data.eval_subset=0",
                                                    "run.deterministic=true", "run.dynamics_probe=0"),

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from energybench.checkpoint import load_model, read_checkpoint
-from energybench.hashing import file_sha256
+from energybench.handles.checkpoint import load_model, read_checkpoint
+from energybench.core.hashing import file_sha256
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = sorted(CHECKPOINTS.glob("*-smoke.pt"))
@@ -49,7 +49,7 @@ def test_shipped_checkpoint_loads_and_its_records_are_its_own(ckpt, tmp_path, ru
 def test_shipped_checkpoint_reproduces_its_committed_numbers(ckpt, tmp_path, jpeg_tar):
     """Same checkpoint, data and protocol: the committed values come back (within the CI
     reference's tolerance for accuracies, one image in 50, for other CPUs)."""
-    from energybench.evaluation import evaluate
+    from energybench.evaluation.runner import evaluate
 
     records = committed_records(ckpt)
     again = {r["metric"]: r for r in evaluate(ckpt, ["clean", "pgd20"], data=str(jpeg_tar),

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from energybench.errors import UserError
-from energybench.reproduce import write_plan
+from energybench.core.errors import UserError
+from energybench.workflows.reproduce import write_plan
 
 pytestmark = pytest.mark.synthetic
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from energybench.ssim import nearest_by_ssim, ssim
+from energybench.metrics.ssim import nearest_by_ssim, ssim
 
 
 def skimage_ssim(a: torch.Tensor, b: torch.Tensor) -> float:

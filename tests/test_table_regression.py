@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from energybench.report import FORMATS, build, collect_records, load_table, render, table_names
+from energybench.reporting.report import FORMATS, build, collect_records, load_table, render, table_names
 
 REFERENCE = Path(__file__).resolve().parent / "reference" / "ci"
 SMOKE_REPORT = Path(__file__).resolve().parent.parent / "reports" / "reproduce-smoke"
@@ -69,7 +69,7 @@ def test_tolerance_check_catches_a_changed_number():
 @pytest.mark.slow
 def test_ci_reproduction_stays_within_tolerance_of_the_reference(tmp_path, jpeg_tar):
     """Re-run the whole CI reproduction (train 10 tiny models, evaluate, render) and compare."""
-    from energybench.reproduce import reproduce
+    from energybench.workflows.reproduce import reproduce
 
     index = reproduce("ci", tmp_path / "out", tmp_path / "runs", {"cifar10": str(jpeg_tar)},
                       torch.device("cpu"), log=lambda m: None)

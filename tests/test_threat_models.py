@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 
 import energybench
-from energybench.attacks import PGDConfig, parse_eps, pgd
-from energybench.errors import UserError
+from energybench.attacks.pgd import PGDConfig, parse_eps, pgd
+from energybench.core.errors import UserError
 from energybench.metrics import METRICS
-from energybench.results import protocol_text, threat_model_mismatch
+from energybench.records.text import protocol_text, threat_model_mismatch
 
 REFERENCE = Path(__file__).resolve().parent / "reference" / "ci" / "records"
 
@@ -223,7 +223,7 @@ def test_a_norm_a_metric_does_not_support_is_refused(tmp_path, run_cli, metric, 
 def l2_zoo_dir(tmp_path_factory):
     """RobustBench's layout MODEL_DIR/cifar10/L2/NAME.pt for an entry of its CIFAR-10 L2 zoo
     (seeded weights; nothing is downloaded)."""
-    from energybench.zoo import robustbench
+    from energybench.handles.zoo import robustbench
 
     robustbench()
     from robustbench.model_zoo import model_dicts
@@ -258,7 +258,7 @@ def test_a_robustbench_l2_model_is_attacked_in_l2_unless_asked_otherwise(l2_zoo_
 
 @pytest.mark.synthetic
 def test_leaderboard_entry_follows_the_autoattack_norm():
-    from energybench.zoo import leaderboard_entry
+    from energybench.handles.zoo import leaderboard_entry
 
     clean = {"metric": "clean", "value": 0.9, "n": 10000, "params": {}, "data": {"label": "CIFAR-10"}}
     aa = {"metric": "autoattack", "value": 0.7, "n": 10000,
@@ -287,7 +287,7 @@ def test_adversarial_training_attacks_in_the_recipe_norm(recipe, monkeypatch):
     (an L-inf attack of the same steps would reach L2 lengths near 8/255 * sqrt(3072) = 1.7)."""
     import importlib
 
-    from energybench.recipes import RecipeContext, get_recipe
+    from energybench.training.recipes import RecipeContext, get_recipe
 
     cls = get_recipe(recipe)
     images, labels = synthetic(16)
@@ -312,8 +312,8 @@ def test_adversarial_training_attacks_in_the_recipe_norm(recipe, monkeypatch):
 
 @pytest.mark.synthetic
 def test_model_selection_attacks_in_the_norm_the_recipe_trains_for():
-    from energybench.recipes import get_recipe
-    from energybench.trainer import SELECTION_ATTACK, selection_attack
+    from energybench.training.recipes import get_recipe
+    from energybench.training.trainer import SELECTION_ATTACK, selection_attack
 
     l2 = selection_attack(get_recipe("pgd-at").Params(norm="L2", eps=0.5, step_size=0.1))
     assert (l2.norm, l2.eps, l2.step, l2.steps) == ("L2", 0.5, 0.125, 10)

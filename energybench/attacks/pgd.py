@@ -16,7 +16,6 @@ gradients (we differentiate with respect to the input only).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -24,26 +23,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from energybench.energy import joint_energy, logit_margin
-from energybench.errors import UserError
-from energybench.runtime import derive_seed, inner_loop, make_generator
-from energybench.validation import Checked, check_value, parse_number
+from energybench.energy.energies import joint_energy, logit_margin
+from energybench.core.errors import UserError
+from energybench.core.runtime import derive_seed, eval_mode, inner_loop, make_generator
+from energybench.core.validation import Checked, check_value, parse_number
 
 OBJECTIVES = ("ce", "energy", "margin")
 NORMS = ("Linf", "L2")
 DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 budgets
 BUDGET_RANGE = {"Linf": "(0, 1]", "L2": "(0, 1000]"}  # an L2 length may exceed 1 (the cube's diagonal is sqrt(d))
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Temporarily put `model` in eval mode; restores the previous mode on exit."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def parse_eps(value: str | float, norm: str = "Linf", name: str = "eps") -> float:
@@ -103,7 +91,7 @@ class PGDConfig(Checked):
 
     `IMPLICIT`: protocol fields written into a record only when they differ from this value.
     Records made before `norm` existed were all L-inf, so an L-inf protocol keeps their identity
-    (and reuses them); readers take a missing norm as L-inf (`energybench.results.protocol_norm`)."""
+    (and reuses them); readers take a missing norm as L-inf (`energybench.records.store.protocol_norm`)."""
 
     LIMITS = {"steps": "[1, inf)", "restarts": "[1, inf)", "eot": "[1, inf)"}
     CHOICES = {"objective": OBJECTIVES, "norm": NORMS}

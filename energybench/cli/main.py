@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from energybench.errors import SomeNotComputed, UserError
+from energybench.core.errors import SomeNotComputed, UserError
 
 
 def _device(name: str):
-    from energybench.runtime import resolve_device
+    from energybench.core.runtime import resolve_device
 
     return resolve_device(name)
 
@@ -86,7 +86,7 @@ def _registry_choice(kind: str) -> RegistryChoice:
 def registry_names(kind: str) -> list[str]:
     """The registered names of a kind: recipes, metrics, suites, tables, presets or models."""
     if kind in ("recipes", "presets"):
-        from energybench.recipes import RECIPES
+        from energybench.training.recipes import RECIPES
 
         if kind == "recipes":
             return RECIPES.names()
@@ -96,7 +96,7 @@ def registry_names(kind: str) -> list[str]:
 
         return METRICS.names() if kind == "metrics" else sorted(SUITES)
     if kind in ("tables", "tables+all"):
-        from energybench.report import table_names
+        from energybench.reporting.report import table_names
 
         return table_names() + (["all"] if kind == "tables+all" else [])
     from energybench.models import MODELS
@@ -136,9 +136,9 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
     """Train RECIPE (see `energybench list recipes`) with a preset, a config file and overrides."""
     from dataclasses import replace
 
-    from energybench.config import apply_overrides, dump_config, read_config_file
-    from energybench.recipes import preset_config
-    from energybench.trainer import train as run_training
+    from energybench.training.config import apply_overrides, dump_config, read_config_file
+    from energybench.training.recipes import preset_config
+    from energybench.training.trainer import train as run_training
 
     from_file: list[str] = []
     if config_file is not None:
@@ -157,7 +157,7 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
     if show_config:
         _echo(f"# energybench train {recipe} --preset {preset}: resolved config\n" + dump_config(cfg), nl=False)
         return
-    from energybench.distributed import init_world, shutdown
+    from energybench.core.distributed import init_world, shutdown
 
     out_dir = out_dir or Path("runs") / f"{recipe}-{preset}"
     resume_overrides = from_file + list(overrides)
@@ -227,10 +227,12 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
 
-    from energybench.distributed import init_world, shutdown
-    from energybench.evaluation import check_param_keys, evaluate
+    from energybench.core.distributed import init_world, shutdown
+    from energybench.evaluation.runner import check_param_keys, evaluate
     from energybench.metrics import resolve_metrics
-    from energybench.results import folder_summary, format_summary, write_json_atomic, write_text_atomic
+    from energybench.records.text import format_summary
+    from energybench.records.collection import folder_summary
+    from energybench.core.atomic import write_json_atomic, write_text_atomic
 
     names = resolve_metrics(list(suites), list(metrics))
     entry_fields = {"--name": entry_name_, "--authors": authors, "--venue": venue, "--architecture": architecture,
@@ -280,7 +282,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         raise SomeNotComputed(f"not computed: {', '.join(refused)} (first reason: {next(iter(refused.values()))}); "
                               f"the other metrics are recorded in {out}")
     if fmt == "robustbench":
-        from energybench.zoo import architecture_name, entry_name, leaderboard_entry
+        from energybench.handles.zoo import architecture_name, entry_name, leaderboard_entry
 
         model = records[0]["model"]
         name = entry_name_ or entry_name(model)
@@ -317,8 +319,8 @@ def sample(model_spec, threat_model, model_dir, n_per_class, mode, init, steps, 
            out_dir, device, seed):
     """Generate images by SGLD: samples.npz, one PNG grid per class, and grid.png/.pdf (a row per
     class, named)."""
-    from energybench.distributed import init_world, shutdown
-    from energybench.sample_io import sample_model
+    from energybench.core.distributed import init_world, shutdown
+    from energybench.workflows.sample import sample_model
 
     world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench sample ...: batches split
     try:
@@ -353,8 +355,8 @@ DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "reports" / "reproduc
                    "(e.g. 'CIFAR-10 (JPEG q75 copy)'); a table never mixes two")
 def report(tables, results, fmt, out_file, data_label):
     """A paper table with published numbers beside measured ones."""
-    from energybench.report import build, collect_records, load_table, render, select_data, table_names
-    from energybench.results import check_writable_dir, write_text_atomic
+    from energybench.reporting.report import build, collect_records, load_table, render, select_data, table_names
+    from energybench.core.atomic import check_writable_dir, write_text_atomic
 
     names = table_names() if "all" in tables else list(tables)
     for name in names:
@@ -405,10 +407,10 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
               make_plan, job_id):
     """Train the tables' models, evaluate them and render every table and figure with an index.
     Under torchrun, training is data parallel and evaluation split over the processes."""
-    from energybench.data import resolve_source
-    from energybench.distributed import init_world, shutdown
-    from energybench.reproduce import reproduce as run_reproduction
-    from energybench.reproduce import run_job, write_plan
+    from energybench.data.sources import resolve_source
+    from energybench.core.distributed import init_world, shutdown
+    from energybench.workflows.reproduce import reproduce as run_reproduction
+    from energybench.workflows.reproduce import run_job, write_plan
 
     if data_cifar100 != "cifar100":  # given explicitly: it must exist (the default may be absent)
         resolve_source(data_cifar100)
@@ -456,8 +458,10 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
 def plot(records, out_dir, formats, compare, shared_x):
     """Redraw the figures of RECORDS (record .json files or folders of them) from their saved raw
     data, without recomputing anything."""
-    from energybench.plotting import COMPARISONS, DRAWERS, FORMATS, draw_comparison, draw_record
-    from energybench.results import check_writable_dir
+    from energybench.metrics import figure_drawer, figure_metrics
+    from energybench.records.figures import FORMATS, draw_record
+    from energybench.reporting.plotting import COMPARISONS, draw_comparison
+    from energybench.core.atomic import check_writable_dir
 
     files = []
     for item in records:
@@ -467,10 +471,10 @@ def plot(records, out_dir, formats, compare, shared_x):
             files.append(item)
         else:
             raise UserError(f"{item} does not exist; give record .json files or folders of them")
-    drawable = [f for f in files if _metric_of(f) in DRAWERS]  # other JSON (e.g. AutoAttack state) is skipped
+    drawable = [f for f in files if figure_drawer(_metric_of(f) or "")]  # other JSON (e.g. AutoAttack state) is skipped
     if not drawable:
         raise UserError(f"no record with a figure among {len(files)} file(s); figures belong to "
-                        f"{', '.join(sorted(DRAWERS))}")
+                        f"{', '.join(sorted(figure_metrics()))}")
     if out_dir is not None:
         check_writable_dir(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -485,7 +489,7 @@ def plot(records, out_dir, formats, compare, shared_x):
         for path in draw_comparison(chosen, folder / compare, tuple(formats) or FORMATS, shared_x=shared_x):
             _echo(str(path))
     for record in drawable:
-        for path in draw_record(record, out_dir, tuple(formats) or FORMATS):
+        for path in draw_record(record, figure_drawer(_metric_of(record)), out_dir, tuple(formats) or FORMATS):
             _echo(str(path))
 
 
@@ -512,8 +516,8 @@ def list_cmd(what, as_json):
     """Show recipes, models, metrics, suites and presets."""
     from energybench.metrics import METRICS, SUITES
     from energybench.models import MODELS
-    from energybench.recipes import RECIPES
-    from energybench.report import load_table, table_names
+    from energybench.training.recipes import RECIPES
+    from energybench.reporting.report import load_table, table_names
 
     sections = {
         "recipes": [(n, RECIPES.get(n).summary) for n in RECIPES.names()],
@@ -549,7 +553,7 @@ def data():
 @click.argument("spec", required=False)
 def data_info(spec):
     """Where SPEC resolves to, its splits, sizes and classes (default: cifar10 in the data home)."""
-    from energybench import data as datalib
+    from energybench.data import sources as datalib
 
     source = datalib.resolve_source(spec)
     splits = datalib.available_splits(spec)
@@ -575,7 +579,7 @@ def data_import(spec, name, download):
     """Decode SPEC into the data home as NAME.npz, so `--data NAME` (the default) finds it."""
     import re
 
-    from energybench import data as datalib
+    from energybench.data import sources as datalib
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise UserError(f"--name must be a plain name like cifar10 (letters, digits, _ . -), got {name!r}")
@@ -591,7 +595,7 @@ def data_import(spec, name, download):
               help="an .npz of exact test images to compare the first test images against")
 def data_verify(spec, reference):
     """Check counts, shapes, labels and checksums of SPEC; optionally compare with exact pixels."""
-    from energybench.data_checks import verify_source
+    from energybench.data.verify import verify_source
 
     report, ok = verify_source(spec, reference)
     _echo(report)

@@ -4,7 +4,7 @@
 process trains 1/N of every global batch (the config's batch size stays the global one), gradients
 are averaged by DistributedDataParallel, each rank keeps its own replay buffer, and rank 0 writes
 checkpoints and logs. `eval` and `sample` split their images and samples over the ranks
-(energybench.evaluation). Backend: NCCL on CUDA, gloo on CPU.
+(energybench.evaluation.runner). Backend: NCCL on CUDA, gloo on CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class World:
 
 def init_world(device_name: str) -> tuple[World, torch.device]:
     """The process group from torchrun's environment (or a single process) and this rank's device."""
-    from energybench.runtime import resolve_device
+    from energybench.core.runtime import resolve_device
 
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:

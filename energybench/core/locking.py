@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 
 class FolderLock:

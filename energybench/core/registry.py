@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 T = TypeVar("T")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
+from energybench.core.version import __version__
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -144,8 +145,6 @@ def git_sha() -> str | None:
 
 def environment_info(device: torch.device | None = None) -> dict:
     """Versions and hardware facts recorded with every checkpoint and result."""
-    from energybench import __version__
-
     info = {
         "energybench": __version__,
         "git_sha": git_sha(),
@@ -159,3 +158,14 @@ def environment_info(device: torch.device | None = None) -> dict:
         if device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Temporarily put `model` in eval mode; restores the previous mode on exit."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -17,7 +17,7 @@ from unittest import mock
 
 import torch
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 
 def _no_unpickling(*args, **kwargs):

@@ -15,7 +15,7 @@ import re
 from dataclasses import fields
 from typing import ClassVar
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 
 class RangeError(UserError):

@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench.errors import UserError
-from energybench.hashing import file_sha256, tensors_sha256, tree_sha256
-from energybench.locking import FolderLock
+from energybench.core.errors import UserError
+from energybench.core.hashing import file_sha256, tensors_sha256, tree_sha256
+from energybench.core.locking import FolderLock
 
 SPLITS = ("train", "test")
 CIFAR10_CLASSES = (
@@ -317,7 +317,7 @@ def _decode_into_cache(source: Source, key: str, cache: Path) -> tuple[dict[str,
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write arrays then meta.json, atomically per file; meta last marks the cache complete."""
-    from energybench.results import atomic_output, write_text_atomic
+    from energybench.core.atomic import atomic_output, write_text_atomic
 
     for name, arr in arrays.items():
         with atomic_output(cache / f"{name}.npy") as tmp:
@@ -446,7 +446,7 @@ def _decode_image_tree(source: Source) -> tuple[dict[str, np.ndarray], list[str]
     """
     from PIL import Image, UnidentifiedImageError
 
-    from energybench.progress import progress
+    from energybench.core.progress import progress
 
     found: dict[str, list[tuple[str, str, np.ndarray]]] = {s: [] for s in SPLITS}
     lossy, first = False, None
@@ -590,7 +590,7 @@ def import_source(spec: str, name: str = "cifar10") -> Path:
         arrays[f"{split}_images"] = data.images.permute(0, 2, 3, 1).numpy()
         arrays[f"{split}_labels"] = data.labels.numpy()
     label = first.source.get("label", "")
-    from energybench.results import atomic_output
+    from energybench.core.atomic import atomic_output
 
     with atomic_output(out) as tmp:
         with open(tmp, "wb") as fh:

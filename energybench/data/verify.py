@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from energybench import data as datalib
-from energybench.errors import UserError
-from energybench.hashing import file_sha256
+from energybench.data import sources as datalib
+from energybench.core.errors import UserError
+from energybench.core.hashing import file_sha256
 
 EXPECTED_COUNTS = {10: {"train": 50_000, "test": 10_000}, 100: {"train": 50_000, "test": 10_000}}
 

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench import data as datalib
-from energybench.distributed import World, agree
-from energybench.errors import UserError
-from energybench.progress import progress, say_progress
-from energybench.results import write_npz_atomic
-from energybench.runtime import derive_seed, make_generator
-from energybench.sampling import SGLDConfig, make_init, sgld
-from energybench.validation import Checked
+from energybench.data import sources as datalib
+from energybench.core.distributed import World, agree
+from energybench.core.errors import UserError
+from energybench.core.progress import progress, say_progress
+from energybench.core.atomic import write_npz_atomic
+from energybench.core.runtime import derive_seed, make_generator
+from energybench.energy.sgld import SGLDConfig, make_init, sgld
+from energybench.core.validation import Checked
 
 MODES = {"joint": "joint", "conditional": "conditional", "marginal": "marginal"}
 INITS = ("uniform", "class-gaussian", "buffer")
@@ -140,7 +140,7 @@ def model_image_shape(loaded) -> tuple[int, int, int]:
 
 def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None = None,
                  train=None, world: World = World(), image_shape: tuple[int, int, int] | None = None) -> Samples:
-    """Generate with `loaded`'s model (energybench.checkpoint.LoadedModel); `train` (the training
+    """Generate with `loaded`'s model (energybench.handles.checkpoint.LoadedModel); `train` (the training
     split, if already loaded) or `train_data` (its spec; default the checkpoint's) feeds the
     class-conditional Gaussian."""
     num_classes = model_classes(loaded)

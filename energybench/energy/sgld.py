@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from energybench.attacks import eval_mode
-from energybench.energy import joint_energy, marginal_energy
-from energybench.errors import UserError
-from energybench.progress import progress
-from energybench.runtime import inner_loop
+from energybench.core.runtime import eval_mode
+from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.core.errors import UserError
+from energybench.core.progress import progress
+from energybench.core.runtime import inner_loop
 
 TARGETS = ("marginal", "joint", "conditional")
 INITS = ("uniform", "class-gaussian")

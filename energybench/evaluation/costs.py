@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from energybench.attacks import PGDConfig
-from energybench.generation import GenerationConfig
+from energybench.attacks.pgd import PGDConfig
+from energybench.energy.generation import GenerationConfig
 from energybench.metrics.robustness import CurveParams
 
 NOT_COUNTED = {"autoattack": "AutoAttack", "attack-sanity": "attack-sanity's Square queries",

@@ -20,29 +20,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench import costs, data as datalib
-from energybench.attacks import NORMS, parse_eps
-from energybench.checkpoint import LoadedModel
-from energybench.handle import default_out_dir, open_model
-from energybench.zoo import is_zoo_name
-from energybench.errors import UserError
-from energybench.validation import RangeError
-from energybench.distributed import World, agree
-from energybench.metrics import METRICS, EvalContext
+from energybench.evaluation import costs
+
+from energybench.data import sources as datalib
+from energybench.attacks.pgd import NORMS, parse_eps
+from energybench.handles.checkpoint import LoadedModel
+from energybench.handles.model_handle import default_out_dir, open_model
+from energybench.handles.zoo import is_zoo_name
+from energybench.core.errors import UserError
+from energybench.core.validation import RangeError
+from energybench.core.distributed import World, agree
+from energybench.metrics import METRICS, EvalContext, figure_drawer
 from energybench.metrics.base import NONFINITE_POLICIES, Shard
-from energybench.results import (
-    RECORD_VERSION, check_lines, check_writable_dir, protocol_text, read_record, record_path, same_inputs,
-    write_json_atomic, write_npz_atomic,
-)
-from energybench.plotting import DRAWERS, draw_record
-from energybench.runtime import environment_info, exact_float32, float32_precision_now
+from energybench.records.store import RECORD_VERSION, read_record, record_path, same_inputs
+from energybench.records.text import check_lines, protocol_text
+from energybench.core.atomic import check_writable_dir, write_json_atomic, write_npz_atomic
+from energybench.records.figures import draw_record
+from energybench.core.runtime import environment_info, exact_float32, float32_precision_now
 
 
 def metric_params(name: str, overrides: dict) -> object:
     """The metric's protocol with the applicable overrides applied. Override values may be typed
     (eps=0.03) or strings from `--param KEY=VALUE`, parsed by the field's type; an eps string is
     read for the metric's norm (an L2 budget written as x/255 is refused)."""
-    from energybench.config import parse_field
+    from energybench.training.config import parse_field
 
     cls = METRICS.get(name)
     fields = {f.name for f in dataclasses.fields(cls.Params)}
@@ -191,13 +192,13 @@ def evaluate(
     """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
     with `file`, the path it is stored at.
 
-    model: any model handle (`energybench.handle.open_model`: .pt, .pt2, robustbench:NAME, an
+    model: any model handle (`energybench.handles.model_handle.open_model`: .pt, .pt2, robustbench:NAME, an
     nn.Module); data: a data spec or `LabeledImages` (default: the data a checkpoint was trained
     on); train_data: the training split (spec or `LabeledImages`) for metrics that need one when
     the model does not name its own. A metric that cannot run here (e.g. IS/FID without Inception
     weights) raises its UserError, or, when a `refused` dict is given, is recorded there by name
     and the others still run. Everything is checked (model, data, classes, every protocol) before
-    anything is written. Under torchrun (`world` from energybench.distributed.init_world) every
+    anything is written. Under torchrun (`world` from energybench.core.distributed.init_world) every
     rank runs this with the same arguments: per-image metrics are split over the ranks and rank 0
     writes one record equal to a single process's (see `compute_metric`). `nonfinite`: what the
     accuracy metrics (clean, PGD, AutoAttack) do with images whose logits are NaN or infinite:
@@ -246,7 +247,7 @@ ANNOUNCE_SECONDS = 60.0  # the plan is said when the estimate is longer than thi
 def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, out_dir: Path, force: bool,
                    log, nonfinite: str = "refuse") -> None:
     """Before a long evaluation, one line saying what will run (the metrics not already recorded,
-    images, gradient passes) and a time estimate from a short timed warm-up (energybench.costs)."""
+    images, gradient passes) and a time estimate from a short timed warm-up (energybench.evaluation.costs)."""
     pending = [m for m in chosen if force or not _reusable(m, loaded, test, seed, batch_size, device, out_dir,
                                                            nonfinite)]
     n, classes = len(test), len(test.classes)
@@ -304,8 +305,8 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         old = reusable_record(read_record(path), identity, ctx.nonfinite)
         if old is not None and not force:
             log(f"{name}: already recorded in {path} (use --force to recompute)")
-            if name in DRAWERS and not path.with_suffix(".png").exists():
-                draw_record(path)  # a figure deleted or never drawn: redrawn from the raw data
+            if figure_drawer(name) and not path.with_suffix(".png").exists():
+                draw_record(path, figure_drawer(name))  # a figure deleted or never drawn: redrawn from raw data
             records.append({**old, "file": str(path)})
             continue
         start = time.perf_counter()
@@ -354,8 +355,8 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(record, path)
-        if name in DRAWERS:  # the figure, drawn from the raw data just written beside the record
-            draw_record(path)
+        if figure_drawer(name):  # the figure, drawn from the raw data just written beside the record
+            draw_record(path, figure_drawer(name))
         remove_shards(out_dir, path.stem)
         agree(ctx.world)  # the record is written: the other ranks may read it
         log(f"{name}: {record['value']:.4f} (n={record['n']}, {protocol_text(record)}) -> {path}")

@@ -10,7 +10,7 @@ A checkpoint is a dict:
     optimizer                       optimizer state, for resume
     progress                        {"epoch", "step_in_epoch", "global_step", "finished"}
     meta                            seed, dataset and its source, versions, git sha, times
-    weights_sha256                  digest of state_dict (energybench.hashing.tensors_sha256),
+    weights_sha256                  digest of state_dict (energybench.core.hashing.tensors_sha256),
                                     checked on every load: a flipped bit in a weight is refused
 """
 
@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from energybench.errors import UserError
-from energybench.exported import load_exported
-from energybench.hashing import file_sha256, tensors_sha256
+from energybench.core.errors import UserError
+from energybench.handles.exported import load_exported
+from energybench.core.hashing import file_sha256, tensors_sha256
 from energybench.models import create_model
-from energybench.results import atomic_output
-from energybench.safe_pickle import read_plain
+from energybench.core.atomic import atomic_output
+from energybench.core.safe_pickle import read_plain
 
 FORMAT = "energybench-checkpoint"
 FORMAT_VERSION = 2  # 2: weights_sha256 (version 1 files load, without the integrity check)
@@ -236,7 +236,7 @@ class LoadedModel:
     model: nn.Module
     kind: str  # "checkpoint" | "export" | "robustbench" | "module"
     path: Path | None  # the file it came from (None for a Python module)
-    sha256: str  # the file's digest, or the weights' (energybench.handle) where there is no file
+    sha256: str  # the file's digest, or the weights' (energybench.handles.model_handle) where there is no file
     checkpoint: dict | None  # the full checkpoint dict for kind == "checkpoint"
     name: str = ""  # how records and titles name it: a path, robustbench:NAME, or module:Class
     info: dict = field(default_factory=dict)  # provenance beyond the file (e.g. RobustBench's)

@@ -2,7 +2,7 @@
 
     runs/x/last.pt          an energybench checkpoint (its recipe, config, data and replay buffer)
     model.pt2               a torch.export program: [0, 1] NCHW images -> logits
-    robustbench:NAME        a RobustBench zoo model (energybench.zoo)
+    robustbench:NAME        a RobustBench zoo model (energybench.handles.zoo)
     an nn.Module            from Python: [0, 1] NCHW images -> logits
 
 A model without a file is identified by its weights: `module_sha256` digests its class name and
@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from energybench.checkpoint import LoadedModel, load_model
-from energybench.errors import UserError
-from energybench.hashing import file_sha256, tensors_sha256, text_sha256
+from energybench.handles.checkpoint import LoadedModel, load_model
+from energybench.core.errors import UserError
+from energybench.core.hashing import file_sha256, tensors_sha256, text_sha256
 
 MODEL_HELP = "an energybench checkpoint (.pt), a torch.export program (.pt2) or robustbench:NAME"
 
@@ -42,7 +42,7 @@ def open_model(model, device: torch.device | str = "cpu", threat_model: str = "L
         cls = type(model)
         return LoadedModel(model.to(device).eval(), "module", None, module_sha256(model), None,
                            name=f"module:{cls.__module__}.{cls.__qualname__}")
-    from energybench import zoo
+    from energybench.handles import zoo
 
     if zoo.is_zoo_name(model):
         net, weights, info = zoo.load_zoo_model(model, threat_model, model_dir, dataset)

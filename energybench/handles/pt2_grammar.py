@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 import re
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 MAX_TEXT = 1 << 16  # characters in one expression or guard (torch writes tens)
 MAX_DEPTH = 64  # nesting of one expression or guard

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 
-from energybench.pt2_grammar import (
+from energybench.handles.pt2_grammar import (
     DEVICE,
     MAX_TEXT,
     VERSION,

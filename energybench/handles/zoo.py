@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 
 PREFIX = "robustbench:"
 THREAT_MODELS = ("Linf", "L2", "corruptions")

@@ -1,4 +1,4 @@
-"""Metric registry and suites. Each metric writes one JSON record (see energybench.results)."""
+"""Metric registry and suites. Each metric writes one JSON record (see energybench.records.store)."""
 
 from energybench.metrics.base import (
     METRICS, SUITES, EvalContext, Metric, MetricResult, register_metric, register_suite,
@@ -16,9 +16,20 @@ register_suite("public", ["pgd20-jem-public", "pgd20-ebjdat-public"])
 register_suite("all", SUITES["robust"] + SUITES["generative"] + SUITES["landscape"])
 
 
+def figure_drawer(name: str):
+    """The drawer of a metric's figure (`Metric.draw`), or None for a metric without a figure or
+    a name no metric has."""
+    return METRICS.get(name).draw if name in METRICS else None
+
+
+def figure_metrics() -> list[str]:
+    """The metrics whose records come with a figure."""
+    return [name for name in METRICS if METRICS.get(name).draw is not None]
+
+
 def resolve_metrics(suites: list[str], metrics: list[str]) -> list[str]:
     """Metric names from --suite and --metric, in order, without repeats (default: suite smoke)."""
-    from energybench.errors import UserError
+    from energybench.core.errors import UserError
 
     names: list[str] = []
     for suite in suites:
@@ -33,5 +44,5 @@ def resolve_metrics(suites: list[str], metrics: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-__all__ = ["METRICS", "SUITES", "EvalContext", "Metric", "MetricResult", "register_metric",
-           "register_suite", "resolve_metrics"]
+__all__ = ["METRICS", "SUITES", "EvalContext", "Metric", "MetricResult", "figure_drawer", "figure_metrics",
+           "register_metric", "register_suite", "resolve_metrics"]

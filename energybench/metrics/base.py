@@ -1,6 +1,6 @@
 """What a metric is: a name, a protocol (frozen dataclass of parameters) and `compute`.
 
-Metrics run through `energybench.evaluation`, which builds the EvalContext, skips metrics whose
+Metrics run through `energybench.evaluation.runner`, which builds the EvalContext, skips metrics whose
 record already exists with the same inputs, and writes one JSON record per metric.
 
 A per-image metric is `shardable`: `shard(ctx)` computes per-image columns for the batches of
@@ -18,16 +18,16 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from energybench.data import LabeledImages
-from energybench.distributed import World
-from energybench.errors import UserError
-from energybench.registry import Registry
+from energybench.data.sources import LabeledImages
+from energybench.core.distributed import World
+from energybench.core.errors import UserError
+from energybench.core.registry import Registry
 
 METRICS: Registry = Registry("metric")
 SUITES: dict[str, list[str]] = {}
@@ -46,7 +46,7 @@ class EvalContext:
     batch_size: int
     seed: int
     out_dir: object  # pathlib.Path: where records and figures go
-    loaded: object = None  # energybench.checkpoint.LoadedModel: provenance, replay buffer, train data
+    loaded: object = None  # energybench.handles.checkpoint.LoadedModel: provenance, replay buffer, train data
     stem: str = "metric"  # file stem of this metric's record: its figures and raw data share it
     train_data: object = None  # LabeledImages the caller named (else None: the model's own, loaded when needed)
     world: World = World()  # the torchrun process group; batches() gives this rank its share
@@ -105,7 +105,7 @@ class MetricResult:
     n: int
     stderr: float | None = None
     extra: dict = field(default_factory=dict)
-    diagnostics: dict | None = None  # energybench.diagnostics checks, by name (attack metrics)
+    diagnostics: dict | None = None  # energybench.attacks.diagnostics checks, by name (attack metrics)
 
 
 NONFINITE_POLICIES = ("refuse", "wrong")
@@ -153,6 +153,9 @@ class Metric(abc.ABC):
     # the threat models an attack metric attacks in ('Linf', 'L2'); () for a metric without an
     # attack. Its Params has a `norm` field when it offers more than one.
     norms: ClassVar[tuple[str, ...]] = ()
+    # the figure of a record, drawn from its raw data: draw(record, raw) -> matplotlib figure
+    # (records.figures.draw_record calls it); None for a metric without a figure
+    draw: ClassVar[Callable[[dict, object], object] | None] = None
 
     def __init__(self, params):
         self.params = params

@@ -1,7 +1,7 @@
 """Generation quality by torch-fidelity on quantised SGLD samples: `is`, `fid`, `kid`,
 `precision` and `recall`.
 
-Protocol: samples from energybench.generation (balanced classes), quantised to uint8 by
+Protocol: samples from energybench.energy.generation (balanced classes), quantised to uint8 by
 rounding; IS with 10 splits; FID, KID and precision/recall against the training split the model
 saw, whose features torch-fidelity caches under a name that includes the data source and the
 weights' sha256 (its own cache key ignores the weights path). 50,000 samples at paper scale
@@ -28,14 +28,14 @@ from typing import ClassVar
 
 import torch
 
-from energybench.data import data_identity
-from energybench.errors import UserError
-from energybench.hashing import file_sha256, json_key
-from energybench.generation import (
+from energybench.data.sources import data_identity
+from energybench.core.errors import UserError
+from energybench.core.hashing import file_sha256, json_key
+from energybench.energy.generation import (
     GENERATION_VERSION, GenerationConfig, Samples, generate_to_file, training_split,
 )
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
-from energybench.safe_pickle import load_tensor_dict, no_code_from_pickles
+from energybench.core.safe_pickle import load_tensor_dict, no_code_from_pickles
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION = "inception-v3-compat"

@@ -1,5 +1,5 @@
 """Energy landscapes: `energy-hist` (EB-JDAT Fig. 2), `energy-contour` (JEAT Fig. 2) and
-`energy-dynamics` (JEAT Fig. 3, from a training run's log). Each writes its raw data beside its record; energybench.plotting draws the figure from it."""
+`energy-dynamics` (JEAT Fig. 3, from a training run's log). Each writes its raw data beside its record; its metric's `draw` (metrics.landscape_figures) makes the figure from it."""
 
 from __future__ import annotations
 
@@ -10,16 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench.attacks import PGDConfig, pgd
-from energybench.energy import joint_energy
-from energybench.errors import UserError
-from energybench.generation import GenerationConfig
+from energybench.attacks.pgd import PGDConfig, pgd
+from energybench.energy.energies import joint_energy
+from energybench.core.errors import UserError
+from energybench.energy.generation import GenerationConfig
+from energybench.metrics.landscape_figures import energy_contour, energy_dynamics, energy_hist
 from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric
 from energybench.metrics.generative import samples_for
-from energybench.hashing import file_sha256
-from energybench.results import write_npz_atomic, write_text_atomic
-from energybench.runtime import derive_seed, make_generator
-from energybench.validation import Checked
+from energybench.core.hashing import file_sha256
+from energybench.core.atomic import write_npz_atomic, write_text_atomic
+from energybench.core.runtime import derive_seed, make_generator
+from energybench.core.validation import Checked
 
 
 @torch.no_grad()
@@ -59,6 +60,7 @@ class HistParams(GenerationConfig):
 @register_metric
 class EnergyHistogram(Metric):
     name = "energy-hist"
+    draw = staticmethod(energy_hist)
     summary = "E(x,y) of clean, PGD-20 and generated images (EB-JDAT Fig. 2); value: mean gap adv - clean"
     Params = HistParams
     norms = ("Linf",)  # its PGD-20 is the L-inf protocol
@@ -119,6 +121,7 @@ class ContourParams(Checked):
 @register_metric
 class EnergyContour(Metric):
     name = "energy-contour"
+    draw = staticmethod(energy_contour)
     summary = "E(x,y) around test images along two random sign directions (JEAT Fig. 2); value: mean rise within 8/255"
     Params = ContourParams
     unit = "energy"
@@ -157,6 +160,7 @@ class DynamicsParams:
 @register_metric
 class EnergyDynamicsFigure(Metric):
     name = "energy-dynamics"
+    draw = staticmethod(energy_dynamics)
     summary = "JEAT Fig. 3 from the run's log: Delta_x E and Delta_theta E per epoch; value: last Delta_x E(x,y)"
     Params = DynamicsParams
     unit = "energy"

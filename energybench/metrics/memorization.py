@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from energybench.generation import GenerationConfig
+from energybench.energy.generation import GenerationConfig
 from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, register_metric
 from energybench.metrics.generative import samples_for, train_uint8
-from energybench.results import write_npz_atomic
-from energybench.ssim import nearest_by_ssim
+from energybench.core.atomic import write_npz_atomic
+from energybench.metrics.memorization_figure import memorization_figure
+from energybench.metrics.ssim import nearest_by_ssim
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class MemorizationParams(GenerationConfig):
 @register_metric
 class Memorization(Metric):
     name = "memorization"
+    draw = staticmethod(memorization_figure)
     summary = "mean best SSIM of SGLD samples to the training split (JEAT Fig. 7); lower = less copying"
     Params = MemorizationParams
     unit = "ssim"
@@ -71,3 +73,5 @@ class Memorization(Metric):
             "share_above_threshold": float((best > self.params.threshold).double().mean()),
             "train_images": len(train), "figure": ctx.artifact("png").name, "raw": ctx.artifact("npz").name,
         })
+
+

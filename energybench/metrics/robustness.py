@@ -15,12 +15,12 @@ Metrics:
     attack-sanity         the `diagnostics` suite: unbounded attack, budget monotonicity, more
                           steps and restarts, and a gradient-free attack, on a subset
 
-Every PGD and AutoAttack record carries per-image outcomes (`energybench.outcomes`) and the
-always-on indicators of attack failure (`energybench.diagnostics`). Each image's random start is
+Every PGD and AutoAttack record carries per-image outcomes (`energybench.records.outcomes`) and the
+always-on indicators of attack failure (`energybench.attacks.diagnostics`). Each image's random start is
 drawn from a seed derived from the evaluation seed and the image's index, so it does not depend on
 the batch it is attacked in. Set `eot` > 1 for EOT-PGD (the attack for randomized models).
 The attack metrics other than the public protocols take `norm` ('Linf' or 'L2', see
-energybench.attacks); an L-inf protocol's record leaves `norm` out (`PGDConfig.IMPLICIT`).
+energybench.attacks.pgd); an L-inf protocol's record leaves `norm` out (`PGDConfig.IMPLICIT`).
 """
 
 from __future__ import annotations
@@ -33,20 +33,22 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from energybench import diagnostics
-from energybench.attacks import (
+from energybench.attacks import diagnostics
+from energybench.attacks.pgd import (
     BUDGET_RANGE, DEFAULT_EPS, NORMS, AttackTrace, PGDConfig, per_example_loss, pgd,
 )
-from energybench.autoattack import chunk_index, run_autoattack, run_square
-from energybench.energy import logit_margin
+from energybench.attacks.autoattack import chunk_index, run_autoattack, run_square
+from energybench.energy.energies import logit_margin
+from energybench.metrics.robust_curve_figure import robust_curve
 from energybench.metrics.base import (
     EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
 )
-from energybench.outcomes import OutcomeLog, write_outcomes
-from energybench.progress import progress
-from energybench.results import budget_text, write_npz_atomic
-from energybench.runtime import derive_seed, make_generator
-from energybench.validation import Checked, RangeError, check_value
+from energybench.records.outcomes import OutcomeLog, write_outcomes
+from energybench.core.progress import progress
+from energybench.records.text import budget_text
+from energybench.core.atomic import write_npz_atomic
+from energybench.core.runtime import derive_seed, make_generator
+from energybench.core.validation import Checked, RangeError, check_value
 
 JEM_TEST_NOISE = 0.03 / 2  # sigma 0.03 on [-1, 1] inputs, in [0, 1] pixel units
 
@@ -406,6 +408,7 @@ class RobustCurve(Metric):
     the record's extra and raw data hold every point with its standard error."""
 
     name = "robust-curve"
+    draw = staticmethod(robust_curve)
     summary = "PGD-20 robust accuracy against eps (0 to 16/255): normalised area under the curve, and its figure"
     Params = CurveParams
     norms = NORMS

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from energybench.progress import progress
+from energybench.core.progress import progress
 
 WINDOW, SIGMA, K1, K2 = 11, 1.5, 0.01, 0.03
 

@@ -10,7 +10,7 @@ import inspect
 
 import torch.nn as nn
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 from energybench.models.registry import MODELS
 from energybench.models import preact_resnet, tiny, wide_resnet  # noqa: F401  (registers models)
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from energybench.errors import UserError
-from energybench.registry import Registry
+from energybench.core.errors import UserError
+from energybench.core.registry import Registry
 
 MODELS: Registry = Registry("model")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from energybench.errors import UserError
+from energybench.core.errors import UserError
 from energybench.models.registry import MODELS, activation, norm2d, normalization
 
 

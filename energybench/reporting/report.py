@@ -1,6 +1,6 @@
 """Paper tables: published numbers beside measured ones (the `energybench report` command).
 
-A table is data (energybench/tables/<name>.json): its entries (models: a recipe, its dataset and
+A table is data (energybench/reporting/tables/<name>.json): its entries (models: a recipe, its dataset and
 recipe parameters, or no recipe for a method energybench does not train), its measures (which
 metric and protocol fills a cell, display scale and precision), the published values as the paper
 prints them, and which of those come from secondary sources.
@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from energybench.errors import UserError
-from energybench.outcomes import paired, read_outcomes
-from energybench.results import raised_checks, record_problem, write_text_atomic
-from energybench.stats import compare
+from energybench.core.errors import UserError
+from energybench.records.outcomes import paired, read_outcomes
+from energybench.records.store import record_problem
+from energybench.records.text import raised_checks
+from energybench.core.atomic import write_text_atomic
+from energybench.core.stats import compare
 
 FORMATS = ("md", "tex", "csv")
 MISSING, NO_RECIPE, NOT_REPORTED = "missing", "no recipe", "–"
@@ -37,7 +39,7 @@ DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
 # ----------------------------------------------------------------------------- table specs
 
 def table_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("energybench.tables").iterdir()
+    return sorted(p.name[:-5] for p in resources.files("energybench.reporting.tables").iterdir()
                   if p.name.endswith(".json"))
 
 
@@ -45,7 +47,7 @@ def load_table(name: str) -> dict:
     """The spec of table `name`, checked for consistency."""
     if name not in table_names():
         raise UserError(f"unknown table '{name}'; known tables: {', '.join(table_names())}")
-    spec = json.loads(resources.files("energybench.tables").joinpath(f"{name}.json").read_text())
+    spec = json.loads(resources.files("energybench.reporting.tables").joinpath(f"{name}.json").read_text())
     entries = {e["key"] for e in spec["entries"]}
     measures = {m["key"] for m in spec["measures"]}
     for entry, row in spec["published"].items():

@@ -14,8 +14,8 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
-from energybench.errors import UserError
-from energybench.validation import Checked, RangeError, parse_number
+from energybench.core.errors import UserError
+from energybench.core.validation import Checked, RangeError, parse_number
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class DataConfig(Checked):
     LIMITS = {"train_subset": "[1, inf)", "eval_subset": "[0, inf)", "holdout": "[0, inf)"}
     CHOICES = {"padding_mode": ("zeros", "reflect")}
 
-    source: str | None = None  # data spec (see energybench.data); None -> "cifar10" in the data home
+    source: str | None = None  # data spec (see energybench.data.sources); None -> "cifar10" in the data home
     train_subset: int | None = None  # class-balanced subset of the training split; None = all
     eval_subset: int | None = 1000  # first n test images for the per-epoch accuracy; 0 = none
     holdout: int = 0  # training images held out (class-balanced, seeded) for validation and best.pt
@@ -59,7 +59,7 @@ class OptimConfig(Checked):
 
 @dataclass(frozen=True)
 class GuardConfig(Checked):
-    """Divergence guard (see energybench.guard)."""
+    """Divergence guard (see energybench.training.guard)."""
 
     LIMITS = {"max_abs_energy": "(0, inf]", "max_gap": "(0, inf]", "retries": "[0, inf)",
               "lr_factor": "(0, 1)"}

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from energybench.config import GuardConfig
+from energybench.training.config import GuardConfig
 
 
 def divergence_reason(loss: float, logits: torch.Tensor, stats: dict[str, float],

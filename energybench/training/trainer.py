@@ -20,25 +20,26 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from energybench import data as datalib
-from energybench.attacks import PGDConfig, eval_mode, pgd, predict
-from energybench.augment import random_crop_flip
-from energybench.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
-from energybench.config import (
+from energybench.data import sources as datalib
+from energybench.attacks.pgd import PGDConfig, pgd, predict
+from energybench.core.runtime import eval_mode
+from energybench.data.augment import random_crop_flip
+from energybench.handles.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
+from energybench.training.config import (
     OptimConfig, TrainConfig, apply_overrides, describe, to_dict, train_config_from_dict,
 )
-from energybench.distributed import (
+from energybench.core.distributed import (
     World, all_sum, any_rank, barrier, check_batch, gather_to_main,
 )
-from energybench.dynamics import EnergyDynamics
-from energybench.errors import UserError
-from energybench.guard import divergence_reason
-from energybench.locking import FolderLock
+from energybench.training.dynamics import EnergyDynamics
+from energybench.core.errors import UserError
+from energybench.training.guard import divergence_reason
+from energybench.core.locking import FolderLock
 from energybench.models import create_model
-from energybench.progress import progress
-from energybench.recipes import RecipeContext, get_recipe
-from energybench.results import check_writable_dir, remove_stale_temporaries, write_text_atomic
-from energybench.runtime import (
+from energybench.core.progress import progress
+from energybench.training.recipes import RecipeContext, get_recipe
+from energybench.core.atomic import check_writable_dir, remove_stale_temporaries, write_text_atomic
+from energybench.core.runtime import (
     autocast, derive_seed, environment_info, inner_loop_precision, make_generator, set_deterministic,
 )
 
@@ -360,7 +361,7 @@ class Trainer:
     def run(self, stop_after_steps: int | None = None) -> Path:
         """Train to the configured number of epochs. `stop_after_steps` stops without saving
         (as a killed process would), for testing resume. Diverged steps roll back to the last
-        checkpoint (see energybench.guard)."""
+        checkpoint (see energybench.training.guard)."""
         if self.global_step == 0 and self.step_in_epoch == 0 and self.epoch == 0:
             self.save()  # a state to roll back to before the first update
         while True:

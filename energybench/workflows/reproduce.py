@@ -26,20 +26,23 @@ from pathlib import Path
 
 import torch
 
-from energybench import data as datalib
-from energybench.config import apply_overrides
-from energybench.errors import UserError
-from energybench.distributed import World
-from energybench.evaluation import evaluate
-from energybench.hashing import json_key
-from energybench.outcomes import outcomes_path
-from energybench.recipes import preset_config, recipe_names
-from energybench.report import (
+from energybench.data import sources as datalib
+from energybench.training.config import apply_overrides
+from energybench.core.errors import UserError
+from energybench.core.distributed import World
+from energybench.evaluation.runner import evaluate
+from energybench.core.hashing import json_key
+from energybench.metrics import SUITES, figure_metrics
+from energybench.records.figures import read_raw, save
+from energybench.records.outcomes import outcomes_path
+from energybench.training.recipes import preset_config, recipe_names
+from energybench.reporting.report import (
     build, collect_records, entry_protocol, load_table, orderings, run_name, table_names, write_tables,
 )
-from energybench.results import check_writable_dir, write_json_atomic, write_text_atomic
-from energybench.sample_io import sample_model
-from energybench.trainer import train
+from energybench.core.atomic import check_writable_dir, write_json_atomic, write_text_atomic
+from energybench.reporting.plotting import hist_comparison, robustness_scatter
+from energybench.workflows.sample import sample_model
+from energybench.training.trainer import train
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ PRESETS = {
         figures=True, summary="GPU, days: every recipe's paper preset, full test set, 50,000 IS/FID samples, 5 seeds",
         checkpoint="best", seeds=5),
 }
-FIGURE_METRICS = ["energy-hist", "energy-contour", "energy-dynamics", "memorization"]
+# the figures of each run: every metric with a figure but the attack diagnostics
+FIGURE_METRICS = [name for name in figure_metrics() if name not in SUITES["diagnostics"]]
 ROBUSTNESS_METRICS = ("pgd20", "pgd20-energy", "autoattack", "pgd20-ebjdat-public", "pgd20-jem-public")
 GALLERY = {"n_per_class": 10, "mode": "joint", "init": "class-gaussian", "steps": 100,
            "step_size": 0.25, "noise": 0.005}
@@ -419,13 +423,12 @@ def _figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device, log, w
 def comparison_figures(records: list[dict], figure_records: list[dict], dest: Path) -> list[str]:
     """Cross-recipe figures: every run's energy histogram side by side, and robust vs clean
     accuracy (PGD-20 and AutoAttack at 8/255). Returns their paths relative to the report."""
-    from energybench import plotting
 
     made = []
     hists = {Path(r["_file"]).parent.name: r for r in figure_records if r["metric"] == "energy-hist"}
     if len(hists) > 1:
-        panels = {name: (r, plotting.read_raw(Path(r["_file"]), r)) for name, r in sorted(hists.items())}
-        made += plotting.save(plotting.hist_comparison(panels), dest / "compare-energy-hist")
+        panels = {name: (r, read_raw(Path(r["_file"]), r)) for name, r in sorted(hists.items())}
+        made += save(hist_comparison(panels), dest / "compare-energy-hist")
     by_run: dict[str, dict] = {}  # run (its seeds pooled) -> metric -> values over seeds
     for r in records:
         if r["metric"] in ("clean", "pgd20", "autoattack") and abs(r["params"].get("eps", 8 / 255) - 8 / 255) < 1e-9:
@@ -436,7 +439,7 @@ def comparison_figures(records: list[dict], figure_records: list[dict], dest: Pa
               for name, values in sorted(by_run.items()) if "clean" in values and "pgd20" in values]
     if len(points) > 1:
         labels = sorted({str((r.get("data") or {}).get("label")) for r in records if r["metric"] == "pgd20"})
-        made += plotting.save(plotting.robustness_scatter(points, "; ".join(labels) or None), dest / "compare-robustness")
+        made += save(robustness_scatter(points, "; ".join(labels) or None), dest / "compare-robustness")
     return [str(p.relative_to(dest.parent)) for p in made if p.suffix == ".png"]
 
 

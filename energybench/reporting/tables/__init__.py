@@ -1,1 +1,1 @@
-"""Paper table specifications (one JSON file per table); see energybench.report."""
+"""Paper table specifications (one JSON file per table); see energybench.reporting.report."""

@@ -1,7 +1,7 @@
-"""Training recipes, registered by name; all run on the shared loop in energybench.trainer."""
+"""Training recipes, registered by name; all run on the shared loop in energybench.training.trainer."""
 
-from energybench.recipes.base import RECIPES, Recipe, RecipeContext, StepOutput, register_recipe
-from energybench.recipes import (  # noqa: F401  (registers)
+from energybench.training.recipes.base import RECIPES, Recipe, RecipeContext, StepOutput, register_recipe
+from energybench.training.recipes import (  # noqa: F401  (registers)
     eb_jdat, jeat, jem, noise, normal, pgd_at, prejeat, trades,
 )
 
@@ -16,7 +16,7 @@ def get_recipe(name: str) -> type[Recipe]:
 
 def preset_config(recipe: str, preset: str):
     """The named preset ('paper' or 'smoke') of a recipe as a TrainConfig."""
-    from energybench.errors import UserError
+    from energybench.core.errors import UserError
 
     presets = get_recipe(recipe).presets()
     if preset not in presets:

@@ -1,7 +1,7 @@
 """What a recipe is: how it makes the examples it trains on and the loss it minimises.
 
 Everything else (data, optimizer, schedule, precision, logging, checkpoints, resume) is the shared
-loop in `energybench.trainer`. A recipe subclass declares its hyper-parameters as a frozen
+loop in `energybench.training.trainer`. A recipe subclass declares its hyper-parameters as a frozen
 dataclass `Params`, its `presets`, and implements `loss`.
 """
 
@@ -15,8 +15,8 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from energybench.config import TrainConfig
-from energybench.registry import Registry
+from energybench.training.config import TrainConfig
+from energybench.core.registry import Registry
 
 RECIPES: Registry = Registry("recipe")
 

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
-from energybench.recipes.base import RecipeContext
-from energybench.runtime import derive_seed, make_generator
-from energybench.sampling import ReplayBuffer, SGLDConfig, make_init, sgld
-from energybench.validation import Checked
+from energybench.training.recipes.base import RecipeContext
+from energybench.core.runtime import derive_seed, make_generator
+from energybench.energy.sgld import ReplayBuffer, SGLDConfig, make_init, sgld
+from energybench.core.validation import Checked
 
 
 @dataclass(frozen=True)
 class SGLDParams(Checked):
-    """Persistent SGLD on E(x) from a replay buffer, in pixel units (see energybench.sampling).
+    """Persistent SGLD on E(x) from a replay buffer, in pixel units (see energybench.energy.sgld).
 
     Defaults are JEM's: 20 steps of step 1 and noise 0.01 on [-1, 1] inputs (0.25 and 0.005 in
     pixel units), buffer 10,000, reinitialisation 0.05 from uniform noise."""

@@ -45,13 +45,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from energybench.attacks import PGDConfig, pgd
-from energybench.config import ModelConfig, OptimConfig
-from energybench.energy import joint_energy, marginal_energy
-from energybench.recipes.base import Recipe, StepOutput, register_recipe
-from energybench.recipes.common import BufferSampler, SGLDParams, add_noise
-from energybench.recipes.jem import JEM_DATA
-from energybench.recipes.presets import ebm_smoke_config, paper_config
+from energybench.attacks.pgd import PGDConfig, pgd
+from energybench.training.config import ModelConfig, OptimConfig
+from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
+from energybench.training.recipes.common import BufferSampler, SGLDParams, add_noise
+from energybench.training.recipes.jem import JEM_DATA
+from energybench.training.recipes.presets import ebm_smoke_config, paper_config
 
 EBJDAT_OPTIM = OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=4e-4, batch_size=64,
                            epochs=150, schedule="multistep", milestones=(40 / 150, 80 / 150, 120 / 150),

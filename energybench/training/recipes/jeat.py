@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from energybench.attacks import fgsm_rs
-from energybench.energy import joint_energy, marginal_energy
-from energybench.recipes.base import Recipe, StepOutput, register_recipe
-from energybench.recipes.common import BufferSampler, SGLDParams
-from energybench.config import OptimConfig
-from energybench.recipes.jem import JEM_MODEL, JEM_OPTIM
-from energybench.recipes.presets import ebm_smoke_config, paper_config
+from energybench.attacks.pgd import fgsm_rs
+from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
+from energybench.training.recipes.common import BufferSampler, SGLDParams
+from energybench.training.config import OptimConfig
+from energybench.training.recipes.jem import JEM_MODEL, JEM_OPTIM
+from energybench.training.recipes.presets import ebm_smoke_config, paper_config
 
 
 @dataclass(frozen=True)

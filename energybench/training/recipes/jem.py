@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from energybench.config import DataConfig, ModelConfig, OptimConfig
-from energybench.energy import marginal_energy
-from energybench.recipes.base import Recipe, StepOutput, register_recipe
-from energybench.recipes.common import BufferSampler, SGLDParams, add_noise
-from energybench.recipes.presets import ebm_smoke_config, paper_config
+from energybench.training.config import DataConfig, ModelConfig, OptimConfig
+from energybench.energy.energies import marginal_energy
+from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
+from energybench.training.recipes.common import BufferSampler, SGLDParams, add_noise
+from energybench.training.recipes.presets import ebm_smoke_config, paper_config
 
 JEM_MODEL = ModelConfig("wrn-28-10", {"batch_norm": False, "act": "leaky_relu", "normalize": "pm1",
                                       "init": "default"})

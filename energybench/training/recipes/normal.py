@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from energybench.recipes.base import NoParams, Recipe, StepOutput, register_recipe
-from energybench.recipes.presets import paper_config, smoke_config
+from energybench.training.recipes.base import NoParams, Recipe, StepOutput, register_recipe
+from energybench.training.recipes.presets import paper_config, smoke_config
 
 
 @register_recipe

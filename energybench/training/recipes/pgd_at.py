@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from energybench.attacks import NORMS, PGDConfig, check_budget_fields, pgd
-from energybench.config import ModelConfig
-from energybench.validation import Checked
-from energybench.recipes.base import Recipe, StepOutput, register_recipe
-from energybench.recipes.presets import paper_config, smoke_config
+from energybench.attacks.pgd import NORMS, PGDConfig, check_budget_fields, pgd
+from energybench.training.config import ModelConfig
+from energybench.core.validation import Checked
+from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
+from energybench.training.recipes.presets import paper_config, smoke_config
 
 
 # The adversarial-training WideResNet (TRADES / RobustBench / Rice et al.): stride on the first conv,

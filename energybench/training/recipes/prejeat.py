@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from energybench.attacks import fgsm_rs
-from energybench.validation import Checked
-from energybench.recipes.base import Recipe, StepOutput, register_recipe
-from energybench.recipes.presets import paper_config, smoke_config
+from energybench.attacks.pgd import fgsm_rs
+from energybench.core.validation import Checked
+from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
+from energybench.training.recipes.presets import paper_config, smoke_config
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from energybench.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from energybench.training.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 
 
 def paper_config(recipe: str, params, **sections) -> TrainConfig:

@@ -1,0 +1,87 @@
+"""Files written atomically: a temporary file in the same folder, renamed over the target only when
+complete, removed on any error, with the permissions of an ordinary file (0666 less the umask).
+Every file energybench writes (checkpoints, records, figures, caches) goes through `atomic_output`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from energybench.core.errors import UserError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; on success it replaces `path`, on any error
+    (including KeyboardInterrupt) it is removed. Readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; results are for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable_dir(folder: str | os.PathLike, option: str = "--out") -> None:
+    """A folder we will write into must be, or be creatable as, a writable folder: checked
+    before any work starts, so a bad --out fails at once and leaves nothing behind."""
+    folder = Path(folder)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(folder)):
+        raise UserError(f"{option} {str(folder)!r} holds a control character (a newline?); choose a plain path")
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{option} {folder} cannot be a folder: {probe} is a file; choose another {option}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {folder} is not writable ({probe} is read-only); choose another {option}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed writer left in `folder` (`.<name>.<random>.tmp`); call it
+    only while holding the folder's lock. Returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    write_text_atomic(json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n", path)
+
+
+def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
+    """Arrays as a compressed .npz (no pickled objects), written atomically."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)

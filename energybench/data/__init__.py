@@ -1,0 +1,1 @@
+"""Data: sources and their decoding cache (sources), augmentation, and `data verify`."""

@@ -1,0 +1,1 @@
+"""Energies E(x, y) and E(x), SGLD, and sample generation from energy models."""
