@@ -43,15 +43,15 @@ def hutchinson_forward_over_reverse(model, x, k, energy_fn):
 
 
 def main():
-    from energybench.attacks.pgd import PGDConfig, pgd
     from energybench.attacks.autoattack import run_autoattack
-    from energybench.training.config import apply_overrides
-    from energybench.data.sources import load_split
-    from energybench.energy.energies import marginal_energy
-    from energybench.metrics.fisher import fisher_terms
-    from energybench.training.recipes import preset_config
+    from energybench.attacks.pgd import PGDConfig, pgd
     from energybench.core.runtime import resolve_device
+    from energybench.data import load_split
+    from energybench.energy.energies import marginal_energy
     from energybench.energy.sgld import SGLDConfig, sgld
+    from energybench.metrics.fisher import fisher_terms
+    from energybench.training.config import apply_overrides
+    from energybench.training.recipes import preset_config
     from energybench.training.trainer import Trainer
 
     parser = argparse.ArgumentParser()

@@ -18,7 +18,7 @@ from benchmarks._common import SHARED_DATA, peak_memory_mb, run_isolated, write_
 def worker() -> dict:
     import torch
 
-    from energybench.data.sources import load_split
+    from energybench.data import load_split
 
     start = time.perf_counter()
     data = load_split(SHARED_DATA / "cifar10-jpeg75.tar.gz", "train")

@@ -38,7 +38,7 @@ def _model(kind: str, device):
 
 
 def _data(n: int):
-    from energybench.data.sources import in_memory, load_split
+    from energybench.data import in_memory, load_split
 
     exact = SHARED_DATA / "cifar10-test-exact-1017.npz"
     if exact.exists():
@@ -63,9 +63,9 @@ def bare_pgd20(ctx, cfg) -> int:
 
 def main():
     from energybench.attacks.pgd import PGDConfig
+    from energybench.core.runtime import exact_float32, resolve_device
     from energybench.metrics import METRICS, EvalContext
     from energybench.metrics.robustness import run_pgd
-    from energybench.core.runtime import exact_float32, resolve_device
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")

@@ -19,10 +19,10 @@ from benchmarks._common import SHARED_DATA, median, peak_memory_mb, run_isolated
 
 
 def worker(mode: str, images: int, device_name: str, repeats: int) -> dict:
-    from energybench.training.config import apply_overrides
-    from energybench.models import create_model
-    from energybench.training.recipes import preset_config
     from energybench.core.runtime import resolve_device
+    from energybench.models import create_model
+    from energybench.training.config import apply_overrides
+    from energybench.training.recipes import preset_config
     from energybench.training.trainer import Trainer
 
     device = resolve_device(device_name)

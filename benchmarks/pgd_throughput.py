@@ -34,8 +34,8 @@ def ensure_torchattacks() -> None:
 def worker(impl: str, model_name: str, kwargs: dict, batch: int, device_name: str, repeats: int,
            norm: str = "Linf"):
     from energybench.attacks.pgd import PGDConfig, pgd
-    from energybench.models import create_model
     from energybench.core.runtime import resolve_device
+    from energybench.models import create_model
 
     device = resolve_device(device_name)
     torch.manual_seed(0)

@@ -32,9 +32,9 @@ def bare_pass_seconds(model, batch: int, device, repeats: int = 10) -> float:
 
 
 def main():
+    from energybench.core.runtime import resolve_device
     from energybench.training.config import apply_overrides
     from energybench.training.recipes import preset_config, recipe_names
-    from energybench.core.runtime import resolve_device
     from energybench.training.trainer import Trainer
 
     parser = argparse.ArgumentParser()

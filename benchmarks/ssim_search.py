@@ -17,7 +17,7 @@ from benchmarks._common import SHARED_DATA, peak_memory_mb, run_isolated, write_
 
 
 def worker(queries: int, pairs: int) -> dict:
-    from energybench.data.sources import load_split
+    from energybench.data import load_split
     from energybench.metrics.ssim import nearest_by_ssim
 
     train = load_split(SHARED_DATA / "cifar10-jpeg75.tar.gz", "train")

@@ -6,6 +6,7 @@ Python API (imported on first use, so `import energybench` stays light):
 """
 
 from energybench.core.version import __version__
+
 __all__ = ["evaluate", "open_model", "__version__"]
 
 

@@ -50,9 +50,10 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
     Raises energybench.core.errors.UserError (one line, naming this function's arguments) on bad input
     or a metric that cannot run here.
     """
-    from energybench.evaluation.runner import check_param_keys, evaluate as run
-    from energybench.metrics import resolve_metrics
     from energybench.core.runtime import resolve_device
+    from energybench.evaluation.protocol import check_param_keys
+    from energybench.evaluation.runner import evaluate as run
+    from energybench.metrics import resolve_metrics
 
     if isinstance(metrics, str) or isinstance(suites, str):
         raise UserError("metrics and suites are lists of names, e.g. metrics=['clean', 'pgd20']")

@@ -61,7 +61,8 @@ def values(out: Path) -> dict:
 def render_tables(folder: Path) -> None:
     """(Re-)render the tables of a reproduction folder from its records with the current code."""
     sys.path.insert(0, str(REPO))
-    from energybench.reporting.report import collect_records, write_tables
+    from energybench.reporting.cells import collect_records
+    from energybench.reporting.report import write_tables
 
     write_tables(collect_records([folder / "records"]), folder / "tables")
 

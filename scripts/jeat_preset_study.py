@@ -32,11 +32,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from energybench.training.config import apply_overrides  # noqa: E402
 from energybench.core.errors import UserError  # noqa: E402
 from energybench.evaluation.runner import evaluate  # noqa: E402
+from energybench.training.config import apply_overrides  # noqa: E402
 from energybench.training.recipes import preset_config  # noqa: E402
-from energybench.training.trainer import train  # noqa: E402
+from energybench.training.run import train
 
 JEM_STABILISERS = ["model.batch_norm=false", "model.act=leaky_relu", "model.normalize=pm1",
                    "model.init=default", "optim.name=adam", "optim.lr=1e-4", "optim.weight_decay=0"]

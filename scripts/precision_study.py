@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import energybench.training.trainer as trainer_module  # noqa: E402
-from energybench.training.config import apply_overrides  # noqa: E402
 from energybench.evaluation.runner import evaluate  # noqa: E402
+from energybench.training.config import apply_overrides  # noqa: E402
 from energybench.training.recipes import preset_config  # noqa: E402
 
 SETTINGS = {"float32": (False, "float32"), "bf16-step, float32 inner": (True, "float32"),
@@ -44,11 +44,10 @@ def cpu_bf16_autocast(device, enabled):
 
 def sgld_energy(ckpt: Path, precision: str, device) -> float:
     """Mean E(x, y) after 100 SGLD steps (eq. 17) from the class Gaussian, loop in `precision`."""
-    from energybench.handles.checkpoint import load_model
-    from energybench.energy.energies import joint_energy
-    from energybench.energy.generation import GenerationConfig
     from energybench.core.runtime import inner_loop_precision
-    from energybench.energy.generation import generate_for
+    from energybench.energy.energies import joint_energy
+    from energybench.energy.generation import GenerationConfig, generate_for
+    from energybench.handles.checkpoint import load_model
 
     loaded = load_model(ckpt, device)
     cfg = GenerationConfig(n_per_class=20, steps=100)

@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from energybench.handles.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
-from energybench.evaluation.runner import evaluate  # noqa: E402
 from energybench.core.hashing import file_sha256  # noqa: E402
+from energybench.evaluation.runner import evaluate  # noqa: E402
+from energybench.handles.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 
 RUNS = ("normal", "pgd-at", "trades", "jem", "jeat", "eb-jdat")
 DATA = "../shared/data/cifar10-jpeg75.tar.gz"  # relative to the repository root

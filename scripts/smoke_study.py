@@ -21,11 +21,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from energybench.training.config import apply_overrides  # noqa: E402
 from energybench.core.errors import UserError  # noqa: E402
 from energybench.evaluation.runner import evaluate  # noqa: E402
+from energybench.training.config import apply_overrides  # noqa: E402
 from energybench.training.recipes import preset_config, recipe_names  # noqa: E402
-from energybench.training.trainer import train  # noqa: E402
+from energybench.training.run import train
 
 DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg75.tar.gz"
 ADVERSARIAL = ["pgd-at", "trades", "prejeat", "jeat", "eb-jdat"]

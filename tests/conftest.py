@@ -47,7 +47,7 @@ def trained_run(tmp_path_factory, jpeg_tar) -> Path:
 
     from energybench.training.config import apply_overrides
     from energybench.training.recipes import preset_config
-    from energybench.training.trainer import train
+    from energybench.training.run import train
 
     cfg = preset_config("normal", "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -66,7 +66,7 @@ def trained_model(trained_run):
 
 @pytest.fixture(scope="session")
 def exact_test(exact_npz):
-    from energybench.data.sources import load_split
+    from energybench.data import load_split
 
     return load_split(exact_npz, "test")
 

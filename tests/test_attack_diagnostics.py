@@ -17,11 +17,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from energybench.handles.checkpoint import load_model
 from energybench.core.errors import UserError
 from energybench.evaluation.runner import evaluate
+from energybench.handles.checkpoint import load_model
 from energybench.records.outcomes import paired, read_outcomes
-from energybench.reporting.report import build, collect_records, load_table, render
+from energybench.reporting.cells import collect_records
+from energybench.reporting.render import render
+from energybench.reporting.report import build
+from energybench.reporting.table_specs import load_table
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "checkpoints").glob("*-smoke.pt"))

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from energybench.evaluation.runner import evaluate
 from energybench.energy.generation import GenerationConfig
-
+from energybench.evaluation.runner import evaluate
 
 
 @pytest.mark.parametrize("mode, init", [("joint", "class-gaussian"), ("conditional", "uniform"),
@@ -105,7 +104,7 @@ def test_exported_model_pgd20_agrees_with_apgd_ce(trained_run, exact_npz, tmp_pa
         tmp_path / "model.pt2", ["pgd20"], data=str(exact_npz), n=300,
         batch_size=300, out_dir=tmp_path / "e", overrides={"eps": eps, "step_size": eps / 4},
         log=lambda m: None)}
-    from energybench.data.sources import load_split
+    from energybench.data import load_split
 
     test = load_split(exact_npz, "test").subset(300)
     x, y = test.images.float() / 255, test.labels

@@ -3,11 +3,9 @@ import pickle
 import pytest
 import torch
 
-from energybench.handles.checkpoint import (
-    FORMAT, load_model, read_checkpoint, save_checkpoint,
-)
 from energybench.core.errors import UserError
 from energybench.evaluation.runner import evaluate
+from energybench.handles.checkpoint import FORMAT, load_model, read_checkpoint, save_checkpoint
 from energybench.handles.exported import load_exported
 from energybench.models import create_model
 

@@ -3,8 +3,6 @@ import json
 import pytest
 
 
-
-
 def _records(folder, metric):
     return {json.loads(p.read_text())["params"].get("eps"): json.loads(p.read_text())
             for p in sorted(folder.glob(f"{metric}-*.json"))}

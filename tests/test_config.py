@@ -1,7 +1,7 @@
 import pytest
 
-from energybench.training.config import apply_overrides, to_dict, train_config_from_dict
 from energybench.core.errors import UserError
+from energybench.training.config import apply_overrides, to_dict, train_config_from_dict
 from energybench.training.recipes import get_recipe, preset_config
 
 

@@ -452,8 +452,9 @@ def _torch_written_expressions():
     classifiers: sums, products, floor division, modulo, min/max, comparisons, infinities."""
     import sympy
     from torch._export.serde.serialize import _print_sympy
-    from torch.utils._sympy.functions import (CleanDiv, FloorDiv, IntTrueDiv, Mod, PowByNatural,
-                                              PythonMod, ToFloat)
+    from torch.utils._sympy.functions import (
+        CleanDiv, FloorDiv, IntTrueDiv, Mod, PowByNatural, PythonMod, ToFloat,
+    )
     from torch.utils._sympy.numbers import int_oo
 
     s = sympy.Symbol("s77", positive=True, integer=True)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from energybench.data import sources as datalib
-from energybench.data.augment import random_crop_flip
+from energybench import data as datalib
 from energybench.core.errors import UserError
+from energybench.data.augment import random_crop_flip
 
 
 def test_jpeg_tar_counts_order_and_dtype(jpeg_tar, exact_npz):
@@ -179,7 +179,7 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
     broken meta.json are noticed on the next read, said in one line, and decoded again."""
     import json as _json
 
-    from energybench.data import sources as datalib
+    from energybench import data as datalib
 
     monkeypatch.setenv("ENERGYBENCH_HOME", str(tmp_path / "home"))
     rng = np.random.default_rng(0)

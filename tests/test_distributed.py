@@ -50,7 +50,7 @@ def test_per_rank_replay_buffers_and_resume(tmp_path, jpeg_tar):
     # Resuming with another number of processes is refused with a one-line reason.
     from energybench.core.errors import UserError
     from energybench.training.recipes import preset_config
-    from energybench.training.trainer import train
+    from energybench.training.run import train
 
     ckpt["progress"]["finished"] = False
     ckpt["config"]["optim"]["epochs"] = 2

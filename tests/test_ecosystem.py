@@ -471,8 +471,8 @@ def test_contour_levels_are_round_and_cover_the_range():
 
 
 def test_robustness_comparison_has_wilson_error_bars():
-    from energybench.reporting.plotting import robustness_scatter
     from energybench.core.stats import wilson_interval
+    from energybench.reporting.plotting import robustness_scatter
 
     points = [{"name": "a", "clean": 0.5, "pgd20": 0.2, "autoattack": 0.15, "n_clean": 100, "n_pgd20": 100,
                "n_autoattack": 50},

@@ -30,8 +30,8 @@ def test_pgd_step_follows_the_budget_and_matches_apgd_ce(trained_run, exact_npz,
     pyautoattack's APGD-CE (100 iterations, its own step-size schedule) on the same images."""
     from pyautoattack.autopgd_base import APGDAttack
 
+    from energybench.data import load_split
     from energybench.handles.checkpoint import load_model
-    from energybench.data.sources import load_split
 
     eps = 1 / 255
     (record,) = evaluate(trained_run / "last.pt", ["pgd20"], data=str(exact_npz), n=500,
@@ -57,7 +57,7 @@ def second_run(tmp_path_factory, jpeg_tar):
 
     from energybench.training.config import apply_overrides
     from energybench.training.recipes import preset_config
-    from energybench.training.trainer import train
+    from energybench.training.run import train
 
     cfg = preset_config("normal", "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -109,7 +109,7 @@ def test_energy_dynamics_keeps_its_raw_rows(tmp_path, jpeg_tar):
 
     from energybench.training.config import apply_overrides
     from energybench.training.recipes import preset_config
-    from energybench.training.trainer import train
+    from energybench.training.run import train
 
     cfg = preset_config("normal", "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -126,7 +126,7 @@ def test_energy_dynamics_keeps_its_raw_rows(tmp_path, jpeg_tar):
 _AUTOATTACK_CHILD = """
 import sys, torch
 from energybench.handles.checkpoint import load_model
-from energybench.data.sources import load_split
+from energybench.data import load_split
 from energybench.attacks.autoattack import run_autoattack
 torch.set_num_threads(1)
 model = load_model(sys.argv[1]).model
@@ -140,8 +140,8 @@ def test_killed_autoattack_resumes_to_the_uninterrupted_result(trained_run, exac
     """A real AutoAttack run is killed (SIGKILL) after its first chunk; the resumed run reuses
     that chunk and ends with exactly the robust flags and per-attack numbers of an uninterrupted run."""
     from energybench.attacks.autoattack import run_autoattack
+    from energybench.data import load_split
     from energybench.handles.checkpoint import load_model
-    from energybench.data.sources import load_split
 
     state = tmp_path / "aa.state.json"
     env = dict(os.environ, ENERGYBENCH_PROGRESS="0")

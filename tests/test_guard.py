@@ -4,11 +4,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from energybench.training.config import GuardConfig, apply_overrides
 from energybench.core.errors import UserError
+from energybench.training.config import GuardConfig, apply_overrides
 from energybench.training.guard import divergence_reason
 from energybench.training.recipes import preset_config
-from energybench.training.trainer import train
+from energybench.training.run import train
 
 
 def config(jpeg_tar, *extra):
@@ -61,7 +61,9 @@ def test_guard_off_fails_fast(tmp_path, jpeg_tar):
 def test_roll_backs_show_in_records_and_table_cells(tmp_path, jpeg_tar, exact_npz):
     """A run the guard rolled back says so in every record and in every table cell built on it."""
     from energybench.evaluation.runner import evaluate
-    from energybench.reporting.report import build, load_table, render
+    from energybench.reporting.render import render
+    from energybench.reporting.report import build
+    from energybench.reporting.table_specs import load_table
 
     cfg = config(jpeg_tar, "optim.lr=1e4", "run.guard.lr_factor=1e-5", "run.guard.max_abs_energy=1e3")
     ckpt = train(cfg, tmp_path / "r", torch.device("cpu"))

@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from energybench.training.config import apply_overrides
-from energybench.data.sources import load_split
 from energybench.core.errors import UserError
+from energybench.data import load_split
 from energybench.evaluation.runner import evaluate
+from energybench.training.config import apply_overrides
 from energybench.training.recipes import preset_config
-from energybench.training.trainer import train
+from energybench.training.run import train
 
 pytestmark = pytest.mark.synthetic
 

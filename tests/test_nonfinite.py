@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from energybench.handles.checkpoint import load_model, read_checkpoint, save_checkpoint
 from energybench.core.errors import UserError
 from energybench.evaluation.runner import evaluate
+from energybench.handles.checkpoint import load_model, read_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,11 +15,14 @@ import pytest
 import scipy.stats
 import torch
 
-from energybench.training.config import apply_overrides
 from energybench.core.errors import UserError
-from energybench.training.recipes import preset_config
-from energybench.reporting.report import build, cell_protocol, collect_records, load_table, measured_cell, render
 from energybench.core.stats import compare, mcnemar_exact, paired_bootstrap
+from energybench.reporting.cells import cell_protocol, collect_records, measured_cell
+from energybench.reporting.render import render
+from energybench.reporting.report import build
+from energybench.reporting.table_specs import load_table
+from energybench.training.config import apply_overrides
+from energybench.training.recipes import preset_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _train_with_holdout(recipe: str, jpeg_tar, out: Path, epochs: int = 4):
-    from energybench.training.trainer import train
+    from energybench.training.run import train
 
     cfg = preset_config(recipe, "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))
@@ -64,7 +67,7 @@ def test_the_selection_rule_reaches_the_records(jpeg_tar, tmp_path, exact_npz):
     (record,) = evaluate(tmp_path / "run" / "best.pt", ["clean"], data=str(exact_npz), n=50,
                          out_dir=tmp_path / "eval", log=lambda m: None)
     assert record["model"]["checkpoint"]["which"] == "best" and record["model"]["checkpoint"]["by"] == "val_acc"
-    from energybench.reporting.report import Scale
+    from energybench.reporting.cells import Scale
 
     assert "by clean accuracy on 200 held-out" in Scale.of(record).describe()
 
@@ -84,7 +87,7 @@ def _trades_code_lr(epoch_1_based: int, lr: float = 0.1) -> float:
 
 
 def test_trades_trains_76_epochs_with_the_official_drop():
-    from energybench.training.trainer import learning_rate
+    from energybench.training.optim import learning_rate
 
     cfg = preset_config("trades", "paper")
     assert cfg.optim.epochs == 76
@@ -97,8 +100,8 @@ def test_trades_trains_76_epochs_with_the_official_drop():
 
 @pytest.mark.parametrize("depth", [28, 34])
 def test_robustbench_wide_resnet_loads_strictly_and_gives_the_same_logits(depth):
-    from energybench.models import create_model
     from energybench.handles.zoo import robustbench
+    from energybench.models import create_model
 
     public = robustbench().model_zoo.architectures.wide_resnet.WideResNet(depth=depth, widen_factor=10).eval()
     ours = create_model("wrn", depth=depth, width=10, layout="trades", normalize="none").eval()
@@ -117,8 +120,8 @@ def test_the_adversarial_training_presets_use_that_layout():
 
 
 def test_ebjdat_samples_in_train_mode_as_its_code(tmp_path):
-    from energybench.models import create_model
     from energybench.energy.sgld import SGLDConfig, sgld
+    from energybench.models import create_model
 
     assert preset_config("eb-jdat", "paper").params.sgld_train_mode is True
     assert preset_config("jem", "paper").params.sgld_train_mode is False
@@ -149,7 +152,7 @@ def test_ebjdat_samples_in_train_mode_as_its_code(tmp_path):
 
 
 def test_each_row_generates_with_its_papers_sampler():
-    from energybench.workflows.reproduce import plan
+    from energybench.workflows.plan import plan
 
     spec = load_table("jeat-t2")
     entries = {e["key"]: e for e in spec["entries"]}

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from energybench.training.optim import learning_rate
 from energybench.training.recipes import preset_config
-from energybench.training.trainer import learning_rate
 
 
 def lr_at_epochs(cfg, epochs, steps_per_epoch=100):

@@ -135,8 +135,8 @@ def test_the_python_api_checks_its_arguments_before_any_work(kwargs, message, tm
     import torch
 
     import energybench
-    from energybench.handles.checkpoint import load_model
     from energybench.core.errors import UserError
+    from energybench.handles.checkpoint import load_model
 
     model = load_model(REPO / "checkpoints" / "jeat-smoke.pt").model
     rng = np.random.default_rng(0)
@@ -161,8 +161,8 @@ def test_the_python_api_takes_float_images_in_torchs_convention(tmp_path):
     import torch
 
     import energybench
-    from energybench.handles.checkpoint import load_model
     from energybench.core.errors import UserError
+    from energybench.handles.checkpoint import load_model
 
     model = load_model(REPO / "checkpoints" / "jeat-smoke.pt").model
     rng = np.random.default_rng(0)

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from energybench.attacks.pgd import PGDConfig
-from energybench.training.config import apply_overrides
-from energybench.energy.energies import joint_energy, marginal_energy
 from energybench.core.errors import UserError
+from energybench.energy.energies import joint_energy, marginal_energy
 from energybench.evaluation.runner import evaluate
+from energybench.training.config import apply_overrides
 from energybench.training.recipes import RecipeContext, get_recipe, preset_config, recipe_names
-from energybench.training.trainer import train
+from energybench.training.run import train
 
 ALL = ["eb-jdat", "jeat", "jem", "noise", "normal", "pgd-at", "prejeat", "trades"]
 

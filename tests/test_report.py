@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from energybench.core.errors import UserError
-from energybench.reporting.report import build, collect_records, load_table, render, select_data, table_names
-from energybench.workflows.reproduce import parse_only, plan
+from energybench.reporting.cells import collect_records, select_data
+from energybench.reporting.render import render
+from energybench.reporting.report import build
+from energybench.reporting.table_specs import load_table, table_names
+from energybench.workflows.plan import parse_only, plan
 
 RECORDS = Path(__file__).resolve().parent / "reference" / "ci" / "records"
 
@@ -126,10 +129,10 @@ def test_the_reproduction_plan_is_read_off_the_tables():
 
 
 def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
+    from energybench.evaluation.protocol import metric_params
     from energybench.training.config import apply_overrides
-    from energybench.evaluation.runner import metric_params
     from energybench.training.recipes import preset_config, recipe_names
-    from energybench.workflows.reproduce import PRESETS
+    from energybench.workflows.plan import PRESETS
 
     for preset in PRESETS.values():
         for recipe in recipe_names():
@@ -145,11 +148,12 @@ def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
 def test_reproduce_draws_figures_writes_an_index_and_resumes(tmp_path, jpeg_tar, monkeypatch):
     import torch
 
+    from energybench.workflows import plan as planning
     from energybench.workflows import reproduce as rp
 
-    tiny = rp.ReproductionPreset("tiny", "smoke", ("data.train_subset=300", "optim.epochs=1", "data.eval_subset=0"),
+    tiny = planning.ReproductionPreset("tiny", "smoke", ("data.train_subset=300", "optim.epochs=1", "data.eval_subset=0"),
                                  {"default": 40}, figures=True, summary="test")
-    monkeypatch.setitem(rp.PRESETS, "tiny", tiny)
+    monkeypatch.setitem(planning.PRESETS, "tiny", tiny)
     out, runs = tmp_path / "out", tmp_path / "runs"
     index = rp.reproduce("tiny", out, runs, {"cifar10": str(jpeg_tar)}, torch.device("cpu"),
                          only="normal", tables=["jeat-t1"], log=lambda m: None)
@@ -202,8 +206,8 @@ def test_summary_spreads_use_significant_digits_and_wilson_intervals():
     or at 0%/100% shows its 95% Wilson interval, checked against scipy's binomtest."""
     from scipy.stats import binomtest
 
-    from energybench.records.text import spread_text
     from energybench.core.stats import wilson_interval
+    from energybench.records.text import spread_text
 
     assert spread_text({"metric": "jfs", "value": 0.07346, "stderr": 0.0021, "n": 1000, "unit": "score"}) == "0.0021"
     assert spread_text({"value": 0.3, "stderr": 0.0205, "n": 500, "unit": "fraction"}) == "2.05"

@@ -118,7 +118,7 @@ def test_second_training_into_a_locked_folder_gets_one_line(tmp_path, run_cli, j
 
 _DECODE_CHILD = """
 import sys, numpy as np
-from energybench.data.sources import load_split
+from energybench.data import load_split
 split = load_split(sys.argv[1], "train")
 print(int(split.images.sum()), len(split))
 """
@@ -207,10 +207,11 @@ def test_resume_applies_allowed_overrides_and_refuses_the_rest(tmp_path, run_cli
 def test_a_run_that_never_trained_may_start_afresh(tmp_path, run_cli, jpeg_tar):
     """A run killed or failed after its first (step-0) checkpoint neither blocks a fresh start
     nor needs --resume."""
+    from dataclasses import replace
+
     from energybench.training.config import apply_overrides
     from energybench.training.recipes import preset_config
-    from energybench.training.trainer import train
-    from dataclasses import replace
+    from energybench.training.run import train
 
     cfg = preset_config("normal", "smoke")
     cfg = replace(cfg, data=replace(cfg.data, source=str(jpeg_tar)))

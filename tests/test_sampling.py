@@ -1,11 +1,9 @@
 import pytest
 import torch
 
-from energybench.energy.energies import joint_energy, marginal_energy
 from energybench.core.errors import UserError
-from energybench.energy.sgld import (
-    ClassGaussianInit, ReplayBuffer, SGLDConfig, UniformInit, sgld,
-)
+from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.energy.sgld import ClassGaussianInit, ReplayBuffer, SGLDConfig, UniformInit, sgld
 
 
 class Quadratic(torch.nn.Module):
@@ -117,9 +115,9 @@ def test_attack_and_sgld_loops_follow_the_inner_precision(precision, expected):
     import torch.nn.functional as F
 
     from energybench.attacks.pgd import PGDConfig, pgd
-    from energybench.models import create_model
     from energybench.core.runtime import inner_loop_precision
     from energybench.energy.sgld import SGLDConfig, sgld
+    from energybench.models import create_model
 
     seen = []
 

@@ -143,18 +143,20 @@ def test_sharded_sampling_equals_one_process(tmp_path, jpeg_tar):
 
 
 def test_the_reproduction_plan_runs_in_any_order(tmp_path, jpeg_tar, monkeypatch):
+    from energybench.workflows import jobs
+    from energybench.workflows import plan as planning
     from energybench.workflows import reproduce as rp
 
-    tiny = rp.ReproductionPreset("tiny", "smoke", ("data.train_subset=300", "optim.epochs=1", "data.eval_subset=0",
+    tiny = planning.ReproductionPreset("tiny", "smoke", ("data.train_subset=300", "optim.epochs=1", "data.eval_subset=0",
                                                    "run.deterministic=true", "run.dynamics_probe=0"),
                                  {"default": 40}, {"attack-sanity": {"max_images": 16, "square_queries": 20}},
                                  summary="test")
-    monkeypatch.setitem(rp.PRESETS, "tiny", tiny)
+    monkeypatch.setitem(planning.PRESETS, "tiny", tiny)
     data = {"cifar10": str(jpeg_tar)}
     cpu = torch.device("cpu")
     straight = rp.reproduce("tiny", tmp_path / "straight", tmp_path / "runs-a", data, cpu, only="normal",
                             log=lambda m: None)
-    path = rp.write_plan("tiny", tmp_path / "planned", tmp_path / "runs-b", data, only="normal")
+    path = jobs.write_plan("tiny", tmp_path / "planned", tmp_path / "runs-b", data, only="normal")
     plan = json.loads(path.read_text())
     jobs = [j["id"] for j in plan["jobs"]]
     assert jobs[-1] == "tables" and {"train/normal", "eval/normal/clean", "eval/normal/pgd20"} <= set(jobs)
@@ -164,7 +166,7 @@ def test_the_reproduction_plan_runs_in_any_order(tmp_path, jpeg_tar, monkeypatch
     random.Random(3).shuffle(order)
     assert order.index("train/normal") > 0  # some evaluation runs before its training job
     for job in order + ["tables"]:
-        rp.run_job(job, "tiny", tmp_path / "planned", tmp_path / "runs-b", data, cpu, only="normal",
+        jobs.run_job(job, "tiny", tmp_path / "planned", tmp_path / "runs-b", data, cpu, only="normal",
                    log=lambda m: None)
     for table in ("jeat-t1", "jeat-t2", "jeat-t3"):
         assert (tmp_path / "planned" / "tables" / f"{table}.md").read_text() == \

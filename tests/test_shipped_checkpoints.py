@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from energybench.handles.checkpoint import load_model, read_checkpoint
 from energybench.core.hashing import file_sha256
+from energybench.handles.checkpoint import load_model, read_checkpoint
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = sorted(CHECKPOINTS.glob("*-smoke.pt"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from energybench.core.errors import UserError
-from energybench.workflows.reproduce import write_plan
+from energybench.workflows.jobs import write_plan
 
 pytestmark = pytest.mark.synthetic
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from energybench.reporting.report import FORMATS, build, collect_records, load_table, render, table_names
+from energybench.reporting.cells import collect_records
+from energybench.reporting.render import FORMATS, render
+from energybench.reporting.report import build
+from energybench.reporting.table_specs import load_table, table_names
 
 REFERENCE = Path(__file__).resolve().parent / "reference" / "ci"
 SMOKE_REPORT = Path(__file__).resolve().parent.parent / "reports" / "reproduce-smoke"

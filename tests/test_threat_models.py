@@ -313,7 +313,7 @@ def test_adversarial_training_attacks_in_the_recipe_norm(recipe, monkeypatch):
 @pytest.mark.synthetic
 def test_model_selection_attacks_in_the_norm_the_recipe_trains_for():
     from energybench.training.recipes import get_recipe
-    from energybench.training.trainer import SELECTION_ATTACK, selection_attack
+    from energybench.training.selection import SELECTION_ATTACK, selection_attack
 
     l2 = selection_attack(get_recipe("pgd-at").Params(norm="L2", eps=0.5, step_size=0.1))
     assert (l2.norm, l2.eps, l2.step, l2.steps) == ("L2", 0.5, 0.125, 10)

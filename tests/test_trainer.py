@@ -4,10 +4,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from energybench.training.config import OptimConfig, apply_overrides
 from energybench.core.errors import UserError
+from energybench.training.config import OptimConfig, apply_overrides
+from energybench.training.optim import learning_rate
 from energybench.training.recipes import preset_config
-from energybench.training.trainer import learning_rate, train
+from energybench.training.run import train
 
 
 def small_config(jpeg_tar, *extra):
@@ -79,9 +80,9 @@ def test_holdout_and_best_checkpoint_by_robust_accuracy(tmp_path, jpeg_tar, exac
     """data.holdout removes a class-balanced, seeded set from training; each epoch logs PGD-10
     robust accuracy on it, and best.pt is the epoch with the highest (first of ties); eval says
     which checkpoint a record is of."""
-    from energybench.data.sources import load_split
+    from energybench.data import load_split
     from energybench.evaluation.runner import evaluate
-    from energybench.training.trainer import balanced_subset, split_holdout
+    from energybench.training.splits import balanced_subset, split_holdout
 
     cfg = small_config(jpeg_tar, "optim.epochs=3", "data.holdout=100", "run.robust_eval=60",
                        "run.select_by=robust")  # (normal would select by clean accuracy under 'auto')

@@ -23,14 +23,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from energybench.attacks import diagnostics
-from energybench.attacks.pgd import check_eps
-from energybench.core.runtime import eval_mode
 from energybench.attacks.diagnostics import Check
-from energybench.energy.energies import logit_margin
+from energybench.attacks.pgd import check_eps
+from energybench.core.atomic import write_json_atomic
 from energybench.core.errors import UserError
 from energybench.core.hashing import json_key
 from energybench.core.progress import progress, say_progress
-from energybench.core.atomic import write_json_atomic
+from energybench.core.runtime import eval_mode
+from energybench.energy.energies import logit_margin
 
 STATE_FORMAT = "energybench-autoattack-state"
 STATE_VERSION = 6  # 6: a digest of key and chunks; 5: non-finite logits per image; 4: chunks by id (a rank's share); 3: outcomes

@@ -23,10 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from energybench.energy.energies import joint_energy, logit_margin
 from energybench.core.errors import UserError
 from energybench.core.runtime import derive_seed, eval_mode, inner_loop, make_generator
 from energybench.core.validation import Checked, check_value, parse_number
+from energybench.energy.energies import joint_energy, logit_margin
 
 OBJECTIVES = ("ce", "energy", "margin")
 NORMS = ("Linf", "L2")
@@ -132,11 +132,6 @@ def per_example_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> t
     if objective == "margin":  # Carlini-Wagner's: max_{k != y} z_k - z_y (Square's loss too)
         return -logit_margin(logits, y)
     return joint_energy(logits, y)
-
-
-def attack_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
-    """The summed per-example quantity the attack ascends. logits (N, K), y (N,) -> scalar."""
-    return per_example_loss(logits, y, objective).sum()
 
 
 @dataclass

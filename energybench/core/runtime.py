@@ -133,7 +133,7 @@ def float32_precision_now() -> dict:
 
 def git_sha() -> str | None:
     """The git commit of the energybench source tree, if it is a git checkout."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from energybench.data import sources as datalib
+from energybench import data as datalib
 from energybench.core.errors import UserError
 from energybench.core.hashing import file_sha256
 

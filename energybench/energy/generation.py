@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench.data import sources as datalib
+from energybench import data as datalib
+from energybench.core.atomic import write_npz_atomic
 from energybench.core.distributed import World, agree
 from energybench.core.errors import UserError
 from energybench.core.progress import progress, say_progress
-from energybench.core.atomic import write_npz_atomic
 from energybench.core.runtime import derive_seed, make_generator
-from energybench.energy.sgld import SGLDConfig, make_init, sgld
 from energybench.core.validation import Checked
+from energybench.energy.sgld import SGLDConfig, make_init, sgld
 
 MODES = {"joint": "joint", "conditional": "conditional", "marginal": "marginal"}
 INITS = ("uniform", "class-gaussian", "buffer")

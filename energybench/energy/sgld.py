@@ -20,11 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from energybench.core.runtime import eval_mode
-from energybench.energy.energies import joint_energy, marginal_energy
 from energybench.core.errors import UserError
 from energybench.core.progress import progress
-from energybench.core.runtime import inner_loop
+from energybench.core.runtime import eval_mode, inner_loop
+from energybench.energy.energies import joint_energy, marginal_energy
 
 TARGETS = ("marginal", "joint", "conditional")
 INITS = ("uniform", "class-gaussian")

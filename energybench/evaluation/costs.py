@@ -15,7 +15,7 @@ import torch
 
 from energybench.attacks.pgd import PGDConfig
 from energybench.energy.generation import GenerationConfig
-from energybench.metrics.robustness import CurveParams
+from energybench.metrics.robust_curve import CurveParams
 
 NOT_COUNTED = {"autoattack": "AutoAttack", "attack-sanity": "attack-sanity's Square queries",
                "memorization": "the SSIM search",

@@ -9,165 +9,29 @@ force=True. Metrics run with TF32 off (`runtime.exact_float32`).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
-import types
-import typing
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from energybench import data as datalib
+from energybench.core.atomic import check_writable_dir, write_json_atomic
+from energybench.core.distributed import World, agree
+from energybench.core.errors import UserError
+from energybench.core.runtime import environment_info, exact_float32, float32_precision_now
 from energybench.evaluation import costs
-
-from energybench.data import sources as datalib
-from energybench.attacks.pgd import NORMS, parse_eps
+from energybench.evaluation.identity import check_classes, describe_model, record_identity
+from energybench.evaluation.protocol import attack_norms, check_call_arguments, metric_params
+from energybench.evaluation.sharding import (
+    _finish_on_main, _load_shard, remove_saved_state, remove_shards, save_shard,
+)
 from energybench.handles.checkpoint import LoadedModel
 from energybench.handles.model_handle import default_out_dir, open_model
-from energybench.handles.zoo import is_zoo_name
-from energybench.core.errors import UserError
-from energybench.core.validation import RangeError
-from energybench.core.distributed import World, agree
 from energybench.metrics import METRICS, EvalContext, figure_drawer
 from energybench.metrics.base import NONFINITE_POLICIES, Shard
+from energybench.records.figures import draw_record
 from energybench.records.store import RECORD_VERSION, read_record, record_path, same_inputs
 from energybench.records.text import check_lines, protocol_text
-from energybench.core.atomic import check_writable_dir, write_json_atomic, write_npz_atomic
-from energybench.records.figures import draw_record
-from energybench.core.runtime import environment_info, exact_float32, float32_precision_now
-
-
-def metric_params(name: str, overrides: dict) -> object:
-    """The metric's protocol with the applicable overrides applied. Override values may be typed
-    (eps=0.03) or strings from `--param KEY=VALUE`, parsed by the field's type; an eps string is
-    read for the metric's norm (an L2 budget written as x/255 is refused)."""
-    from energybench.training.config import parse_field
-
-    cls = METRICS.get(name)
-    fields = {f.name for f in dataclasses.fields(cls.Params)}
-    hints = typing.get_type_hints(cls.Params)
-    norm = overrides.get("norm") if "norm" in fields and overrides.get("norm") is not None else "Linf"
-    values = {}
-    for key, value in overrides.items():
-        if key in fields and value is not None:
-            if key == "eps" and isinstance(value, str):
-                value = parse_eps(value, norm)
-            elif isinstance(value, str) and key != "inception_weights":
-                value = parse_field(cls.Params, key, value)
-            elif not _fits(value, hints[key]):
-                raise UserError(f"{key} must be {_type_text(hints[key])}, got {value!r}")
-            values[key] = value
-    try:
-        return cls.Params(**values)
-    except RangeError as exc:
-        raise exc.renamed(f"{name}: {exc.field}") from None
-
-
-def _fits(value, hint) -> bool:
-    """Whether a protocol value given from Python has its field's type (an int for a float field
-    too; a tuple or list of them for a tuple field)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return any(_fits(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if typing.get_origin(hint) is tuple:
-        inner = typing.get_args(hint)[0]
-        return isinstance(value, (tuple, list)) and all(_fits(v, inner) for v in value)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint) if isinstance(hint, type) else True
-
-
-def _type_text(hint) -> str:
-    names = {float: "a number", int: "an integer", bool: "true or false", str: "text"}
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_type_text(h) for h in typing.get_args(hint) if h is not type(None))
-    if typing.get_origin(hint) is tuple:
-        return f"a list of {_type_text(typing.get_args(hint)[0]).removeprefix('a ').removeprefix('an ')}s"
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _check_call(n, batch_size, seed, data, train_data) -> None:
-    """What `evaluate` is given from Python, checked before any work: one line naming the argument."""
-    for name, value in (("n", n), ("batch_size", batch_size), ("seed", seed)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise UserError(f"{name} must be an integer, got {value!r}")
-    for name, value in (("data", data), ("train_data", train_data)):
-        if value is None or isinstance(value, (str, os.PathLike, datalib.LabeledImages)):
-            continue
-        if isinstance(value, tuple) and len(value) == 2:
-            continue
-        what = f"a tuple of {len(value)}" if isinstance(value, tuple) else f"a {type(value).__name__}"
-        raise UserError(f"{name} must be a data spec, LabeledImages or (images, labels); got {what}")
-
-
-def attack_norms(metrics: list[str], overrides: dict, model, threat_model: str) -> dict[str, dict]:
-    """Each metric's overrides with the threat model settled. A norm the user asked for (--norm,
-    norm=) goes to every attack metric, and one that cannot attack in it is an error; without one,
-    a RobustBench model is attacked in its own threat model (Linf or L2) by the metrics that can,
-    and the others keep their L-inf protocol (the summary names the mismatch)."""
-    asked = overrides.get("norm")
-    if asked is not None and asked not in NORMS:
-        raise UserError(f"--norm {asked!r} is not a threat model energybench attacks in; use {' or '.join(NORMS)}")
-    implied = threat_model if asked is None and is_zoo_name(model) and threat_model in NORMS else None
-    per_metric = {}
-    for name in metrics:
-        cls = METRICS.get(name)
-        norm = asked or implied
-        if asked is not None and cls.norms and asked not in cls.norms:
-            raise UserError(f"{name} attacks in {' and '.join(cls.norms)} only, not {asked}; evaluate it in "
-                            f"a separate run without --norm {asked}")
-        takes_norm = norm is not None and norm in cls.norms and len(cls.norms) > 1
-        per_metric[name] = {**overrides, "norm": norm if takes_norm else None}
-    return per_metric
-
-
-# Protocol names that were renamed so that one concept has one name everywhere.
-RENAMED_PARAMS = {"noise_scale": "noise"}
-
-
-def check_param_keys(metrics: list[str], keys) -> None:
-    """Every --param key must belong to at least one selected metric's protocol."""
-    known = {f.name for m in metrics for f in dataclasses.fields(METRICS.get(m).Params)}
-    renamed = sorted(k for k in keys if k in RENAMED_PARAMS)
-    if renamed:
-        raise UserError(f"--param {renamed[0]} is now called {RENAMED_PARAMS[renamed[0]]}; "
-                        f"write {RENAMED_PARAMS[renamed[0]]}=...")
-    unknown = sorted(set(keys) - known)
-    if unknown:
-        raise UserError(f"--param {', '.join(unknown)}: no selected metric takes it; they take: "
-                        f"{', '.join(sorted(known)) or 'nothing'}")
-
-
-def check_classes(loaded: LoadedModel, test: datalib.LabeledImages, device: torch.device) -> None:
-    """The data must have the model's classes: their number, and for a checkpoint (which stores
-    its class names) the same names in the same order."""
-    num_classes = getattr(loaded.model, "num_classes", None) or _num_outputs(loaded, test, device)
-    if num_classes != test.num_classes:
-        raise UserError(
-            f"{loaded.name} outputs {num_classes} classes but the data has {test.num_classes}; "
-            f"give the matching dataset with --data"
-        )
-    trained = loaded.checkpoint["meta"].get("classes") if loaded.checkpoint is not None else None
-    if trained is not None and list(trained) != list(test.classes):
-        first = next(i for i, (a, b) in enumerate(zip(trained, test.classes)) if a != b)
-        raise UserError(
-            f"{loaded.name} was trained with classes in another order or with other names than the "
-            f"data's (class {first}: {trained[first]!r} vs {test.classes[first]!r}); give data with "
-            f"the classes {', '.join(trained[:3])}, ... in the model's order"
-        )
-
-
-def record_identity(metric, loaded: LoadedModel, test: datalib.LabeledImages, seed: int,
-                    batch_size: int, device: torch.device) -> dict:
-    """Everything a record's number depends on; equal identities share one record file."""
-    return {"metric": metric.name, "metric_version": metric.version, "model_sha256": loaded.sha256,
-            "data": datalib.data_identity(test.source), "n": len(test), "params": metric.protocol(),
-            "seed": seed, "batch_size": batch_size, "device": device.type}
 
 
 def evaluate(
@@ -203,7 +67,7 @@ def evaluate(
     writes one record equal to a single process's (see `compute_metric`). `nonfinite`: what the
     accuracy metrics (clean, PGD, AutoAttack) do with images whose logits are NaN or infinite:
     'refuse' (stop with one line) or 'wrong' (count them wrong; the record says how many)."""
-    _check_call(n, batch_size, seed, data, train_data)
+    check_call_arguments(n, batch_size, seed, data, train_data)
     if nonfinite not in NONFINITE_POLICIES:
         raise UserError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
     if n is not None and n < 1:
@@ -395,90 +259,3 @@ def compute_metric(metric, ctx: EvalContext, identity: dict):
     if not world.is_main:
         return None
     return _finish_on_main(lambda: metric.compute(ctx.whole()), world)
-
-
-def _finish_on_main(fn, world):
-    """Rank 0's last step: on failure the other ranks are told before the error propagates."""
-    try:
-        return fn()
-    except UserError as exc:
-        agree(world, str(exc))
-        raise
-
-
-def _shard_path(ctx: EvalContext, rank: int) -> Path:
-    return Path(ctx.out_dir) / f"{ctx.stem}.shard-{rank}-of-{ctx.world.size}.npz"
-
-
-def save_shard(ctx: EvalContext, identity: dict, shard: Shard) -> None:
-    key = json.dumps({"identity": identity, "rank": ctx.world.rank, "world_size": ctx.world.size},
-                     sort_keys=True)
-    write_npz_atomic(_shard_path(ctx, ctx.world.rank), **shard.columns,
-                     __meta__=np.array(json.dumps(shard.meta)), __key__=np.array(key))
-
-
-def _load_shard(ctx: EvalContext, identity: dict, rank: int) -> Shard | None:
-    """A rank's saved shard for exactly this record, size and rank; None if absent or not its."""
-    key = json.dumps({"identity": json.loads(json.dumps(identity)), "rank": rank,
-                      "world_size": ctx.world.size}, sort_keys=True)
-    try:
-        with np.load(_shard_path(ctx, rank), allow_pickle=False) as z:
-            if str(z["__key__"]) != key:
-                return None
-            columns = {k: z[k] for k in z.files if not k.startswith("__")}
-            return Shard(columns, json.loads(str(z["__meta__"])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        return None
-
-
-def remove_shards(out_dir: Path, stem: str) -> None:
-    for f in Path(out_dir).glob(f"{stem}.shard-*-of-*.npz"):
-        f.unlink(missing_ok=True)
-
-
-def remove_saved_state(out_dir: Path, stem: str) -> None:
-    """--force: a metric's saved progress (AutoAttack's state, shards) is discarded first."""
-    remove_shards(out_dir, stem)
-    for f in Path(out_dir).glob(f"{stem}.state*.json"):
-        f.unlink(missing_ok=True)
-
-
-def describe_model(loaded: LoadedModel) -> dict:
-    """What a record says about the evaluated model: identity, recipe and its parameters, the
-    training scale (epochs, training images and their source) that tables report beside a number,
-    which checkpoint of the run it is (`last`, or `best` with how it was selected), and whether
-    the divergence guard rolled the run back (how often, the final learning-rate scale)."""
-    ckpt = loaded.checkpoint
-    info = {"path": str(loaded.path.resolve()) if loaded.path is not None else None, "name": loaded.name,
-            "sha256": loaded.sha256, "kind": loaded.kind, "recipe": None, "model": None,
-            "recipe_params": None, "training": None, "parameters": _parameters(loaded), **loaded.info}
-    if ckpt is None:
-        return info
-    meta, progress = ckpt.get("meta", {}), ckpt.get("progress", {})
-    info.update({
-        "recipe": ckpt["recipe"], "model": ckpt["model"], "recipe_params": ckpt["config"].get("params"),
-        "training": {"epochs": progress.get("epoch"), "planned_epochs": ckpt["config"]["optim"]["epochs"],
-                     "train_images": meta.get("num_train_images"),
-                     "holdout_images": meta.get("num_holdout_images", 0),
-                     "data": (meta.get("train_source") or {}).get("label"), "seed": meta.get("seed"),
-                     "rollbacks": progress.get("rollbacks", 0), "lr_scale": progress.get("lr_scale", 1.0),
-                     "resume_overrides": progress.get("resume_overrides", [])},
-        "checkpoint": {"which": "best", **ckpt["selection"]} if "selection" in ckpt else {"which": "last"},
-    })
-    return info
-
-
-def _parameters(loaded: LoadedModel) -> int | None:
-    """Trainable parameter count, where the model has ordinary parameters (not a .pt2 graph)."""
-    return None if loaded.kind == "export" else sum(p.numel() for p in loaded.model.parameters())
-
-
-@torch.no_grad()
-def _num_outputs(loaded: LoadedModel, test: datalib.LabeledImages, device) -> int:
-    x = test.images[:1].to(device).float().div_(255)
-    out = loaded.model(x)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        what = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else f"shape {tuple(out.shape)}"
-        raise UserError(f"{loaded.name} must return (N, num_classes) logits for (N, C, H, W) images; it "
-                        f"returned {what}")
-    return int(out.shape[1])

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from energybench.core.errors import UserError
-from energybench.handles.exported import load_exported
-from energybench.core.hashing import file_sha256, tensors_sha256
-from energybench.models import create_model
 from energybench.core.atomic import atomic_output
+from energybench.core.errors import UserError
+from energybench.core.hashing import file_sha256, tensors_sha256
 from energybench.core.safe_pickle import read_plain
+from energybench.handles.exported import load_exported
+from energybench.models import create_model
 
 FORMAT = "energybench-checkpoint"
 FORMAT_VERSION = 2  # 2: weights_sha256 (version 1 files load, without the integrity check)

@@ -20,9 +20,10 @@ import torch
 import torch.nn as nn
 
 from energybench.core.errors import UserError
+from energybench.core.safe_pickle import no_code_from_pickles
 from energybench.handles.pt2_archive import rebuild_archive
 from energybench.handles.pt2_grammar import ProgramRefused, check_expression, check_guard, check_operator
-from energybench.core.safe_pickle import no_code_from_pickles
+
 
 class ExportedClassifier(nn.Module):
     """A `torch.export` program mapping [0, 1] NCHW images to logits, as an nn.Module.

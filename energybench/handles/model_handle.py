@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from energybench.handles.checkpoint import LoadedModel, load_model
 from energybench.core.errors import UserError
 from energybench.core.hashing import file_sha256, tensors_sha256, text_sha256
+from energybench.handles.checkpoint import LoadedModel, load_model
 
 MODEL_HELP = "an energybench checkpoint (.pt), a torch.export program (.pt2) or robustbench:NAME"
 

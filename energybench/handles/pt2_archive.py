@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from energybench.core.errors import UserError
-from energybench.handles.pt2_program import sanitize_payload_config, sanitize_program
-from energybench.handles.pt2_grammar import ProgramRefused
 from energybench.core.safe_pickle import no_code_from_pickles
+from energybench.handles.pt2_grammar import ProgramRefused
+from energybench.handles.pt2_program import sanitize_payload_config, sanitize_program
 
 ROOT = "archive/"
 MAX_PROGRAM_BYTES = 256 << 20  # one program's JSON (a WRN-28-10's is about 0.5 MB)

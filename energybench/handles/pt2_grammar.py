@@ -317,8 +317,6 @@ def check_operator(text: str) -> None:
                   f"(custom operators and Python functions are not loaded)")
 
 
-
-
 def check_name(text, what: str, dotted: bool = False, empty: bool = False) -> str:
     """Refuse anything but an ASCII identifier (a dotted path with `dotted`; "" with `empty`)."""
     pattern = PATH if dotted else IDENTIFIER

@@ -23,16 +23,8 @@ import json
 import math
 
 from energybench.handles.pt2_grammar import (
-    DEVICE,
-    MAX_TEXT,
-    VERSION,
-    ProgramRefused,
-    check_expression,
-    check_guard,
-    check_name,
+    DEVICE, MAX_TEXT, VERSION, ProgramRefused, _quote, _refuse, check_expression, check_guard, check_name,
     check_operator,
-    _quote,
-    _refuse,
 )
 
 MAX_JSON_DEPTH = 400  # nesting of the program's JSON (a WRN program is about 12 deep)
@@ -217,7 +209,6 @@ def sanitize_program(text: bytes | str) -> dict:
     clean = _sanitize(program, "", 0)
     _check_signature(clean)
     return clean
-
 
 
 def sanitize_payload_config(text: bytes, constants: bool) -> dict:

@@ -1,10 +1,11 @@
 """Metric registry and suites. Each metric writes one JSON record (see energybench.records.store)."""
 
+from energybench.metrics import (  # noqa: F401  (registers)
+    accuracy, attack_sanity, autoattack_metric, fisher, generative, landscape, memorization, robust_curve,
+    robustness,
+)
 from energybench.metrics.base import (
     METRICS, SUITES, EvalContext, Metric, MetricResult, register_metric, register_suite,
-)
-from energybench.metrics import (  # noqa: F401  (registers)
-    accuracy, fisher, generative, landscape, memorization, robustness,
 )
 
 register_suite("smoke", ["clean", "pgd20"])

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from energybench.core.progress import progress
 from energybench.energy.energies import logit_margin
 from energybench.metrics.base import (
     EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
 )
 from energybench.records.outcomes import OutcomeLog, write_outcomes
-from energybench.core.progress import progress
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from energybench.data.sources import LabeledImages
 from energybench.core.distributed import World
 from energybench.core.errors import UserError
 from energybench.core.registry import Registry
+from energybench.data import LabeledImages
 
 METRICS: Registry = Registry("metric")
 SUITES: dict[str, list[str]] = {}

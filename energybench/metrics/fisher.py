@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import torch
 
-from energybench.energy.energies import joint_energy, marginal_energy
-from energybench.core.validation import Checked
-from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric
-from energybench.records.outcomes import OutcomeLog, write_outcomes
 from energybench.core.progress import progress
 from energybench.core.runtime import derive_seed, make_generator
+from energybench.core.validation import Checked
+from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.metrics.base import (
+    EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric,
+)
+from energybench.records.outcomes import OutcomeLog, write_outcomes
 
 
 def energy_of(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:

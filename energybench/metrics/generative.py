@@ -28,14 +28,14 @@ from typing import ClassVar
 
 import torch
 
-from energybench.data.sources import data_identity
 from energybench.core.errors import UserError
 from energybench.core.hashing import file_sha256, json_key
+from energybench.core.safe_pickle import load_tensor_dict, no_code_from_pickles
+from energybench.data import data_identity
 from energybench.energy.generation import (
     GENERATION_VERSION, GenerationConfig, Samples, generate_to_file, training_split,
 )
 from energybench.metrics.base import EvalContext, Metric, MetricResult, register_metric
-from energybench.core.safe_pickle import load_tensor_dict, no_code_from_pickles
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION = "inception-v3-compat"

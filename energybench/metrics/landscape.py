@@ -11,16 +11,18 @@ import numpy as np
 import torch
 
 from energybench.attacks.pgd import PGDConfig, pgd
-from energybench.energy.energies import joint_energy
-from energybench.core.errors import UserError
-from energybench.energy.generation import GenerationConfig
-from energybench.metrics.landscape_figures import energy_contour, energy_dynamics, energy_hist
-from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric
-from energybench.metrics.generative import samples_for
-from energybench.core.hashing import file_sha256
 from energybench.core.atomic import write_npz_atomic, write_text_atomic
+from energybench.core.errors import UserError
+from energybench.core.hashing import file_sha256
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import Checked
+from energybench.energy.energies import joint_energy
+from energybench.energy.generation import GenerationConfig
+from energybench.metrics.base import (
+    EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric,
+)
+from energybench.metrics.generative import samples_for
+from energybench.metrics.landscape_figures import energy_contour, energy_dynamics, energy_hist
 
 
 @torch.no_grad()

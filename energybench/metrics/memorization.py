@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from energybench.core.atomic import write_npz_atomic
 from energybench.energy.generation import GenerationConfig
 from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, register_metric
 from energybench.metrics.generative import samples_for, train_uint8
-from energybench.core.atomic import write_npz_atomic
 from energybench.metrics.memorization_figure import memorization_figure
 from energybench.metrics.ssim import nearest_by_ssim
 
@@ -73,5 +73,3 @@ class Memorization(Metric):
             "share_above_threshold": float((best > self.params.threshold).double().mean()),
             "train_images": len(train), "figure": ctx.artifact("png").name, "raw": ctx.artifact("npz").name,
         })
-
-

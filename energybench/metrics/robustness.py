@@ -1,6 +1,7 @@
-"""Robust accuracy, and whether the attack behind it worked.
+"""Robust accuracy under the PGD family, and whether the attack behind it worked.
 
-Metrics:
+Metrics here (autoattack, robust-curve and attack-sanity have files of their own and share the
+PGD loop below):
     pgd20                 PGD-20 on cross-entropy (eq. 14): L-inf eps 8/255, step 2/255, random start
                           (norm L2: eps 0.5, step 0.125, RobustBench's L2 budget)
     pgd20-energy          the same ascending E(x, y), the energy attack (eq. 18; JEAT Table 1)
@@ -26,29 +27,22 @@ energybench.attacks.pgd); an L-inf protocol's record leaves `norm` out (`PGDConf
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from dataclasses import dataclass, replace
-from typing import ClassVar
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from energybench.attacks import diagnostics
 from energybench.attacks.pgd import (
     BUDGET_RANGE, DEFAULT_EPS, NORMS, AttackTrace, PGDConfig, per_example_loss, pgd,
 )
-from energybench.attacks.autoattack import chunk_index, run_autoattack, run_square
+from energybench.core.progress import progress
+from energybench.core.runtime import derive_seed, make_generator
+from energybench.core.validation import RangeError, check_value
 from energybench.energy.energies import logit_margin
-from energybench.metrics.robust_curve_figure import robust_curve
 from energybench.metrics.base import (
     EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
 )
 from energybench.records.outcomes import OutcomeLog, write_outcomes
-from energybench.core.progress import progress
-from energybench.records.text import budget_text
-from energybench.core.atomic import write_npz_atomic
-from energybench.core.runtime import derive_seed, make_generator
-from energybench.core.validation import Checked, RangeError, check_value
 
 JEM_TEST_NOISE = 0.03 / 2  # sigma 0.03 on [-1, 1] inputs, in [0, 1] pixel units
 
@@ -249,271 +243,3 @@ def settle_budget(params) -> None:
         if params.eps is None:
             object.__setattr__(params, "eps", DEFAULT_EPS[params.norm])
         check_value("eps", params.eps, BUDGET_RANGE[params.norm])
-
-
-# ----------------------------------------------------------------------------- AutoAttack
-
-
-@dataclass(frozen=True)
-class AutoAttackParams(Checked):
-    LIMITS = {"max_images": "[1, inf)", "chunk_size": "[1, inf)"}
-    CHOICES = {"version": ("standard", "plus", "rand"), "norm": NORMS}
-    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
-
-    eps: float | None = None  # None: the norm's standard budget (8/255 L-inf, 0.5 L2)
-    version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square; 'rand' (APGD with EOT) for randomized models
-    max_images: int = 1000  # the first images of --n (AutoAttack is slow); full test set at paper scale
-    chunk_size: int = 250  # images per resumable unit; each chunk's result is saved when it ends
-    norm: str = "Linf"  # the threat model: "Linf" or "L2"
-
-    def __post_init__(self):
-        settle_budget(self)
-        super().__post_init__()
-
-
-@register_metric
-class AutoAttackMetric(Metric):
-    name = "autoattack"
-    summary = ("robust accuracy under standard AutoAttack (pyautoattack), first 1,000 images: L-inf 8/255 "
-               "(norm L2: 0.5)")
-    Params = AutoAttackParams
-    norms = NORMS
-    version = 3  # 3: per-image outcomes and diagnostics; 2: chunked runs (1: one run over all images)
-    incidental_params = ("max_images", "chunk_size")  # max_images shows as the record's n
-    shardable = True  # by chunk: chunk c on rank c mod world size
-
-    def state_file(self, ctx: EvalContext) -> Path:
-        """This process's resumable state: <stem>.state.json, or one file per rank under torchrun."""
-        world = ctx.world
-        return ctx.artifact("state.json" if world.size == 1 else f"state-{world.rank}-of-{world.size}.json")
-
-    def shard(self, ctx: EvalContext) -> Shard:
-        p = self.params
-        n = min(p.max_images, len(ctx.data))
-        chunks = range(-(-n // p.chunk_size))
-        mine = [c for c in chunks if c % ctx.world.size == ctx.world.rank]
-        x = ctx.data.images[:n].float().div(255)
-        y = ctx.data.labels[:n]
-        result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
-                                device=ctx.device, state_path=self.state_file(ctx), version=p.version,
-                                chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine,
-                                nonfinite=ctx.nonfinite, norm=p.norm)
-        log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite"))
-        if mine:
-            log.add(index=chunk_index(p.chunk_size, n, mine), clean_correct=result.clean_flags,
-                    adv_correct=result.adv_flags, robust=result.robust_flags, loss=result.loss,
-                    margin=result.margin, grad_zero=result.grad_zero, grad_nonfinite=result.grad_nonfinite,
-                    nonfinite=result.nonfinite)
-        meta = {"robust_after": result.robust_after, "warnings": result.warnings, "chunks": result.chunks,
-                "chunks_resumed": result.chunks_resumed, "probability_rows": result.probability_rows,
-                "state_file": self.state_file(ctx).name}
-        if result.randomized is not None:
-            meta["randomized_forward"] = result.randomized.as_record()
-        return Shard(log.columns(), [meta])
-
-    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
-        c, meta = dict(shard.columns), shard.meta
-        counted_wrong = refuse_nonfinite(self.name, c["nonfinite"], ctx.nonfinite)
-        for column in ("clean_correct", "adv_correct", "robust"):
-            c[column] = c[column] & ~c["nonfinite"]
-        n = len(c["index"])
-        robust, clean = int(c["robust"].sum()), int(c["clean_correct"].sum())
-        after: dict[str, int] = {}
-        for m in meta:
-            for attack, count in m["robust_after"].items():
-                after[attack] = after.get(attack, 0) + count
-        write_outcomes(ctx.artifact("outcomes.npz"), c)
-        randomized = next(diagnostics.from_record("randomized_forward", m["randomized_forward"])
-                          for m in meta if "randomized_forward" in m)
-        checks = [randomized,
-                  diagnostics.probability_output(rows=sum(m["probability_rows"] for m in meta), total=n),
-                  diagnostics.unavailable_gradients(torch.from_numpy(c["grad_zero"]),
-                                                    torch.from_numpy(c["grad_nonfinite"]),
-                                                    torch.from_numpy(c["robust"])),
-                  diagnostics.not_assessed("incomplete_optimisation", "AutoAttack reports no trajectory "
-                                           "(its APGD adapts its step and restarts from the best point)")]
-        states = [m["state_file"] for m in meta]
-        acc = robust / n
-        return MetricResult(acc, n, binomial_stderr(acc, n),
-                            {"clean_accuracy": clean / n, "per_attack": {a: k / n for a, k in after.items()},
-                             "warnings": list(dict.fromkeys(w for m in meta for w in m["warnings"])),
-                             "chunks": sum(m["chunks"] for m in meta),
-                             "chunks_resumed": sum(m["chunks_resumed"] for m in meta),
-                             "state_file": states[0] if len(states) == 1 else states,
-                             "outcomes": ctx.artifact("outcomes.npz").name,
-                             **({"nonfinite_counted_wrong": counted_wrong} if counted_wrong else {})},
-                            checks_record(checks))
-
-
-# ----------------------------------------------------------------------------- robustness curve
-
-
-DEFAULT_GRIDS = {"Linf": tuple(e / 255 for e in (0, 1, 2, 3, 4, 6, 8, 10, 12, 16)),
-                 "L2": (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0)}
-
-
-@dataclass(frozen=True)
-class CurveParams(Checked):
-    LIMITS = {"steps": "[1, inf)", "step_ratio": "(0, 1]"}
-    CHOICES = {"objective": ("ce", "energy"), "norm": NORMS}
-    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
-
-    eps_grid: tuple[float, ...] | None = None  # None: the norm's grid (0 to 16/255 L-inf, 0 to 1 L2)
-    steps: int = 20
-    step_ratio: float = 0.25  # step = ratio * eps (2/255 at 8/255)
-    objective: str = "ce"
-    norm: str = "Linf"
-
-    def __post_init__(self):
-        if self.norm in NORMS:
-            if self.eps_grid is None:
-                object.__setattr__(self, "eps_grid", DEFAULT_GRIDS[self.norm])
-            for eps in self.eps_grid:
-                check_value("eps_grid", eps, "[0" + BUDGET_RANGE[self.norm][2:])
-        super().__post_init__()
-        if len(set(self.eps_grid)) < 2:
-            raise RangeError("eps_grid", "needs at least two budgets, e.g. 0,4/255,8/255")
-
-
-def _merge(checks: dict, run_checks, eps: float) -> None:
-    """Keep each always-on check once: the first raised one (with the eps it was raised at)."""
-    for check in run_checks:
-        kept = checks.get(check.name)
-        if kept is None or (check.flag and not kept.flag):
-            checks[check.name] = replace(check, evidence={**check.evidence, "at_eps": eps})
-
-
-def _budget_points(grid, accuracy, stderr, norm: str = "Linf") -> list[dict]:
-    """Each budget's accuracy must not exceed the next smaller budget's (within one stderr)."""
-    labels = [f"eps {budget_text(e, norm)}" for e in grid]
-    return [{"label": label, "value": a, "stderr": s, "weaker_than": labels[i - 1] if i else None}
-            for i, (label, a, s) in enumerate(zip(labels, accuracy, stderr))]
-
-
-def normalised_area(grid, accuracy) -> float:
-    """Mean accuracy over [min eps, max eps] by the trapezoid rule."""
-    area = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in zip(grid, grid[1:], accuracy, accuracy[1:]))
-    return area / (grid[-1] - grid[0])
-
-
-@torch.no_grad()
-def clean_correct(ctx: EvalContext) -> int:
-    return sum(int((ctx.model(x).argmax(1) == y).sum()) for x, y, _ in ctx.batches())
-
-
-@register_metric
-class RobustCurve(Metric):
-    """PGD accuracy at each eps of a grid (eps 0 is clean accuracy; step = step_ratio * eps).
-    value: the normalised area under the curve (mean accuracy over [0, max eps], trapezoid rule);
-    the record's extra and raw data hold every point with its standard error."""
-
-    name = "robust-curve"
-    draw = staticmethod(robust_curve)
-    summary = "PGD-20 robust accuracy against eps (0 to 16/255): normalised area under the curve, and its figure"
-    Params = CurveParams
-    norms = NORMS
-
-    def compute(self, ctx: EvalContext) -> MetricResult:
-        p = self.params
-        grid = sorted(set(p.eps_grid))
-        accuracy, checks = [], {}
-        for eps in grid:
-            if eps == 0:
-                accuracy.append(clean_correct(ctx) / len(ctx.data))
-                continue
-            cfg = PGDConfig(eps=eps, step_size=p.step_ratio * eps, steps=p.steps, objective=p.objective,
-                            norm=p.norm)
-            run = run_pgd(ctx, cfg, f"{self.name} {budget_text(eps, p.norm)}")
-            accuracy.append(run.robust / run.n)
-            _merge(checks, run.checks, eps)
-        n = len(ctx.data)
-        stderr = [binomial_stderr(a, n) for a in accuracy]
-        checks["budget_monotone"] = diagnostics.budget_monotone(_budget_points(grid, accuracy, stderr, p.norm))
-        raw = ctx.artifact("npz")
-        write_npz_atomic(raw, eps=np.array(grid), accuracy=np.array(accuracy), stderr=np.array(stderr))
-        return MetricResult(normalised_area(grid, accuracy), n, None,
-                            {"eps": grid, "accuracy": accuracy, "stderr": stderr, "raw": raw.name,
-                             **({"norm": p.norm} if p.norm != "Linf" else {})},
-                            checks_record(checks.values()))
-
-
-# ----------------------------------------------------------------------------- the diagnostics suite
-
-
-@dataclass(frozen=True)
-class SanityParams(Checked):
-    LIMITS = {"max_images": "[1, inf)", "more_steps": "[1, inf)", "restarts": "[2, inf)",
-              "square_queries": "[1, inf)"}
-    CHOICES = {"norm": NORMS}
-    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
-
-    eps: float | None = None  # None: the norm's standard budget (8/255 L-inf, 0.5 L2)
-    max_images: int = 200  # the first images of --n: a modest subset
-    more_steps: int = 100  # PGD-100 must not do worse than PGD-20
-    restarts: int = 5  # PGD-20 with 5 restarts must not do worse than one run
-    square_queries: int = 1000  # the gradient-free attack's budget per image
-    norm: str = "Linf"
-
-    def __post_init__(self):
-        settle_budget(self)
-        super().__post_init__()
-
-
-def unbounded_eps(norm: str, image_shape) -> float:
-    """A budget that reaches every image in [0, 1]: 1 for L-inf, the cube's diagonal sqrt(C*H*W) for L2."""
-    return 1.0 if norm == "Linf" else float(np.sqrt(np.prod(image_shape)))
-
-
-@register_metric
-class AttackSanity(Metric):
-    """The sanity checks of an attack evaluation on a subset (the `diagnostics` suite):
-    PGD-20 at eps = 1 (L2: the cube's diagonal) must reach 0%; PGD-20 accuracy must not rise from eps/2 to eps to 2 eps,
-    nor with 100 steps or 5 restarts (beyond one standard error); Square (gradient-free, margin
-    loss) must not break images that PGD-20 left robust on both cross-entropy and the same margin
-    loss. value: the number of checks raised (0 is the good answer). Cost per image, in
-    forward+backward passes: about 21 x 5 (PGD-20 at eps/2, eps, 2 eps, 1, and on the margin)
-    + 101 + 105 (more steps, restarts) + square_queries / 3 (forward-only queries): ~640, that is
-    ~30 PGD-20 runs on max_images = 200 images."""
-
-    name = "attack-sanity"
-    summary = ("sanity of the attack (diagnostics suite, 200 images): unbounded PGD reaches 0%, "
-               "accuracy monotone in eps, steps and restarts, Square does not beat PGD; value = checks raised")
-    Params = SanityParams
-    norms = NORMS
-    unit = "checks raised"
-
-    def compute(self, ctx: EvalContext) -> MetricResult:
-        p = self.params
-        sub = dataclasses.replace(ctx, data=ctx.data.subset(min(p.max_images, len(ctx.data))))
-        n = len(sub.data)
-        def attack(eps=p.eps, **kw):
-            return PGDConfig(eps=eps, norm=p.norm, **kw)
-
-        double = min(1.0, 2 * p.eps) if p.norm == "Linf" else 2 * p.eps
-        unbounded = unbounded_eps(p.norm, sub.data.images.shape[1:])
-        runs = {"eps": run_pgd(sub, attack(), "sanity: PGD-20")}
-        runs["half eps"] = run_pgd(sub, attack(p.eps / 2), "sanity: PGD-20 at eps/2")
-        runs["double eps"] = run_pgd(sub, attack(double), "sanity: PGD-20 at 2 eps")
-        runs["more steps"] = run_pgd(sub, attack(steps=p.more_steps), f"sanity: PGD-{p.more_steps}")
-        runs["restarts"] = run_pgd(sub, attack(restarts=p.restarts), f"sanity: PGD-20 x{p.restarts}")
-        runs["unbounded"] = run_pgd(sub, attack(unbounded), f"sanity: PGD-20 at eps {unbounded:.3g}")
-        runs["margin loss"] = run_pgd(sub, attack(objective="margin"), "sanity: PGD-20 on the margin")
-        accuracy = {k: r.robust / n for k, r in runs.items()}
-        stderr = {k: binomial_stderr(a, n) for k, a in accuracy.items()}
-        points = [{"label": k, "value": accuracy[k], "stderr": stderr[k], "weaker_than": ref}
-                  for k, ref in (("half eps", None), ("eps", "half eps"), ("double eps", "eps"),
-                                 ("more steps", "eps"), ("restarts", "eps"))]
-        x = sub.data.images.float().div(255)
-        square = run_square(sub.model, x, sub.data.labels, p.eps, p.square_queries, sub.seed,
-                            sub.batch_size, sub.device, norm=p.norm)
-        pgd_robust = torch.from_numpy(runs["eps"].outcomes["robust"] & runs["margin loss"].outcomes["robust"])
-        only_square = int((pgd_robust & ~square).sum())
-        checks = {c.name: c for c in runs["eps"].checks}
-        checks["unbounded"] = diagnostics.unbounded(runs["unbounded"].robust, n)
-        checks["budget_monotone"] = diagnostics.budget_monotone(points)
-        checks["black_box"] = diagnostics.black_box(only_square, int(pgd_robust.sum()), n)
-        raised = sum(bool(c.flag) for c in checks.values())
-        return MetricResult(raised, n, None,
-                            {"accuracy": accuracy, "square_accuracy": float(square.float().mean()),
-                             "broken_only_by_square": only_square},
-                            checks_record(checks.values()))

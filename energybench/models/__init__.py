@@ -11,8 +11,8 @@ import inspect
 import torch.nn as nn
 
 from energybench.core.errors import UserError
-from energybench.models.registry import MODELS
 from energybench.models import preact_resnet, tiny, wide_resnet  # noqa: F401  (registers models)
+from energybench.models.registry import MODELS
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
@@ -33,8 +33,4 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return model
 
 
-def model_names() -> list[str]:
-    return MODELS.names()
-
-
-__all__ = ["create_model", "model_names", "MODELS"]
+__all__ = ["create_model", "MODELS"]

@@ -16,7 +16,6 @@ import torch.nn as nn
 from energybench.core.errors import UserError
 from energybench.models.registry import MODELS, activation, norm2d, normalization
 
-
 INITS = ("kaiming", "default")  # default: PyTorch's own layer init, which JEM's and JEM++'s code keep
 
 

@@ -21,7 +21,6 @@ from energybench.core.atomic import atomic_output, write_text_atomic
 from energybench.core.errors import UserError
 from energybench.records.text import protocol_text
 
-
 DPI = 300
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench.core.errors import UserError
 from energybench.core.atomic import write_npz_atomic
+from energybench.core.errors import UserError
 
 SUFFIX = "outcomes.npz"
 FIELDS = ("index", "clean_correct", "adv_correct", "robust", "loss", "margin", "score")

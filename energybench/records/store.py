@@ -87,5 +87,3 @@ def protocol_norm(params: dict) -> str | None:
     if "norm" in params:
         return params["norm"]
     return "Linf" if "eps" in params or "eps_grid" in params else None
-
-

@@ -9,7 +9,6 @@ import math
 from energybench.core.stats import wilson_interval
 from energybench.records.store import attack_step_key, protocol_norm
 
-
 NORM_TEXT = {"Linf": "L-inf", "L2": "L2"}  # how a threat model reads in summaries
 
 

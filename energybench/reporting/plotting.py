@@ -130,5 +130,3 @@ def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS, s
     metric = next(iter(metrics))
     options = {"shared_x": shared_x} if metric == "energy-hist" else {}
     return save(COMPARISONS[metric](curves, **options), out_stem, formats)
-
-

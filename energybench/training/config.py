@@ -29,7 +29,7 @@ class DataConfig(Checked):
     LIMITS = {"train_subset": "[1, inf)", "eval_subset": "[0, inf)", "holdout": "[0, inf)"}
     CHOICES = {"padding_mode": ("zeros", "reflect")}
 
-    source: str | None = None  # data spec (see energybench.data.sources); None -> "cifar10" in the data home
+    source: str | None = None  # data spec (see energybench.data); None -> "cifar10" in the data home
     train_subset: int | None = None  # class-balanced subset of the training split; None = all
     eval_subset: int | None = 1000  # first n test images for the per-epoch accuracy; 0 = none
     holdout: int = 0  # training images held out (class-balanced, seeded) for validation and best.pt

@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 
 from energybench.attacks.pgd import PGDConfig, pgd
-from energybench.core.runtime import eval_mode
+from energybench.core.runtime import eval_mode, make_generator
 from energybench.energy.energies import joint_energy, marginal_energy
-from energybench.core.runtime import make_generator
 
 PROBE_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10, objective="energy")
 

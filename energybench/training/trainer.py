@@ -9,10 +9,8 @@ it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,134 +18,31 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from energybench.data import sources as datalib
-from energybench.attacks.pgd import PGDConfig, pgd, predict
-from energybench.core.runtime import eval_mode
+from energybench import data as datalib
+from energybench.attacks.pgd import pgd, predict
+from energybench.core.atomic import write_text_atomic
+from energybench.core.distributed import World, all_sum, any_rank, barrier, check_batch, gather_to_main
+from energybench.core.errors import UserError
+from energybench.core.progress import progress
+from energybench.core.runtime import (
+    autocast, derive_seed, environment_info, eval_mode, inner_loop_precision, make_generator,
+    set_deterministic,
+)
 from energybench.data.augment import random_crop_flip
 from energybench.handles.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
-from energybench.training.config import (
-    OptimConfig, TrainConfig, apply_overrides, describe, to_dict, train_config_from_dict,
-)
-from energybench.core.distributed import (
-    World, all_sum, any_rank, barrier, check_batch, gather_to_main,
-)
-from energybench.training.dynamics import EnergyDynamics
-from energybench.core.errors import UserError
-from energybench.training.guard import divergence_reason
-from energybench.core.locking import FolderLock
 from energybench.models import create_model
-from energybench.core.progress import progress
+from energybench.training.config import TrainConfig, to_dict
+from energybench.training.dynamics import EnergyDynamics
+from energybench.training.guard import divergence_reason
+from energybench.training.optim import learning_rate, make_optimizer
 from energybench.training.recipes import RecipeContext, get_recipe
-from energybench.core.atomic import check_writable_dir, remove_stale_temporaries, write_text_atomic
-from energybench.core.runtime import (
-    autocast, derive_seed, environment_info, inner_loop_precision, make_generator, set_deterministic,
-)
+from energybench.training.run_folder import BEST_NAME, CHECKPOINT_NAME, EVENTS_NAME, LOG_NAME
+from energybench.training.selection import best_from_progress, selection_attack, selection_rule
+from energybench.training.splits import balanced_subset, split_holdout
 
-LOG_NAME = "log.jsonl"
-EVENTS_NAME = "events.jsonl"
-CHECKPOINT_NAME = "last.pt"
-BEST_NAME = "best.pt"
-LOCK_NAME = ".lock"
-_INIT, _PERM, _STEP, _RECIPE, _PROBE, _HOLDOUT, _ROBUST = 0, 1, 2, 3, 4, 5, 6  # derive_seed streams
-# The per-epoch robustness check (model selection, Rice et al. 2020): PGD-10, 8/255, step 2/255.
-SELECTION_ATTACK = PGDConfig(eps=8 / 255, step_size=2 / 255, steps=10)
-
-
-def selection_attack(recipe_params) -> PGDConfig:
-    """The per-epoch robustness check for a recipe: PGD-10 at L-inf 8/255, or, for a recipe
-    trained against another norm (e.g. pgd-at with norm L2), PGD-10 in that norm at the recipe's
-    eps with step eps / 4, so best.pt is chosen under the threat model it was trained for."""
-    norm = getattr(recipe_params, "norm", "Linf")
-    if norm == "Linf":
-        return SELECTION_ATTACK
-    return PGDConfig(eps=recipe_params.eps, step_size=recipe_params.eps / 4, steps=10, norm=norm)
-
-
+_INIT, _PERM, _STEP, _RECIPE, _PROBE, _ROBUST = 0, 1, 2, 3, 4, 6  # derive_seed streams (5: splits.HOLDOUT_STREAM)
 class _Diverged(Exception):
     pass
-
-
-def learning_rate(cfg: OptimConfig, step: int, total_steps: int) -> float:
-    """Learning rate at optimizer step `step` (0-based) of `total_steps`."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress_frac = step / max(1, total_steps)
-    if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "cosine":
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
-    if cfg.schedule == "multistep":
-        return cfg.lr * cfg.gamma ** sum(progress_frac >= m for m in cfg.milestones)
-    raise UserError(f"unknown schedule {cfg.schedule!r}; use multistep, cosine or constant")
-
-
-def selection_rule(select_by: str, recipe_cls) -> dict:
-    """How best.pt is chosen among epochs, as recorded in it: by held-out PGD-10 robust accuracy
-    ('robust'), or clean accuracy ('clean'); 'auto' is robust exactly for recipes that train
-    against an attack (`Recipe.trains_on_attacks`)."""
-    robust = select_by == "robust" or (select_by == "auto" and recipe_cls.trains_on_attacks)
-    rule = {"rule": select_by, "by": "val_robust_acc" if robust else "val_acc"}
-    if robust:
-        rule["attack"] = "PGD-10, eps 8/255, step 2/255, random start"
-    return rule
-
-
-def _best_from_progress(best: dict | None) -> dict | None:
-    """best.pt's record from a checkpoint's progress (older runs stored {"val_robust_acc": v})."""
-    if best is None or "value" in best:
-        return best
-    return {"epoch": best["epoch"], "by": "val_robust_acc", "value": best["val_robust_acc"],
-            "val_n": best.get("val_n")}
-
-
-def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
-    if cfg.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-    if cfg.name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise UserError(f"unknown optimizer {cfg.name!r}; use sgd or adam")
-
-
-def split_holdout(data: datalib.LabeledImages, n: int, seed: int
-                  ) -> tuple[datalib.LabeledImages, datalib.LabeledImages | None]:
-    """(training part, held-out part): n // K images of every class, drawn by a seeded permutation,
-    are held out (JEM's code holds out 5,000 of 50,000 this way). n = 0 holds out nothing."""
-    if n == 0:
-        return data, None
-    per_class = n // data.num_classes
-    if per_class < 1:
-        raise UserError(f"data.holdout {n} is smaller than the number of classes {data.num_classes}")
-    gen = make_generator(derive_seed(seed, _HOLDOUT))
-    held = []
-    for c in range(data.num_classes):
-        members = torch.nonzero(data.labels == c).flatten()
-        if len(members) <= per_class:
-            raise UserError(f"data.holdout {n} leaves no training images of class {c}; lower it")
-        held.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
-    held_idx = torch.cat(held).sort().values
-    keep = torch.ones(len(data), dtype=torch.bool)
-    keep[held_idx] = False
-    keep_idx = torch.nonzero(keep).flatten()
-
-    def part(idx, what):
-        return datalib.LabeledImages(data.images[idx], data.labels[idx], data.classes,
-                                     dict(data.source, holdout={"part": what, "n": len(idx), "seed": seed}))
-
-    return part(keep_idx, "train"), part(held_idx, "held out")
-
-
-def balanced_subset(data: datalib.LabeledImages, n: int | None) -> datalib.LabeledImages:
-    """The first n // K images of each class, in source order (all when n is None)."""
-    if n is None or n >= len(data):
-        return data
-    per_class = n // data.num_classes
-    if per_class < 1:
-        raise UserError(f"train_subset {n} is smaller than the number of classes {data.num_classes}")
-    keep = torch.cat([torch.nonzero(data.labels == c).flatten()[:per_class]
-                      for c in range(data.num_classes)]).sort().values
-    source = dict(data.source, subset={"balanced_per_class": per_class, "n": len(keep)})
-    return datalib.LabeledImages(data.images[keep], data.labels[keep], data.classes, source)
 
 
 @dataclass
@@ -319,7 +214,7 @@ class Trainer:
         self.lr_scale, self.reseeds = prog.get("lr_scale", 1.0), prog.get("reseeds", 0)
         self.rollbacks = prog.get("rollbacks", 0)
         self.resume_overrides = list(prog.get("resume_overrides", []))
-        self.best = _best_from_progress(prog.get("best"))
+        self.best = best_from_progress(prog.get("best"))
         if self.dynamics is not None:
             self.dynamics.load_state_dict(prog.get("dynamics", {}))
         log = self.out_dir / LOG_NAME
@@ -533,102 +428,3 @@ class Trainer:
         summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float) and k in (
             "loss", "train_acc", "eval_acc", "eval_robust_acc", "val_acc", "val_robust_acc", "images_per_s"))
         print(f"[{self.cfg.recipe}] epoch {record['epoch']}/{self.cfg.optim.epochs}: {summary}", flush=True)
-
-
-# What `--resume` may change (bookkeeping, budget, safety); everything else changes what the run is.
-RESUMABLE_KEYS = ("optim.lr", "optim.epochs", "data.eval_subset", "run.checkpoint_every_steps",
-                  "run.amp", "run.channels_last", "run.deterministic", "run.guard.")
-
-
-def resume_config(ckpt: dict, overrides: list[str], path: Path) -> tuple[TrainConfig, dict]:
-    """The checkpoint's config with `--set` overrides applied, and what they changed; an override
-    of anything outside RESUMABLE_KEYS is refused (it would make the run another run)."""
-    cfg = train_config_from_dict(ckpt["config"], get_recipe(ckpt["recipe"]).Params)
-    if not overrides:
-        return cfg, {}
-    new = apply_overrides(cfg, overrides)
-    before, after = dict(describe(cfg)), dict(describe(new))
-    changed = {k: after[k] for k in after if after[k] != before[k]}
-    refused = [k for k in changed if not k.startswith(RESUMABLE_KEYS)]
-    if refused:
-        raise UserError(
-            f"--resume cannot change {', '.join(refused)} (it would make {path} another run); it "
-            f"can change {', '.join(k.rstrip('.') + ('.*' if k.endswith('.') else '') for k in RESUMABLE_KEYS)}"
-            f"; start a new run with --out for the rest")
-    return new, {k: to_dict(v) for k, v in changed.items()}
-
-
-def _untrained(ckpt_path: Path) -> bool:
-    """Whether the run's checkpoint holds no training step yet (it may then be replaced)."""
-    try:
-        prog = read_checkpoint(ckpt_path)["progress"]
-    except UserError:
-        return False
-    return prog.get("global_step", 1) == 0 and prog.get("epoch", 1) == 0
-
-
-def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
-          stop_after_steps: int | None = None, world: World = World(),
-          resume_overrides: list[str] | None = None, wait_for_lock: bool = False) -> Path:
-    """Train `cfg` into `out_dir` (checkpoint `last.pt`, log `log.jsonl`); returns the checkpoint.
-
-    With resume=True the run continues from `out_dir/last.pt` using the checkpoint's own config,
-    with `resume_overrides` (`--set` strings) applied where RESUMABLE_KEYS allows. A run folder is
-    locked while it is trained; a second process gets a one-line error. A folder whose checkpoint
-    holds no training step yet (a run that failed before its first update) may be started afresh.
-    wait_for_lock=True waits for another process training the folder instead (reproduction jobs
-    that need the same run), then resumes it, which finds it finished.
-    """
-    out_dir = Path(out_dir)
-    check_writable_dir(out_dir)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    created = not out_dir.exists()
-    barrier(world)  # every rank has looked at out_dir before rank 0 creates files in it
-    lock = FolderLock(out_dir, LOCK_NAME, busy=f"{out_dir} is being trained by another process",
-                      wait=wait_for_lock, waiting=f"waiting for another process training {out_dir}") \
-        if world.is_main else contextlib.nullcontext()
-    try:
-        with lock:
-            if wait_for_lock:  # whatever another process left is decided on now, under the lock
-                barrier(world)
-                resume = ckpt_path.exists() and not _untrained(ckpt_path)
-            if world.is_main:
-                remove_stale_temporaries(out_dir)  # left by a writer that was killed
-            return _train_locked(cfg, out_dir, ckpt_path, device, resume, stop_after_steps, world,
-                                 list(resume_overrides or []))
-    except BaseException:
-        if created and world.is_main and not ckpt_path.exists():  # leave nothing half-made
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-
-
-def _train_locked(cfg, out_dir: Path, ckpt_path: Path, device, resume: bool, stop_after_steps,
-                  world: World, overrides: list[str]) -> Path:
-    ckpt, changed = None, {}
-    if resume:
-        if not ckpt_path.exists():
-            raise UserError(f"nothing to resume: {ckpt_path} does not exist; train without --resume")
-        ckpt = read_checkpoint(ckpt_path)
-        if ckpt["recipe"] != cfg.recipe:
-            raise UserError(f"{ckpt_path} is a {ckpt['recipe']} run, not {cfg.recipe}; "
-                            f"resume it with `energybench train {ckpt['recipe']} --resume`")
-        cfg, changed = resume_config(ckpt, overrides, ckpt_path)
-        if ckpt["progress"].get("finished") and not changed:
-            print(f"{ckpt_path} already finished {cfg.optim.epochs} epochs; nothing to do")
-            return ckpt_path
-    elif ckpt_path.exists():
-        if not _untrained(ckpt_path):
-            raise UserError(
-                f"{out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to continue it "
-                f"or choose another --out"
-            )
-        print(f"{out_dir} holds a run that never trained a step; starting it afresh", flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, out_dir, device, world)
-    if ckpt is not None:
-        trainer.restore(ckpt)
-        if changed:
-            trainer.note_resume_overrides(changed)
-    elif world.is_main:
-        write_text_atomic(json.dumps(to_dict(trainer.cfg), indent=1), out_dir / "config.json")
-    return trainer.run(stop_after_steps=stop_after_steps)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from energybench.core.atomic import check_writable_dir
 from energybench.core.distributed import World
-from energybench.evaluation.runner import describe_model
+from energybench.core.runtime import exact_float32
 from energybench.energy.generation import GenerationConfig, generate_to_file, training_split
+from energybench.evaluation.identity import describe_model
 from energybench.handles.model_handle import default_out_dir, open_model
 from energybench.records.figures import model_label, save_sample_grids
-from energybench.core.atomic import check_writable_dir
-from energybench.core.runtime import exact_float32
 
 
 def sample_model(model, n_per_class, mode, init, steps, step_size, noise, train_data,

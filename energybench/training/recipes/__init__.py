@@ -1,9 +1,9 @@
 """Training recipes, registered by name; all run on the shared loop in energybench.training.trainer."""
 
-from energybench.training.recipes.base import RECIPES, Recipe, RecipeContext, StepOutput, register_recipe
 from energybench.training.recipes import (  # noqa: F401  (registers)
     eb_jdat, jeat, jem, noise, normal, pgd_at, prejeat, trades,
 )
+from energybench.training.recipes.base import RECIPES, Recipe, RecipeContext, StepOutput, register_recipe
 
 
 def recipe_names() -> list[str]:

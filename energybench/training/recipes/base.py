@@ -8,15 +8,14 @@ dataclass `Params`, its `presets`, and implements `loss`.
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
-from energybench.training.config import TrainConfig
 from energybench.core.registry import Registry
+from energybench.training.config import TrainConfig
 
 RECIPES: Registry = Registry("recipe")
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from energybench.training.recipes.base import RecipeContext
 from energybench.core.runtime import derive_seed, make_generator
-from energybench.energy.sgld import ReplayBuffer, SGLDConfig, make_init, sgld
 from energybench.core.validation import Checked
+from energybench.energy.sgld import ReplayBuffer, SGLDConfig, make_init, sgld
+from energybench.training.recipes.base import RecipeContext
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ import torch
 import torch.nn.functional as F
 
 from energybench.attacks.pgd import PGDConfig, pgd
-from energybench.training.config import ModelConfig, OptimConfig
 from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.training.config import ModelConfig, OptimConfig
 from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.training.recipes.common import BufferSampler, SGLDParams, add_noise
 from energybench.training.recipes.jem import JEM_DATA

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from energybench.attacks.pgd import fgsm_rs
 from energybench.energy.energies import joint_energy, marginal_energy
+from energybench.training.config import OptimConfig
 from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.training.recipes.common import BufferSampler, SGLDParams
-from energybench.training.config import OptimConfig
 from energybench.training.recipes.jem import JEM_MODEL, JEM_OPTIM
 from energybench.training.recipes.presets import ebm_smoke_config, paper_config
 

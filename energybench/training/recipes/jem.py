@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from energybench.training.config import DataConfig, ModelConfig, OptimConfig
 from energybench.energy.energies import marginal_energy
+from energybench.training.config import DataConfig, ModelConfig, OptimConfig
 from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.training.recipes.common import BufferSampler, SGLDParams, add_noise
 from energybench.training.recipes.presets import ebm_smoke_config, paper_config

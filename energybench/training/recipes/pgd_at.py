@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from energybench.attacks.pgd import NORMS, PGDConfig, check_budget_fields, pgd
-from energybench.training.config import ModelConfig
 from energybench.core.validation import Checked
+from energybench.training.config import ModelConfig
 from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.training.recipes.presets import paper_config, smoke_config
-
 
 # The adversarial-training WideResNet (TRADES / RobustBench / Rice et al.): stride on the first conv,
 # no conv bias, shortcut from relu(bn(x)); Rice et al. normalise with CIFAR-10's statistics.

@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from energybench.attacks.pgd import NORMS, PGDConfig, check_budget_fields, pgd
-from energybench.training.config import ModelConfig, OptimConfig
 from energybench.core.validation import Checked
+from energybench.training.config import ModelConfig, OptimConfig
 from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
 from energybench.training.recipes.presets import paper_config, smoke_config
-
 
 # train_trades_cifar10.py: 76 epochs (1-based), lr 0.1, then x0.1 from epoch 75 (`epoch >= 75`): 74
 # epochs at 0.1 and two at 0.01.

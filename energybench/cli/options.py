@@ -1,0 +1,97 @@
+"""Options and parameter types the commands share, and output that survives any path bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float (NaN and infinity refused) at least `min` (or above it, min_open)."""
+
+    name = "number"
+
+    def __init__(self, min: float = 0.0, min_open: bool = False):
+        self.min, self.min_open = min, min_open
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.min or (self.min_open and number == self.min):
+            self.fail(f"{value} must be {'>' if self.min_open else '>='} {self.min:g}", param, ctx)
+        return number
+
+
+SEED = click.IntRange(min=0)
+
+
+POSITIVE = click.IntRange(min=1)
+
+
+class RegistryChoice(click.Choice):
+    """A click.Choice whose names come from a registry when the command runs (so help and
+    errors list exactly what is registered, and the registries load only when needed)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        super().__init__([])
+
+    def convert(self, value, param, ctx):
+        self.choices = registry_names(self.kind)
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, param, ctx=None):
+        return f"[{self.kind.split('+')[0].rstrip('s').upper()}]"
+
+
+def model_options(command):
+    """--model (alias --ckpt) with RobustBench's --threat-model and --model-dir: any model handle."""
+    for option in reversed([
+        click.option("--model", "--ckpt", "model_spec", required=True,
+                     help="an energybench checkpoint (.pt), a torch.export program (.pt2) or robustbench:NAME"),
+        click.option("--threat-model", default="Linf", show_default=True,
+                     type=click.Choice(["Linf", "L2", "corruptions"]),
+                     help="RobustBench zoo section for robustbench:NAME"),
+        click.option("--model-dir", type=click.Path(path_type=Path), default=None,
+                     help="RobustBench weights folder: DIR/cifar10/<threat model>/NAME.pt (default ./models)"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _registry_choice(kind: str) -> RegistryChoice:
+    return RegistryChoice(kind)
+
+
+def registry_names(kind: str) -> list[str]:
+    """The registered names of a kind: recipes, metrics, suites, tables, presets or models."""
+    if kind in ("recipes", "presets"):
+        from energybench.training.recipes import RECIPES
+
+        if kind == "recipes":
+            return RECIPES.names()
+        return sorted({p for n in RECIPES.names() for p in RECIPES.get(n).presets()})
+    if kind in ("metrics", "suites"):
+        from energybench.metrics import METRICS, SUITES
+
+        return METRICS.names() if kind == "metrics" else sorted(SUITES)
+    if kind in ("tables", "tables+all"):
+        from energybench.reporting.table_specs import table_names
+
+        return table_names() + (["all"] if kind == "tables+all" else [])
+    from energybench.models import MODELS
+
+    return MODELS.names()
+
+
+def echo(text="", err: bool = False, nl: bool = True) -> None:
+    """click.echo, with path bytes that are not UTF-8 shown as \\xNN escapes, not an exception."""
+    click.echo(str(text).encode("utf-8", "backslashreplace").decode("utf-8"), err=err, nl=nl)

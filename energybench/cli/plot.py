@@ -1,0 +1,71 @@
+"""`energybench plot RECORD...`: redraw records' figures from their raw data, or compare records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from energybench.cli.options import echo
+from energybench.core.errors import UserError
+
+
+@click.command()
+@click.argument("records", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="folder for the figures (default: beside each record)")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["png", "pdf", "svg"]),
+              help="figure format(s), repeatable (default png and pdf; PNG at 300 dpi)")
+@click.option("--compare", "compare", default=None, metavar="NAME",
+              help="also draw NAME.png/.pdf in --out (default: the current folder) from every given "
+                   "record of one metric: robust-curve overlaid, energy-hist side by side")
+@click.option("--shared-x", is_flag=True, help="with --compare on energy-hist: one energy axis for every panel")
+def plot(records, out_dir, formats, compare, shared_x):
+    """Redraw the figures of RECORDS (record .json files or folders of them) from their saved raw
+    data, without recomputing anything."""
+    from energybench.core.atomic import check_writable_dir
+    from energybench.metrics import figure_drawer, figure_metrics
+    from energybench.records.figures import FORMATS, draw_record
+    from energybench.reporting.plotting import COMPARISONS, draw_comparison
+
+    files = []
+    for item in records:
+        if item.is_dir():
+            files += sorted(item.glob("*.json"))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UserError(f"{item} does not exist; give record .json files or folders of them")
+    drawable = [f for f in files if figure_drawer(_metric_of(f) or "")]  # other JSON (e.g. AutoAttack state) is skipped
+    if not drawable:
+        raise UserError(f"no record with a figure among {len(files)} file(s); figures belong to "
+                        f"{', '.join(sorted(figure_metrics()))}")
+    if out_dir is not None:
+        check_writable_dir(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if compare is not None:
+        if Path(compare).name != compare or not compare.strip(". "):
+            raise UserError(f"--compare {compare!r} must be a plain file name (no folders); use --out for the folder")
+        chosen = [f for f in drawable if _metric_of(f) in COMPARISONS]
+        if len(chosen) < 2:
+            raise UserError(f"--compare needs at least two records of {', '.join(COMPARISONS)}; got {len(chosen)}")
+        folder = out_dir or Path(".")
+        check_writable_dir(folder)
+        for path in draw_comparison(chosen, folder / compare, tuple(formats) or FORMATS, shared_x=shared_x):
+            echo(str(path))
+    for record in drawable:
+        for path in draw_record(record, figure_drawer(_metric_of(record)), out_dir, tuple(formats) or FORMATS):
+            echo(str(path))
+
+
+def _metric_of(path: Path) -> str | None:
+    """The metric a record file is of, or None for any other JSON (e.g. AutoAttack's state)."""
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        raise UserError(f"cannot read {path} as a JSON record") from None
+    metric = record.get("metric") if isinstance(record, dict) and "record_version" in record else None
+    return metric if isinstance(metric, str) else None

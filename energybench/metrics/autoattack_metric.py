@@ -1,0 +1,112 @@
+"""AutoAttack (pyautoattack): standard, rand or L2, on a chunked and resumable run, with per-image
+outcomes and the attack-failure checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from energybench.attacks import diagnostics
+from energybench.attacks.autoattack import chunk_index, run_autoattack
+from energybench.attacks.pgd import NORMS
+from energybench.core.validation import Checked
+from energybench.metrics.base import (
+    EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
+)
+from energybench.metrics.robustness import checks_record, settle_budget
+from energybench.records.outcomes import OutcomeLog, write_outcomes
+
+
+@dataclass(frozen=True)
+class AutoAttackParams(Checked):
+    LIMITS = {"max_images": "[1, inf)", "chunk_size": "[1, inf)"}
+    CHOICES = {"version": ("standard", "plus", "rand"), "norm": NORMS}
+    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
+
+    eps: float | None = None  # None: the norm's standard budget (8/255 L-inf, 0.5 L2)
+    version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square; 'rand' (APGD with EOT) for randomized models
+    max_images: int = 1000  # the first images of --n (AutoAttack is slow); full test set at paper scale
+    chunk_size: int = 250  # images per resumable unit; each chunk's result is saved when it ends
+    norm: str = "Linf"  # the threat model: "Linf" or "L2"
+
+    def __post_init__(self):
+        settle_budget(self)
+        super().__post_init__()
+
+
+@register_metric
+class AutoAttackMetric(Metric):
+    name = "autoattack"
+    summary = ("robust accuracy under standard AutoAttack (pyautoattack), first 1,000 images: L-inf 8/255 "
+               "(norm L2: 0.5)")
+    Params = AutoAttackParams
+    norms = NORMS
+    version = 3  # 3: per-image outcomes and diagnostics; 2: chunked runs (1: one run over all images)
+    incidental_params = ("max_images", "chunk_size")  # max_images shows as the record's n
+    shardable = True  # by chunk: chunk c on rank c mod world size
+
+    def state_file(self, ctx: EvalContext) -> Path:
+        """This process's resumable state: <stem>.state.json, or one file per rank under torchrun."""
+        world = ctx.world
+        return ctx.artifact("state.json" if world.size == 1 else f"state-{world.rank}-of-{world.size}.json")
+
+    def shard(self, ctx: EvalContext) -> Shard:
+        p = self.params
+        n = min(p.max_images, len(ctx.data))
+        chunks = range(-(-n // p.chunk_size))
+        mine = [c for c in chunks if c % ctx.world.size == ctx.world.rank]
+        x = ctx.data.images[:n].float().div(255)
+        y = ctx.data.labels[:n]
+        result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
+                                device=ctx.device, state_path=self.state_file(ctx), version=p.version,
+                                chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine,
+                                nonfinite=ctx.nonfinite, norm=p.norm)
+        log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite"))
+        if mine:
+            log.add(index=chunk_index(p.chunk_size, n, mine), clean_correct=result.clean_flags,
+                    adv_correct=result.adv_flags, robust=result.robust_flags, loss=result.loss,
+                    margin=result.margin, grad_zero=result.grad_zero, grad_nonfinite=result.grad_nonfinite,
+                    nonfinite=result.nonfinite)
+        meta = {"robust_after": result.robust_after, "warnings": result.warnings, "chunks": result.chunks,
+                "chunks_resumed": result.chunks_resumed, "probability_rows": result.probability_rows,
+                "state_file": self.state_file(ctx).name}
+        if result.randomized is not None:
+            meta["randomized_forward"] = result.randomized.as_record()
+        return Shard(log.columns(), [meta])
+
+    def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
+        c, meta = dict(shard.columns), shard.meta
+        counted_wrong = refuse_nonfinite(self.name, c["nonfinite"], ctx.nonfinite)
+        for column in ("clean_correct", "adv_correct", "robust"):
+            c[column] = c[column] & ~c["nonfinite"]
+        n = len(c["index"])
+        robust, clean = int(c["robust"].sum()), int(c["clean_correct"].sum())
+        after: dict[str, int] = {}
+        for m in meta:
+            for attack, count in m["robust_after"].items():
+                after[attack] = after.get(attack, 0) + count
+        write_outcomes(ctx.artifact("outcomes.npz"), c)
+        randomized = next(diagnostics.from_record("randomized_forward", m["randomized_forward"])
+                          for m in meta if "randomized_forward" in m)
+        checks = [randomized,
+                  diagnostics.probability_output(rows=sum(m["probability_rows"] for m in meta), total=n),
+                  diagnostics.unavailable_gradients(torch.from_numpy(c["grad_zero"]),
+                                                    torch.from_numpy(c["grad_nonfinite"]),
+                                                    torch.from_numpy(c["robust"])),
+                  diagnostics.not_assessed("incomplete_optimisation", "AutoAttack reports no trajectory "
+                                           "(its APGD adapts its step and restarts from the best point)")]
+        states = [m["state_file"] for m in meta]
+        acc = robust / n
+        return MetricResult(acc, n, binomial_stderr(acc, n),
+                            {"clean_accuracy": clean / n, "per_attack": {a: k / n for a, k in after.items()},
+                             "warnings": list(dict.fromkeys(w for m in meta for w in m["warnings"])),
+                             "chunks": sum(m["chunks"] for m in meta),
+                             "chunks_resumed": sum(m["chunks_resumed"] for m in meta),
+                             "state_file": states[0] if len(states) == 1 else states,
+                             "outcomes": ctx.artifact("outcomes.npz").name,
+                             **({"nonfinite_counted_wrong": counted_wrong} if counted_wrong else {})},
+                            checks_record(checks))

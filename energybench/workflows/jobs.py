@@ -1,0 +1,136 @@
+"""A reproduction as independent jobs for a cluster: plan.json (each job and its command), a SLURM
+array script over them, and `run_job` (one job, in any order: a job trains its run first unless
+another job is training it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from pathlib import Path
+
+from energybench.core.atomic import check_writable_dir, write_json_atomic, write_text_atomic
+from energybench.core.distributed import World
+from energybench.core.errors import UserError
+from energybench.core.hashing import json_key
+from energybench.reporting.table_specs import table_names
+from energybench.workflows.plan import parse_only, plan, preset_of, seeded
+from energybench.workflows.reproduce import draw_run_figures, ensure_trained, evaluate_run, publish, reproduce
+
+
+def _job_id(kind: str, run: str, metric: str = "", protocol: dict | None = None) -> str:
+    suffix = f"@{json_key(protocol, 6)}" if protocol else ""
+    return "/".join(filter(None, [kind, run, metric])) + suffix
+
+
+def job_plan(preset: str, tables: list[str] | None = None, only: str | None = None,
+             seeds: int | None = None) -> list[dict]:
+    """The reproduction as independent jobs: one training per run and seed, one evaluation per
+    checkpoint and metric, the figures of each run's first seed, and the final tables. Each job
+    trains its run first if no other job has (waiting for one that is training it), so the jobs
+    can run in any order and in parallel."""
+    p = preset_of(preset, seeds)
+    runs = plan(tables or table_names(), parse_only(only))
+    jobs = []
+    for run, seed in seeded(runs, p.seeds):
+        train_id = _job_id("train", run.name)
+        jobs.append({"id": train_id, "kind": "train", "run": run.name, "seed": seed, "needs": []})
+        for metric, protocol in run.evaluations:
+            jobs.append({"id": _job_id("eval", run.name, metric, protocol), "kind": "eval", "run": run.name,
+                         "seed": seed, "metric": metric, "protocol": protocol, "needs": [train_id]})
+        if p.figures and seed == 0:
+            jobs.append({"id": _job_id("figures", run.name), "kind": "figures", "run": run.name, "seed": seed,
+                         "needs": [train_id]})
+    jobs.append({"id": "tables", "kind": "tables", "needs": [j["id"] for j in jobs]})
+    return jobs
+
+
+def write_plan(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], only: str | None = None,
+               tables: list[str] | None = None, seeds: int | None = None,
+               inception_weights: str | None = None, device: str = "auto") -> Path:
+    """OUT/plan.json (the jobs and the command that runs each) and OUT/slurm.sh (a SLURM array
+    over the jobs but the last, each under torchrun; the tables job after them). Returns plan.json."""
+    check_writable_dir(out_dir)
+    p = preset_of(preset, seeds)
+    jobs = job_plan(preset, tables, only, seeds)
+    def absolute(spec):  # a local path is written absolute: jobs may start in another folder
+        return str(Path(spec).resolve()) if spec is not None and Path(str(spec)).exists() else str(spec)
+
+    base = ["energybench", "reproduce", "--preset", preset, "--data", absolute(data.get("cifar10")),
+            "--data-cifar100", absolute(data.get("cifar100", "cifar100")), "--out", str(Path(out_dir).resolve()),
+            "--runs", str(Path(runs_dir).resolve()), "--seeds", str(p.seeds), "--device", device]
+    if only:
+        base += ["--only", only]
+    if inception_weights:
+        base += ["--inception-weights", str(inception_weights)]
+    if tables and sorted(tables) != sorted(table_names()):
+        raise UserError("--plan covers every table; leave out the table selection")
+    for option, value in zip(base, base[1:]):
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise UserError(f"{option} {value!r} holds a control character (a newline?); it would be "
+                            f"written into slurm.sh: give a plain value")
+    for job in jobs:
+        job["command"] = base if job["kind"] == "tables" else [*base, "--job", job["id"]]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "plan.json"
+    write_json_atomic({"format": "energybench-reproduction-plan", "preset": preset, "seeds": p.seeds,
+                       "jobs": jobs}, path)
+    write_text_atomic(slurm_script(path, jobs, base), out_dir / "slurm.sh")
+    return path
+
+
+def slurm_script(plan_path: Path, jobs: list[dict], base: list[str]) -> str:
+    """A SLURM array script: task i runs job i of the plan under torchrun (GPUS_PER_NODE processes,
+    default 1); the tables job is submitted after the array."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for arg in base for ch in arg):
+        raise UserError("a value for slurm.sh holds a control character; give plain values")
+    quoted = " ".join(shlex.quote(a) for a in base[1:])
+    return f"""#!/bin/bash
+# energybench reproduction as a SLURM job array: {len(jobs) - 1} jobs, then the tables.
+#   sbatch slurm.sh                       # the array: one job per task, in any order
+#   then the tables, after the array: the "tables" job's command in plan.json, e.g.
+#   sbatch --dependency=afterok:<array job id> --wrap "energybench reproduce ..."
+# Each task trains its run first if no other task has (and waits for one that is training it),
+# so tasks may run in any order and in parallel; rerunning a task resumes it.
+# Edit the resources below: each task runs its job under torchrun, one process per GPU.
+#SBATCH --job-name=energybench-reproduce
+#SBATCH --array=0-{len(jobs) - 2}
+#SBATCH --nodes=1
+#SBATCH --gpus-per-node=1
+set -euo pipefail
+JOB=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"][int(sys.argv[2])]["id"])' \\
+      {shlex.quote(str(plan_path.resolve()))} "$SLURM_ARRAY_TASK_ID")
+torchrun --standalone --nproc_per_node "${{SLURM_GPUS_ON_NODE:-1}}" -m energybench {quoted} --job "$JOB"
+"""
+
+
+def run_job(job_id: str, preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device,
+            only: str | None = None, seeds: int | None = None, inception_weights: str | None = None,
+            log=print, world: World = World()) -> None:
+    """Run one job of `job_plan` (the same preset, --only and --seeds as the plan)."""
+    jobs = {j["id"]: j for j in job_plan(preset, None, only, seeds)}
+    if job_id not in jobs:
+        close = difflib.get_close_matches(job_id, list(jobs), n=1)
+        raise UserError(f"no job {job_id!r} in this reproduction's plan"
+                        + (f"; did you mean {close[0]!r}?" if close else "; see plan.json"))
+    job = jobs[job_id]
+    p = preset_of(preset, seeds)
+    if job["kind"] == "tables":
+        reproduce(preset, out_dir, runs_dir, data, device, only=only, inception_weights=inception_weights,
+                  log=log, seeds=seeds, world=world)
+        return
+    check_writable_dir(out_dir)
+    check_writable_dir(runs_dir, "--runs")
+    runs = {run.name: (run, seed) for run, seed in seeded(plan(table_names(), parse_only(only)), p.seeds)}
+    run, seed = runs[job["run"]]
+    run_dir = runs_dir / run.name
+    ckpt, status = ensure_trained(p, run, seed, run_dir, data, device, log, world, wait=True)
+    if ckpt is None or job["kind"] == "train":
+        return
+    if job["kind"] == "eval":
+        records = evaluate_run(p, ckpt, [(job["metric"], job["protocol"])], run_dir, device, inception_weights,
+                            {}, log, world)
+        if world.is_main:
+            publish(records, out_dir / "records" / run.name, replace_all=False)
+    elif job["kind"] == "figures":
+        draw_run_figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log, world)
