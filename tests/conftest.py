@@ -4,6 +4,7 @@ small model trained once per session on the JPEG copy."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # testkit.py: synthetic material shared by tests
 SHARED_DATA = Path(os.environ.get("ENERGYBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 JPEG_TAR = SHARED_DATA / "cifar10-jpeg75.tar.gz"
 EXACT_NPZ = SHARED_DATA / "cifar10-test-exact-1017.npz"

@@ -12,7 +12,7 @@ import pytest
 from energybench.core.hashing import file_sha256
 from energybench.handles.checkpoint import load_model, read_checkpoint
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 SHIPPED = sorted(CHECKPOINTS.glob("*-smoke.pt"))
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

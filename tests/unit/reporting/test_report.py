@@ -18,7 +18,7 @@ from energybench.reporting.report import build
 from energybench.reporting.table_specs import load_table, table_names
 from energybench.workflows.plan import parse_only, plan
 
-RECORDS = Path(__file__).resolve().parent / "reference" / "ci" / "records"
+RECORDS = Path(__file__).resolve().parents[2] / "reference" / "ci" / "records"
 
 
 def row_of(markdown: str, label: str) -> list[str]:

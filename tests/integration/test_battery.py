@@ -32,7 +32,7 @@ def test_sample_errors(tmp_path, run_cli, trained_run):
     code, _, err = run_cli("sample", "--ckpt", trained_run / "last.pt", "--init", "buffer",
                            "--steps", 1, "--out", tmp_path)
     assert code == 2 and "needs a checkpoint with a replay buffer" in err
-    shipped = Path(__file__).resolve().parent.parent / "checkpoints" / "jem-smoke.pt"
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "jem-smoke.pt"
     code, _, err = run_cli("sample", "--ckpt", shipped, "--init", "buffer", "--steps", 1, "--out", tmp_path / "s")
     assert code == 2 and "is a jem checkpoint whose replay buffer was stripped when it was shipped" in err, err
     code, _, err = run_cli("sample", "--ckpt", trained_run / "last.pt", "--mode", "dream")

@@ -18,8 +18,8 @@ from energybench.reporting.render import FORMATS, render
 from energybench.reporting.report import build
 from energybench.reporting.table_specs import load_table, table_names
 
-REFERENCE = Path(__file__).resolve().parent / "reference" / "ci"
-SMOKE_REPORT = Path(__file__).resolve().parent.parent / "reports" / "reproduce-smoke"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "ci"
+SMOKE_REPORT = Path(__file__).resolve().parents[2] / "reports" / "reproduce-smoke"
 
 
 def values_by_run(records_dir: Path) -> dict[tuple[str, str], dict]:

@@ -19,7 +19,7 @@ from energybench.core.errors import UserError
 from energybench.metrics import METRICS
 from energybench.records.text import protocol_text, threat_model_mismatch
 
-REFERENCE = Path(__file__).resolve().parent / "reference" / "ci" / "records"
+REFERENCE = Path(__file__).resolve().parents[2] / "reference" / "ci" / "records"
 
 
 class Linear(nn.Module):

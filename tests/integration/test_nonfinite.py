@@ -15,7 +15,7 @@ from energybench.core.errors import UserError
 from energybench.evaluation.runner import evaluate
 from energybench.handles.checkpoint import load_model, read_checkpoint, save_checkpoint
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 class NaNOnSome(nn.Module):

@@ -192,7 +192,7 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     torch.export.save(program, str(root / "identity.pt2"))
     files["identity_pt2"] = root / "identity.pt2"
     files["a_folder"] = root / "plain"
-    files["ci_records"] = Path(__file__).resolve().parent / "reference" / "ci" / "records"
+    files["ci_records"] = Path(__file__).resolve().parents[1] / "reference" / "ci" / "records"
     return files
 
 

@@ -387,7 +387,7 @@ def _real_models():
     from energybench.handles.checkpoint import load_model
     from energybench.models import create_model
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     yield "tiny-static", _Tiny(), {}
     yield "regions", _Regions(), {}
     yield "resnet18-torchvision", torchvision.models.resnet18(num_classes=10), {}

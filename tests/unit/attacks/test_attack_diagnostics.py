@@ -26,7 +26,7 @@ from energybench.reporting.render import render
 from energybench.reporting.report import build
 from energybench.reporting.table_specs import load_table
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((REPO / "checkpoints").glob("*-smoke.pt"))
 ALWAYS_ON = {"randomized_forward", "probability_output", "unavailable_gradients", "incomplete_optimisation"}
 

@@ -24,7 +24,7 @@ from energybench.reporting.table_specs import load_table
 from energybench.training.config import apply_overrides
 from energybench.training.recipes import preset_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 # --------------------------------------------------------------------------- model selection

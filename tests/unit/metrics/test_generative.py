@@ -18,7 +18,7 @@ from energybench.core.errors import UserError
 from energybench.metrics.generative import compute_fidelity, find_inception_weights
 
 NAME = "energybench-test-random-features"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 class RandomFeatures(FeatureExtractorBase):

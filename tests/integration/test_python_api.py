@@ -1,0 +1,62 @@
+"""The Python API (`energybench.evaluate`) on a user's module with data in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from testkit import seeded_model, synthetic_npz
+
+import energybench
+from energybench.core.errors import UserError
+
+pytestmark = pytest.mark.synthetic
+
+
+def test_python_api_runs_metrics_on_a_module_with_data_in_memory(tmp_path):
+    model = seeded_model()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (40, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    y = torch.arange(40) % 10
+    records = energybench.evaluate(model, (x, y), metrics=["clean", "pgd20"], out_dir=tmp_path,
+                                   device="cpu", eps=4 / 255)
+    by = {r["metric"]: r for r in records}
+    with torch.no_grad():
+        expected = (model(x.float() / 255).argmax(1) == y).float().mean().item()
+    assert by["clean"]["value"] == pytest.approx(expected)
+    assert by["pgd20"]["params"]["eps"] == pytest.approx(4 / 255)
+    assert by["pgd20"]["params"]["step_size"] == pytest.approx(1 / 255)  # eps / 4
+    assert by["clean"]["model"]["kind"] == "module" and by["clean"]["data"]["source"]["kind"] == "memory"
+    # Same weights and data: the record is reused; one changed weight: a new record.
+    (again,) = energybench.evaluate(seeded_model(), (x, y), metrics=["clean"], out_dir=tmp_path, device="cpu")
+    assert again["file"] == by["clean"]["file"] and again["created"] == by["clean"]["created"]
+    changed = seeded_model()
+    with torch.no_grad():
+        changed.body[-1].bias[0] += 1.0
+    (other,) = energybench.evaluate(changed, (x, y), metrics=["clean"], out_dir=tmp_path, device="cpu")
+    assert other["file"] != by["clean"]["file"]
+    # Other images: another record too.
+    (third,) = energybench.evaluate(seeded_model(), (x.flip(0), y.flip(0)), metrics=["clean"], out_dir=tmp_path,
+                                    device="cpu")
+    assert third["file"] not in (by["clean"]["file"], other["file"])
+
+
+def test_python_api_refuses_bad_input_in_one_line(tmp_path):
+    x = torch.rand(4, 3, 32, 32)  # floats that are not 8-bit images: refused, not rounded
+    with pytest.raises(UserError, match="float images must hold 8-bit images"):
+        energybench.evaluate(seeded_model(), (x, torch.zeros(4, dtype=torch.long)), out_dir=tmp_path, device="cpu")
+    with pytest.raises(UserError, match="no selected metric takes it"):
+        energybench.evaluate(seeded_model(), (x.mul(255).to(torch.uint8), torch.zeros(4, dtype=torch.long)),
+                             out_dir=tmp_path, device="cpu", probes=3)
+    with pytest.raises(UserError, match="lists of names"):
+        energybench.evaluate(seeded_model(), "cifar10", metrics="clean", device="cpu")
+
+
+def test_training_images_in_memory_serve_like_the_same_images_from_a_file(tmp_path):
+    data = synthetic_npz(tmp_path / "synth.npz")
+    with np.load(data) as npz:
+        train = (npz["train_images"], npz["train_labels"])
+    common = dict(metrics=["memorization"], n=10, device="cpu", n_per_class=1, steps=2, k=2, figure_rows=2)
+    (from_file,) = energybench.evaluate(seeded_model(), str(data), train_data=str(data), out_dir=tmp_path / "a", **common)
+    (in_memory,) = energybench.evaluate(seeded_model(), str(data), train_data=train, out_dir=tmp_path / "b", **common)
+    assert in_memory["value"] == from_file["value"] and in_memory["extra"]["train_images"] == 60
