@@ -10,22 +10,19 @@ It runs exactly what `energybench eval` runs (same protocols, records, caches an
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from energybench.core.errors import UserError
-
-# CLI flags in messages shared with the command line, as the API's arguments
-_FLAG_WORDS = {"--force": "force=True", "--nonfinite wrong": "nonfinite='wrong'", "--param ": ""}
-_FLAG = re.compile(r"--([a-z][a-z0-9-]*)( (?=[A-Z0-9'\"/.~]))?")
+from energybench.core.errors import UserError, neutral_word, render_options
 
 
-def api_wording(message: str) -> str:
-    """A message written for the CLI with its flags as this API's arguments: '--data PATH' ->
-    'data=PATH', '--n' -> 'n', '--force' -> 'force=True', '--param k=v' -> 'k=v'."""
-    for flag, words in _FLAG_WORDS.items():
-        message = message.replace(flag, words)
-    return _FLAG.sub(lambda m: m[1].replace("-", "_") + ("=" if m[2] else ""), message)
+def argument_word(name: str, value: str | None) -> str:
+    """An option as this API's argument: `n`, `data=PATH`, `force=True`, `nonfinite='wrong'`, and
+    a protocol value as the keyword it is (`steps=100`)."""
+    if name == "force" and value is None:
+        return "force=True"
+    if name == "nonfinite" and value is not None:
+        return f"nonfinite={value!r}"
+    return neutral_word(name, value)
 
 
 def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None = None,
@@ -62,7 +59,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
         check_param_keys(names, protocol)
         return run(model, names, data=data, n=n, out_dir=out_dir, device=resolve_device(device),
                    batch_size=batch_size, seed=seed, overrides=protocol, force=force,
-                   log=print if verbose else (lambda message: None), train_data=train_data,
+                   log=(lambda message: print(render_options(message, argument_word))) if verbose else (lambda message: None), train_data=train_data,
                    threat_model=threat_model, model_dir=model_dir, nonfinite=nonfinite)
     except UserError as exc:
-        raise type(exc)(api_wording(str(exc))) from None
+        raise type(exc)(render_options(exc.template, argument_word)) from None

@@ -26,7 +26,7 @@ from energybench.attacks import diagnostics
 from energybench.attacks.diagnostics import Check
 from energybench.attacks.pgd import check_eps
 from energybench.core.atomic import write_json_atomic
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.hashing import json_key
 from energybench.core.progress import progress, say_progress
 from energybench.core.runtime import eval_mode
@@ -143,18 +143,18 @@ def _read_state(path: Path, key: dict) -> dict[int, dict]:
         state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise UserError(f"AutoAttack state {path} is unreadable ({type(exc).__name__}); delete it or rerun "
-                        f"with --force to start over") from None
+                        f"with {option('force')} to start over") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("key") != key \
             or not isinstance(state.get("chunks"), dict):
         raise UserError(f"AutoAttack state {path} belongs to another model, data or protocol; "
-                        f"delete it or rerun with --force to start over")
+                        f"delete it or rerun with {option('force')} to start over")
     if state.get("digest") != _state_digest(state["key"], state["chunks"]):
         raise UserError(f"AutoAttack state {path} does not match its digest (it was edited or damaged); "
-                        f"delete it or rerun with --force to start over")
+                        f"delete it or rerun with {option('force')} to start over")
     problem = next((p for p in map(_chunk_problem, state["chunks"].values()) if p), None)
     if problem or not all(c.isdigit() for c in state["chunks"]):
         raise UserError(f"AutoAttack state {path} is damaged ({problem or 'a chunk id is not a number'}); "
-                        f"delete it or rerun with --force to start over")
+                        f"delete it or rerun with {option('force')} to start over")
     return {int(c): chunk for c, chunk in state["chunks"].items()}
 
 
@@ -200,7 +200,7 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
                 randomized = diagnostics.randomized_forward(model, probe, model(probe)).as_record()
         clean, grad_zero, grad_nonfinite, rows, bad = _clean_pass(model, x, y, batch_size, device)
         if bool(bad.any()) and nonfinite != "wrong":  # no attack on answers that are no answers
-            go_on = " or pass --nonfinite wrong to count them as wrong" if nonfinite == "refuse" else ""
+            go_on = f" or pass {option('nonfinite', 'wrong')} to count them as wrong" if nonfinite == "refuse" else ""
             raise UserError(f"autoattack: the model returned NaN or infinite logits for {int(bad.sum())} of "
                             f"{len(bad)} images; nothing is computed from them (check its weights and its "
                             f"input normalisation{go_on})")

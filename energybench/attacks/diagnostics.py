@@ -55,12 +55,12 @@ TITLES = {
 }
 
 ADVICE = {
-    "randomized_forward": "attack with EOT (--param eot=10 for the PGD metrics) or AutoAttack "
-                          "--param version=rand, and report both",
+    "randomized_forward": "attack with EOT (the protocol value eot=10 for the PGD metrics) or "
+                          "AutoAttack with version=rand, and report both",
     "probability_output": "evaluate the model's logits (remove the final softmax)",
     "unavailable_gradients": "the model masks its gradients (a non-differentiable or saturating "
                              "layer): use BPDA or a gradient-free attack (AutoAttack's Square)",
-    "incomplete_optimisation": "run more steps (--param steps=100) or AutoAttack",
+    "incomplete_optimisation": "run more steps (the protocol value steps=100) or AutoAttack",
     "unbounded": "the attack cannot break the model even without a budget: gradients are masked "
                  "or the model is not what it seems; do not trust its robust accuracy",
     "budget_monotone": "the attack is weaker than it should be at some budgets: use more steps, "

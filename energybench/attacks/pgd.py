@@ -124,6 +124,11 @@ class PGDConfig(Checked):
         """The same attack with its step written out (what records store)."""
         return replace(self, step_size=self.step)
 
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """Image forward+backward passes on n images: every step of every restart and EOT sample,
+        plus the clean and final forwards (a forward counts 1/3)."""
+        return n * (self.steps * self.restarts * self.eot + 2 / 3)
+
 
 def per_example_loss(logits: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
     """The quantity the attack ascends, per example: logits (N, K), y (N,) -> (N,)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from energybench.cli.options import POSITIVE, SEED, _registry_choice, echo, model_options
+from energybench.cli.options import POSITIVE, SEED, cli_text, echo, model_options, registry_choice
 from energybench.core.errors import SomeNotComputed, UserError
 
 
@@ -19,9 +19,9 @@ from energybench.core.errors import SomeNotComputed, UserError
 @click.option("--n", "--images", "n", type=POSITIVE, default=None,
               help="evaluate the first N test images (default all); under torchrun write --images "
                    "(torchrun reads --n as its own --nnodes / --nproc-per-node)")
-@click.option("--suite", "suites", multiple=True, type=_registry_choice("suites"),
+@click.option("--suite", "suites", multiple=True, type=registry_choice("suites"),
               help="metric suite(s), repeatable")
-@click.option("--metric", "metrics", multiple=True, type=_registry_choice("metrics"),
+@click.option("--metric", "metrics", multiple=True, type=registry_choice("metrics"),
               help="single metric(s), repeatable")
 @click.option("--eps", default=None, help="attack budget: L-inf as a pixel fraction (8/255), L2 as a length "
               "in pixel units (0.5); default: the norm's standard budget")
@@ -109,8 +109,8 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     if records:
         table = format_summary(records)
         not_run = "".join(f"\n- {k}: not computed ({v})" for k, v in refused.items())
-        write_text_atomic(folder_summary(out, str(model_spec)) + (f"\nNot computed in the last run:{not_run}\n"
-                                                                  if refused else ""), out / "summary.md")
+        write_text_atomic(cli_text(folder_summary(out, str(model_spec)) + (
+            f"\nNot computed in the last run:{not_run}\n" if refused else "")), out / "summary.md")
         if fmt == "json":
             echo(json.dumps(records, indent=1))
         else:

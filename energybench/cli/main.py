@@ -57,7 +57,7 @@ def main(argv=None):
     try:
         cli.main(args=argv, prog_name="energybench", standalone_mode=False)
     except UserError as exc:  # 2: bad input; 3: finished, but some metrics could not run here
-        _say_error(str(exc), "incomplete" if isinstance(exc, SomeNotComputed) else "error")
+        _say_error(exc.template, "incomplete" if isinstance(exc, SomeNotComputed) else "error")
         sys.exit(exc.exit_status)
     except click.exceptions.Abort:
         echo(_stopped_text("aborted"), err=True)

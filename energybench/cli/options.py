@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from energybench.core.errors import render_options
+
 
 class FiniteFloat(click.ParamType):
     """A finite float (NaN and infinity refused) at least `min` (or above it, min_open)."""
@@ -67,7 +69,7 @@ def model_options(command):
     return command
 
 
-def _registry_choice(kind: str) -> RegistryChoice:
+def registry_choice(kind: str) -> RegistryChoice:
     return RegistryChoice(kind)
 
 
@@ -92,6 +94,22 @@ def registry_names(kind: str) -> list[str]:
     return MODELS.names()
 
 
+# The flag of each argument whose flag is not "--" + its name with dashes (core.errors.option).
+FLAGS = {"out_dir": "--out", "runs_dir": "--runs", "model": "--model"}
+
+
+def flag_word(name: str, value: str | None) -> str:
+    """An option as the command line spells it: `--n`, `--data PATH`, `--param steps=100`."""
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    return flag if value is None else f"{flag} {value}"
+
+
+def cli_text(text: str) -> str:
+    """Text from below the face with its options worded as flags."""
+    return render_options(text, flag_word)
+
+
 def echo(text="", err: bool = False, nl: bool = True) -> None:
-    """click.echo, with path bytes that are not UTF-8 shown as \\xNN escapes, not an exception."""
-    click.echo(str(text).encode("utf-8", "backslashreplace").decode("utf-8"), err=err, nl=nl)
+    """click.echo of `cli_text(text)`, with path bytes that are not UTF-8 shown as \\xNN escapes,
+    not an exception."""
+    click.echo(cli_text(str(text)).encode("utf-8", "backslashreplace").decode("utf-8"), err=err, nl=nl)

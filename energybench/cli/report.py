@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from energybench.cli.options import _registry_choice, echo
+from energybench.cli.options import echo, registry_choice
 from energybench.core.errors import UserError
 
 # The committed smoke reproduction, found from the package's own location (a source checkout), not
@@ -16,7 +16,7 @@ DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "reports" / "reproduce-s
 
 
 @click.command()
-@click.option("--table", "tables", multiple=True, required=True, type=_registry_choice("tables+all"),
+@click.option("--table", "tables", multiple=True, required=True, type=registry_choice("tables+all"),
               help="table name (see `energybench list tables`), or 'all'; repeatable")
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help=f"folders or files of result records (default {DEFAULT_RESULTS} if present); repeatable")

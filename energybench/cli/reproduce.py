@@ -51,8 +51,9 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
         if job_id is not None:
             raise UserError("--plan writes the jobs; --job runs one: give one of them")
         resolve_source(data_spec)
-        path = write_plan(preset, out_dir, runs_dir, data, only=only, seeds=seeds,
-                          inception_weights=inception_weights, device=device)
+        arguments = _plan_arguments(preset, out_dir, runs_dir, data, only, seeds, inception_weights, device)
+        path = write_plan(preset, out_dir, lambda job: arguments + ([] if job is None else ["--job", job]),
+                          only=only, seeds=seeds)
         echo(f"plan: {path}\nSLURM array: {path.parent / 'slurm.sh'}")
         return
     world, dev = init_world(device)
@@ -64,9 +65,31 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
             if world.is_main:
                 echo(f"job {job_id}: done")
             return
-        index = run_reproduction(preset, out_dir, runs_dir, data, dev, only=only,
-                                 inception_weights=inception_weights, log=say, seeds=seeds, world=world)
+        made_by = f"energybench reproduce --preset {preset}" + (f" --only {only}" if only else "") + \
+            f" --data {data_spec} --out {out_dir}"
+        index = run_reproduction(preset, out_dir, runs_dir, data, dev, only=only, inception_weights=inception_weights,
+                                 log=say, seeds=seeds, world=world, made_by=made_by)
     finally:
         shutdown(world)
     if world.is_main:
         echo(f"index page: {index}")
+
+
+def _plan_arguments(preset, out_dir, runs_dir, data, only, seeds, inception_weights, device) -> list[str]:
+    """The command line that runs this reproduction from any folder (local paths made absolute),
+    refusing values with control characters: they would reach plan.json and a cluster's shell."""
+    def absolute(spec):
+        return str(Path(spec).resolve()) if spec is not None and Path(str(spec)).exists() else str(spec)
+
+    from energybench.workflows.plan import preset_of
+
+    seeds = preset_of(preset, seeds).seeds
+    arguments = ["energybench", "reproduce", "--preset", preset, "--data", absolute(data["cifar10"]),
+                 "--data-cifar100", absolute(data["cifar100"]), "--out", str(Path(out_dir).resolve()),
+                 "--runs", str(Path(runs_dir).resolve()), "--seeds", str(seeds), "--device", device]
+    arguments += ["--only", only] if only else []
+    arguments += ["--inception-weights", str(inception_weights)] if inception_weights else []
+    for flag, value in zip(arguments[2::2], arguments[3::2]):
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise UserError(f"{flag} {value!r} holds a control character (a newline?); give a plain value")
+    return arguments

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from energybench.cli.options import _registry_choice, echo
+from energybench.cli.options import echo, registry_choice
 from energybench.core.errors import UserError
 
 
 @click.command()
-@click.argument("recipe", required=False, type=_registry_choice("recipes"))
-@click.option("--preset", default="smoke", show_default=True, type=_registry_choice("presets"),
+@click.argument("recipe", required=False, type=registry_choice("recipes"))
+@click.option("--preset", default="smoke", show_default=True, type=registry_choice("presets"),
               help="paper or smoke")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="a TOML or YAML config (e.g. saved from --show-config); --set applies on top")
@@ -45,7 +45,7 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
             raise UserError(f"{config_file} is a config for {named}, not {recipe}; drop RECIPE or "
                             f"give a {recipe} config")
         recipe = named
-        _registry_choice("recipes").convert(recipe, None, None)  # a misspelt name gets the list
+        registry_choice("recipes").convert(recipe, None, None)  # a misspelt name gets the list
     if recipe is None:
         raise UserError("name a RECIPE (see `energybench list recipes`) or give --config FILE")
     cfg = preset_config(recipe, preset)

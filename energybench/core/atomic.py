@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 
 TEMP_SUFFIX = ".tmp"
 
@@ -41,19 +41,21 @@ def atomic_output(path: str | os.PathLike):
         raise
 
 
-def check_writable_dir(folder: str | os.PathLike, option: str = "--out") -> None:
+def check_writable_dir(folder: str | os.PathLike, argument: str = "out_dir") -> None:
     """A folder we will write into must be, or be creatable as, a writable folder: checked
-    before any work starts, so a bad --out fails at once and leaves nothing behind."""
+    before any work starts, so a bad output folder fails at once and leaves nothing behind.
+    `argument` names the option that gave the folder."""
     folder = Path(folder)
+    given = option(argument)
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(folder)):
-        raise UserError(f"{option} {str(folder)!r} holds a control character (a newline?); choose a plain path")
+        raise UserError(f"{given} {str(folder)!r} holds a control character (a newline?); choose a plain path")
     probe = folder
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
-        raise UserError(f"{option} {folder} cannot be a folder: {probe} is a file; choose another {option}")
+        raise UserError(f"{given} {folder} cannot be a folder: {probe} is a file; choose another {given}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {folder} is not writable ({probe} is read-only); choose another {option}")
+        raise UserError(f"{given} {folder} is not writable ({probe} is read-only); choose another {given}")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.version import __version__
 
 
@@ -30,7 +30,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise UserError(f"device {name!r} is not supported; energybench runs on cpu and cuda "
                         f"(use auto, cpu, cuda or cuda:N)")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+        raise UserError(f"device {name!r} asked for but CUDA is not available here; use {option('device', 'cpu')}")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UserError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} "
                         f"CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")

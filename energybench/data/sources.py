@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.data.cache import cached_decode
 from energybench.data.formats import load_torchvision
 from energybench.data.images import LabeledImages
@@ -47,7 +47,7 @@ def load_split(spec: str | os.PathLike | None, split: str, download: bool = Fals
         have = [s for s in SPLITS if f"{s}_images" in arrays]
         raise UserError(
             f"{source.path} has no {split} split (it holds: {', '.join(have) or 'nothing'}); "
-            f"give a source with a {split} split via --data"
+            f"give a source with a {split} split via {option('data')}"
         )
     images = torch.from_numpy(np.ascontiguousarray(arrays[f"{split}_images"])).permute(0, 3, 1, 2)
     labels = torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.hashing import file_sha256, tree_sha256
 
 SPLITS = ("train", "test")
@@ -63,12 +63,12 @@ def resolve_source(spec: str | os.PathLike | None) -> Source:
         raise UserError(
             f"no {spec} data in {home} (looked for {imported.name} and {TORCHVISION_FOLDERS[spec]}/); "
             f"run `energybench data import PATH` with a local copy, `energybench data import {spec} "
-            f"--download` when online, or pass --data PATH"
+            f"--download` when online, or pass {option('data', 'PATH')}"
         )
     path = Path(spec).expanduser()
     if not path.exists():
         raise UserError(
-            f"data not found: {path} does not exist; pass --data with a torchvision CIFAR folder, "
+            f"data not found: {path} does not exist; pass {option('data')} with a torchvision CIFAR folder, "
             f"an image-folder tree or .tar/.tar.gz of one, or an .npz"
         )
     if path.is_file():

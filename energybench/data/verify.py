@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from energybench import data as datalib
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.hashing import file_sha256
 
 EXPECTED_COUNTS = {10: {"train": 50_000, "test": 10_000}, 100: {"train": 50_000, "test": 10_000}}
@@ -53,7 +53,7 @@ def verify_source(spec: str | None, reference: Path | None = None) -> tuple[str,
         ref_images, ref_labels = ref.images, ref.labels
         if ref_images.shape[1:] != test.images.shape[1:]:
             size = "x".join(map(str, test.images.shape[2:]))
-            raise UserError(f"--reference {reference.name} holds {'x'.join(map(str, ref_images.shape[2:]))} images "
+            raise UserError(f"{option('reference', reference.name)} holds {'x'.join(map(str, ref_images.shape[2:]))} images "
                             f"but the data's are {size}; give a reference of the same images")
         k = min(len(ref_labels), len(test))
         same_labels = bool((ref_labels[:k] == test.labels[:k]).all())

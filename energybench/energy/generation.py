@@ -21,7 +21,7 @@ import torch
 from energybench import data as datalib
 from energybench.core.atomic import write_npz_atomic
 from energybench.core.distributed import World, agree
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.progress import progress, say_progress
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import Checked
@@ -45,6 +45,10 @@ class GenerationConfig(Checked):
     noise: float = 0.005
     batch_size: int = 250
     seed: int = 0
+
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """SGLD passes of the generated set (n_per_class per class, `steps` each)."""
+        return self.n_per_class * num_classes * self.steps
 
 
 GENERATION_VERSION = 2  # 2: each batch of samples draws from its own seed (shardable); in every cache key
@@ -84,7 +88,7 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
         init = None
     else:
         if cfg.init == "class-gaussian" and train_images is None:
-            raise UserError("init 'class-gaussian' needs the training images (--train-data)")
+            raise UserError(f"init 'class-gaussian' needs the training images ({option('train_data')})")
         shape_source = train_images if train_images is not None else torch.zeros(1, *image_shape)
         init = make_init(cfg.init, shape_source, train_labels if train_labels is not None
                          else torch.zeros(1, dtype=torch.long), num_classes, device, train_key)
@@ -120,7 +124,7 @@ def training_split(loaded, train_data=None):
         return train_data
     spec = train_data if train_data is not None else loaded.train_source
     if spec is None:
-        raise UserError(f"{loaded.name} does not say what it was trained on; pass --train-data")
+        raise UserError(f"{loaded.name} does not say what it was trained on; pass {option('train_data')}")
     return datalib.load_split(spec, "train")
 
 
@@ -154,7 +158,7 @@ def generate_for(loaded, cfg: GenerationConfig, device, train_data: str | None =
         if not buffer and stripped:
             raise UserError(f"init 'buffer': {loaded.name} is a {loaded.checkpoint['recipe']} checkpoint whose "
                             f"replay buffer was stripped when it was shipped (meta.shipped_without); use its "
-                            f"training run's last.pt, or --init class-gaussian")
+                            f"training run's last.pt, or {option('init', 'class-gaussian')}")
     if cfg.init == "class-gaussian":
         train = train if train is not None else training_split(loaded, train_data)
         train_images, train_labels = train.images, train.labels
@@ -191,7 +195,7 @@ def generate_to_file(loaded, cfg: GenerationConfig, device, path: Path, meta: di
             part = generate_for(loaded, cfg, device, train=train, world=world, image_shape=image_shape)
             save_samples(part, cfg, shard_path, {**meta, "rank": world.rank, "world_size": world.size})
     except UserError as exc:
-        error = str(exc)
+        error = exc.template
     agree(world, error)
     if world.is_main:
         parts = [load_samples(path.with_name(f"{path.stem}.shard-{r}-of-{world.size}.npz"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from energybench import data as datalib
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.handles.checkpoint import LoadedModel
 
 
@@ -18,7 +18,7 @@ def check_classes(loaded: LoadedModel, test: datalib.LabeledImages, device: torc
     if num_classes != test.num_classes:
         raise UserError(
             f"{loaded.name} outputs {num_classes} classes but the data has {test.num_classes}; "
-            f"give the matching dataset with --data"
+            f"give the matching dataset with {option('data')}"
         )
     trained = loaded.checkpoint["meta"].get("classes") if loaded.checkpoint is not None else None
     if trained is not None and list(trained) != list(test.classes):

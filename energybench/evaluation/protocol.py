@@ -11,7 +11,7 @@ import typing
 
 from energybench import data as datalib
 from energybench.attacks.pgd import NORMS, parse_eps
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.validation import RangeError
 from energybench.handles.zoo import is_zoo_name
 from energybench.metrics import METRICS
@@ -90,7 +90,7 @@ def attack_norms(metrics: list[str], overrides: dict, model, threat_model: str) 
     and the others keep their L-inf protocol (the summary names the mismatch)."""
     asked = overrides.get("norm")
     if asked is not None and asked not in NORMS:
-        raise UserError(f"--norm {asked!r} is not a threat model energybench attacks in; use {' or '.join(NORMS)}")
+        raise UserError(f"{option('norm', repr(asked))} is not a threat model energybench attacks in; use {' or '.join(NORMS)}")
     implied = threat_model if asked is None and is_zoo_name(model) and threat_model in NORMS else None
     per_metric = {}
     for name in metrics:
@@ -98,7 +98,7 @@ def attack_norms(metrics: list[str], overrides: dict, model, threat_model: str) 
         norm = asked or implied
         if asked is not None and cls.norms and asked not in cls.norms:
             raise UserError(f"{name} attacks in {' and '.join(cls.norms)} only, not {asked}; evaluate it in "
-                            f"a separate run without --norm {asked}")
+                            f"a separate run without {option('norm', asked)}")
         takes_norm = norm is not None and norm in cls.norms and len(cls.norms) > 1
         per_metric[name] = {**overrides, "norm": norm if takes_norm else None}
     return per_metric
@@ -113,9 +113,9 @@ def check_param_keys(metrics: list[str], keys) -> None:
     known = {f.name for m in metrics for f in dataclasses.fields(METRICS.get(m).Params)}
     renamed = sorted(k for k in keys if k in RENAMED_PARAMS)
     if renamed:
-        raise UserError(f"--param {renamed[0]} is now called {RENAMED_PARAMS[renamed[0]]}; "
+        raise UserError(f"{option('param', renamed[0])} is now called {RENAMED_PARAMS[renamed[0]]}; "
                         f"write {RENAMED_PARAMS[renamed[0]]}=...")
     unknown = sorted(set(keys) - known)
     if unknown:
-        raise UserError(f"--param {', '.join(unknown)}: no selected metric takes it; they take: "
+        raise UserError(f"{option('param', ', '.join(unknown))}: no selected metric takes it; they take: "
                         f"{', '.join(sorted(known)) or 'nothing'}")

@@ -17,7 +17,7 @@ import torch
 from energybench import data as datalib
 from energybench.core.atomic import check_writable_dir, write_json_atomic
 from energybench.core.distributed import World, agree
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.runtime import environment_info, exact_float32, float32_precision_now
 from energybench.evaluation import costs
 from energybench.evaluation.identity import check_classes, describe_model, record_identity
@@ -71,19 +71,19 @@ def evaluate(
     if nonfinite not in NONFINITE_POLICIES:
         raise UserError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
     if n is not None and n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
+        raise UserError(f"{option('n')} must be at least 1, got {n}")
     if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UserError(f"{option('batch_size')} must be at least 1, got {batch_size}")
     if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
+        raise UserError(f"{option('seed')} must be >= 0, got {seed}")
     per_metric = attack_norms(metrics, overrides or {}, model, threat_model)
     chosen = [METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics]
     loaded: LoadedModel = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
     test = _test_split(data if data is not None else loaded.train_source, loaded)
     if n is not None:
         if n > len(test):
-            raise UserError(f"--n {n} is more than the {len(test):,} test images of {test.source.get('label')}; "
-                            f"give at most {len(test):,} (or leave --n out for all)")
+            raise UserError(f"{option('n', n)} is more than the {len(test):,} test images of {test.source.get('label')}; "
+                            f"give at most {len(test):,} (or leave {option('n')} out for all)")
         test = test.subset(n)
     check_classes(loaded, test, device)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
@@ -115,7 +115,7 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
     pending = [m for m in chosen if force or not _reusable(m, loaded, test, seed, batch_size, device, out_dir,
                                                            nonfinite)]
     n, classes = len(test), len(test.classes)
-    if not pending or sum(costs.gradient_passes(m.params, n, classes) for m in pending) < ANNOUNCE_PASSES:
+    if not pending or sum(m.gradient_passes(n, classes) for m in pending) < ANNOUNCE_PASSES:
         return
     x = test.images[:min(32, n)].to(device).float().div_(255)
     line, seconds = costs.plan_line(pending, n, classes, costs.seconds_per_pass(loaded.model, x))
@@ -155,7 +155,7 @@ def _test_split(data, loaded: LoadedModel) -> datalib.LabeledImages:
     if isinstance(data, tuple) and len(data) == 2:
         return datalib.in_memory(*data)
     if data is None:
-        raise UserError(f"{loaded.name} does not say what data it was trained on; pass --data")
+        raise UserError(f"{loaded.name} does not say what data it was trained on; pass {option('data')}")
     return datalib.load_split(data, "test")
 
 
@@ -168,7 +168,7 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         path = record_path(out_dir, name, identity)
         old = reusable_record(read_record(path), identity, ctx.nonfinite)
         if old is not None and not force:
-            log(f"{name}: already recorded in {path} (use --force to recompute)")
+            log(f"{name}: already recorded in {path} (use {option('force')} to recompute)")
             if figure_drawer(name) and not path.with_suffix(".png").exists():
                 draw_record(path, figure_drawer(name))  # a figure deleted or never drawn: redrawn from raw data
             records.append({**old, "file": str(path)})
@@ -185,8 +185,8 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         except UserError as exc:
             if refused is None:
                 raise
-            refused[name] = str(exc)
-            log(f"{name}: not computed: {exc}")
+            refused[name] = exc.template
+            log(f"{name}: not computed: {exc.template}")
             continue
         if result is None:
             records.append({**read_record(path), "file": str(path)})
@@ -243,14 +243,14 @@ def compute_metric(metric, ctx: EvalContext, identity: dict):
         metric.prepare(ctx)
         error = None
     except UserError as exc:
-        error = str(exc)
+        error = exc.template
     agree(world, error)
     if metric.shardable:
         error = None
         try:
             save_shard(ctx, identity, _load_shard(ctx, identity, world.rank) or metric.shard(ctx))
         except UserError as exc:
-            error = str(exc)
+            error = exc.template
         agree(world, error)
         if not world.is_main:
             return None

@@ -22,7 +22,7 @@ def _finish_on_main(fn, world):
     try:
         return fn()
     except UserError as exc:
-        agree(world, str(exc))
+        agree(world, exc.template)
         raise
 
 

@@ -19,7 +19,7 @@ import sympy
 import torch
 import torch.nn as nn
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.safe_pickle import no_code_from_pickles
 from energybench.handles.pt2_archive import rebuild_archive
 from energybench.handles.pt2_grammar import ProgramRefused, check_expression, check_guard, check_operator
@@ -58,7 +58,7 @@ class ExportedClassifier(nn.Module):
                 raise
             guard = str(exc).strip().splitlines()[0]
             raise UserError(f"{self.name} does not accept a batch of {len(x)} images ({guard}); "
-                            f"choose another --batch-size or --n") from None
+                            f"choose another {option('batch_size')} or {option('n')}") from None
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.fixed_batch is None or len(x) == self.fixed_batch:

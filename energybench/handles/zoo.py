@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 
 PREFIX = "robustbench:"
 THREAT_MODELS = ("Linf", "L2", "corruptions")
@@ -95,9 +95,9 @@ def load_zoo_model(spec: str, threat_model: str = "Linf", model_dir: str | Path 
     RobustBench); where that file is absent, robustbench downloads it (needs the internet)."""
     name = spec[len(PREFIX):]
     if dataset not in DATASETS:
-        raise UserError(f"--dataset {dataset!r} is not one energybench evaluates; use {', '.join(DATASETS)}")
+        raise UserError(f"{option('dataset', repr(dataset))} is not one energybench evaluates; use {', '.join(DATASETS)}")
     if threat_model not in THREAT_MODELS:
-        raise UserError(f"--threat-model {threat_model!r} is not a RobustBench threat model; use "
+        raise UserError(f"{option('threat_model', repr(threat_model))} is not a RobustBench threat model; use "
                         f"{', '.join(THREAT_MODELS)}")
     known = zoo_names(dataset, threat_model)
     if name not in known:
@@ -123,7 +123,7 @@ def load_zoo_model(spec: str, threat_model: str = "Linf", model_dir: str | Path 
         where = (f"the weights at {weights} do not load ({first[:160]})" if weights.is_file()
                  else f"{weights} is absent and could not be downloaded ({type(exc).__name__}: {first[:160]})")
         raise UserError(f"robustbench:{name}: {where}; put the model's state dict there "
-                        f"(or pass --model-dir)") from None
+                        f"(or pass {option('model_dir')})") from None
     info = {"robustbench_name": name, "dataset": dataset, "threat_model": threat_model,
             "architecture": type(model).__name__}
     return model.eval(), (weights if weights.is_file() else None), info
@@ -143,12 +143,12 @@ def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset
     missing = [m for m in ("clean", "autoattack") if m not in by_metric]
     if missing:
         raise UserError(f"a RobustBench entry needs the clean and autoattack records; missing "
-                        f"{', '.join(missing)} (add --metric {' --metric '.join(missing)})")
+                        f"{', '.join(missing)} (add {' '.join(option('metric', m) for m in missing)})")
     clean, aa = by_metric["clean"], by_metric["autoattack"]
     eps, norm = aa["params"]["eps"], aa["params"].get("norm", "Linf")  # an L-inf protocol leaves norm out
     if threat_model is not None and threat_model != norm:
         raise UserError(f"the autoattack record is {norm}, not {threat_model}; RobustBench's {threat_model} "
-                        f"leaderboard needs an autoattack record in {threat_model} (--norm {threat_model})")
+                        f"leaderboard needs an autoattack record in {threat_model} ({option('norm', threat_model)})")
     if norm not in LEADERBOARD_EPS or abs(eps - LEADERBOARD_BUDGET[norm]) > 1e-9 \
             or aa["params"].get("version") != "standard":
         raise UserError(f"the autoattack record is {norm} eps {eps:.6g}, version "
@@ -190,5 +190,5 @@ def architecture_name(model: dict) -> str:
         return f"WideResNet-{kw.get('depth')}-{kw.get('widen_factor')}"
     return {"wrn-28-10": "WideResNet-28-10", "wrn-16-4": "WideResNet-16-4",
             "preact-resnet18": "PreActResNet-18", "tiny-cnn": "tiny CNN"}.get(
-        spec.get("name"), "not stated (a torch.export program; pass --architecture)" if model["kind"] == "export"
+        spec.get("name"), f"not stated (a torch.export program; pass {option('architecture')})" if model["kind"] == "export"
         else model["kind"])

@@ -55,6 +55,7 @@ class AttackSanity(Metric):
     ~30 PGD-20 runs on max_images = 200 images."""
 
     name = "attack-sanity"
+    uncounted = "attack-sanity's Square queries"
     summary = ("sanity of the attack (diagnostics suite, 200 images): unbounded PGD reaches 0%, "
                "accuracy monotone in eps, steps and restarts, Square does not beat PGD; value = checks raised")
     Params = SanityParams

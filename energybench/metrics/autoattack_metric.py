@@ -41,6 +41,7 @@ class AutoAttackParams(Checked):
 @register_metric
 class AutoAttackMetric(Metric):
     name = "autoattack"
+    uncounted = "AutoAttack"  # adaptive: it stops on broken images
     summary = ("robust accuracy under standard AutoAttack (pyautoattack), first 1,000 images: L-inf 8/255 "
                "(norm L2: 0.5)")
     Params = AutoAttackParams

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from energybench.core.distributed import World
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.registry import Registry
 from energybench.data import LabeledImages
 
@@ -118,7 +118,7 @@ def refuse_nonfinite(metric: str, nonfinite: np.ndarray, policy: str | None = No
     wrong and records the returned count; other metrics (policy None) always stop."""
     count = int(np.sum(nonfinite))
     if count and policy != "wrong":
-        go_on = " or pass --nonfinite wrong to count them as wrong" if policy == "refuse" else ""
+        go_on = f" or pass {option('nonfinite', 'wrong')} to count them as wrong" if policy == "refuse" else ""
         raise UserError(f"{metric}: the model returned NaN or infinite logits for {count} of "
                          f"{len(nonfinite)} images; nothing is computed from them (check its weights and "
                          f"its input normalisation{go_on})")
@@ -156,9 +156,19 @@ class Metric(abc.ABC):
     # the figure of a record, drawn from its raw data: draw(record, raw) -> matplotlib figure
     # (records.figures.draw_record calls it); None for a metric without a figure
     draw: ClassVar[Callable[[dict, object], object] | None] = None
+    # work the cost plan cannot count in gradient passes, named in its announcement (e.g. the
+    # adaptive AutoAttack, Inception features); None when gradient_passes covers it all
+    uncounted: ClassVar[str | None] = None
 
     def __init__(self, params):
         self.params = params
+
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """Image forward+backward passes this metric needs on n test images, for the cost plan a
+        long evaluation announces (evaluation.costs): its protocol's own count where the protocol
+        declares one (`Params.gradient_passes`), else one forward per image (1/3 of a pass)."""
+        count = getattr(self.params, "gradient_passes", None)
+        return (count(n, num_classes) if count is not None else 0) or n / 3
 
     def protocol(self) -> dict:
         """Every parameter as it will run, defaults written out (e.g. a PGD step of None becomes

@@ -72,6 +72,10 @@ class FisherParams(Checked):
     probes: int = 10  # Rademacher probes per image for the trace
     exact_trace: bool = False  # one Hessian-vector product per input dimension instead
 
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """About two passes per Hutchinson probe (a Hessian-vector product), plus the gradient."""
+        return n * (2 + 2 * self.probes)
+
 
 class FisherScore(Metric):
     Params = FisherParams

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.hashing import file_sha256, json_key
 from energybench.core.safe_pickle import load_tensor_dict, no_code_from_pickles
 from energybench.data import data_identity
@@ -50,7 +50,7 @@ def find_inception_weights(given: str | None) -> str | None:
         return None
     if given:
         if not Path(given).is_file():
-            raise UserError(f"--inception-weights {given} does not exist")
+            raise UserError(f"{option('inception_weights', given)} does not exist")
         return _checked(Path(given).resolve())
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     cached = torch_home / "hub" / "checkpoints" / INCEPTION_FILE
@@ -58,8 +58,8 @@ def find_inception_weights(given: str | None) -> str | None:
         return _checked(cached)
     raise UserError(
         f"IS, FID, KID and precision/recall need torch-fidelity's Inception-v3 weights ({INCEPTION_FILE}), "
-        f"which are not on this machine (looked in {cached.parent}); pass --inception-weights PATH, or "
-        f"--inception-weights download where the internet is reachable. None of them is computed "
+        f"which are not on this machine (looked in {cached.parent}); pass {option('inception_weights', 'PATH')}, or "
+        f"{option('inception_weights', 'download')} where the internet is reachable. None of them is computed "
         f"without them."
     )
 
@@ -167,6 +167,7 @@ class FidelityMetric(Metric):
     Params = GenerativeParams
     unit = "score"
     version = 2  # 2: each batch of samples from its own seed (shardable generation)
+    uncounted = "Inception features"
     incidental_params = ("batch_size", "seed", "inception_weights")  # the weights' sha256 is in extra
     fidelity: ClassVar[str]  # torch-fidelity's flag: isc, fid, kid or prc
     needs_reference: ClassVar[bool] = True
@@ -240,8 +241,9 @@ class KernelInceptionDistance(FidelityMetric):
         size = self.params.kid_subset_size
         if size > min(samples, reference):
             raise UserError(f"kid: kid_subset_size {size} is more than the {min(samples, reference):,} "
-                            f"{'samples' if samples <= reference else 'reference images'}; pass --param "
-                            f"kid_subset_size={min(samples, reference)} or more samples (n_per_class)")
+                            f"{'samples' if samples <= reference else 'reference images'}; pass "
+                            f"{option('param', f'kid_subset_size={min(samples, reference)}')} or more samples "
+                            f"(n_per_class)")
 
     def result(self, out, n, extra):
         std = out["kernel_inception_distance_std"]  # over overlapping random subsets: no stderr

@@ -55,6 +55,10 @@ class HistParams(GenerationConfig):
     def attack(self) -> PGDConfig:
         return PGDConfig(eps=self.eps, step_size=self.pgd_step_size, steps=self.pgd_steps)
 
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """The generated set's SGLD plus PGD on the n test images."""
+        return super().gradient_passes(n, num_classes) + n * (self.pgd_steps + 2 / 3)
+
     def resolved(self) -> "HistParams":
         return replace(self, pgd_step_size=self.attack().step)
 

@@ -30,6 +30,7 @@ class MemorizationParams(GenerationConfig):
 @register_metric
 class Memorization(Metric):
     name = "memorization"
+    uncounted = "the SSIM search"
     draw = staticmethod(memorization_figure)
     summary = "mean best SSIM of SGLD samples to the training split (JEAT Fig. 7); lower = less copying"
     Params = MemorizationParams

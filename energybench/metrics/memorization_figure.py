@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.records.figures import image_grid, model_label, pyplot, reference_label
 
 
@@ -15,7 +15,7 @@ def memorization_figure(record: dict, raw: dict):
     """Each generated image (left column, class name) beside its nearest training images by SSIM."""
     if "figure_samples" not in raw:
         raise UserError(f"{record.get('file', 'the record')}'s raw data predates redrawable figures; "
-                        f"run eval again with --force")
+                        f"run eval again with {option('force')}")
     plt = pyplot()
     samples, neighbours, ssim = raw["figure_samples"], raw["figure_neighbours"], raw["figure_ssim"]
     classes = [str(c) for c in raw["classes"]]

@@ -45,6 +45,10 @@ class CurveParams(Checked):
         if len(set(self.eps_grid)) < 2:
             raise RangeError("eps_grid", "needs at least two budgets, e.g. 0,4/255,8/255")
 
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """PGD at every budget of the grid."""
+        return n * len(self.eps_grid) * self.steps
+
 
 def _merge(checks: dict, run_checks, eps: float) -> None:
     """Keep each always-on check once: the first raised one (with the eps it was raised at)."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from energybench.core.atomic import atomic_output, write_text_atomic
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.records.text import protocol_text
 
 DPI = 300
@@ -176,7 +176,7 @@ def read_raw(record_file: Path, record: dict):
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError, RecursionError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"{record_file}: its raw data {name} is unreadable ({type(exc).__name__}); "
-                        f"run eval again (with --force) to recreate it") from None
+                        f"run eval again (with {option('force')}) to recreate it") from None
 
 
 def read_record_file(record_file: Path) -> dict:
@@ -204,7 +204,7 @@ def draw_record(record_file: str | Path, drawer: Callable | None, out_dir: str |
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         pyplot().close("all")
         raise UserError(f"{record_file}: the record or its raw data does not hold what its figure needs "
-                         f"({type(exc).__name__}: {str(exc)[:80]}); run eval again (with --force)") from None
+                         f"({type(exc).__name__}: {str(exc)[:80]}); run eval again (with {option('force')})") from None
     stem = Path(out_dir or record_file.parent) / record_file.stem
     paths = save(fig, stem, formats)
     caption = Path(f"{stem}.caption.txt")

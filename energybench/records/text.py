@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from energybench.core.errors import option
 from energybench.core.stats import wilson_interval
 from energybench.records.store import attack_step_key, protocol_norm
 
@@ -111,7 +112,7 @@ def format_summary(records: list[dict]) -> str:
         counted_wrong = (r.get("extra") or {}).get("nonfinite_counted_wrong")
         if counted_wrong:
             warnings.append(f"- {r['metric']}: {counted_wrong} of {r['n']} images had NaN or infinite logits "
-                            f"and were counted as wrong (--nonfinite wrong)")
+                            f"and were counted as wrong ({option('nonfinite', 'wrong')})")
     if raised:
         lines += ["", "Attack-failure checks raised (the robust accuracy may be overstated):", *raised]
     if warnings:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.stats import compare
 from energybench.records.outcomes import paired, read_outcomes
 from energybench.records.store import record_problem
@@ -230,7 +230,7 @@ def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) 
         a, b = sorted(unique, key=lambda r: r["_file"])[:2]
         what = "training seed" if same_evaluation else _differences(a, b)
         raise UserError(f"{len(unique)} different records fit '{entry['label']}' / '{measure['label']}': "
-                        f"{a['_file']} and {b['_file']} (they differ in {what}); pass --results folders "
+                        f"{a['_file']} and {b['_file']} (they differ in {what}); pass {option('results')} folders "
                         f"holding one evaluation per table entry")
     unique.sort(key=lambda r: (training_seed(r) is None, training_seed(r) or 0))
     k = measure["scale"]

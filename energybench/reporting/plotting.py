@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.stats import wilson_interval
 from energybench.metrics.landscape_figures import hist_panel
 from energybench.metrics.robust_curve_figure import curve, curve_axes
@@ -119,7 +119,7 @@ def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS, s
     records = [(Path(f), read_record_file(Path(f))) for f in record_files]
     metrics = {r["metric"] for _, r in records}
     if len(metrics) != 1 or next(iter(metrics)) not in COMPARISONS:
-        raise UserError(f"--compare overlays records of one metric among {', '.join(COMPARISONS)}; got "
+        raise UserError(f"{option('compare')} overlays records of one metric among {', '.join(COMPARISONS)}; got "
                         f"{', '.join(sorted(metrics))}")
     curves = {}
     for f, r in records:

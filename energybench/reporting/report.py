@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from energybench.core.atomic import write_text_atomic
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.reporting.cells import (
     MISSING, NO_RECIPE, NOT_REPORTED, Measured, Scale, fmt_number, measured_cell, public_measure,
     significance,
@@ -162,7 +162,7 @@ def build(spec: dict, records: list[dict]) -> Grid:
     if len(notes.data_of_cells) > 1:  # one table, one test set: cells from two would not compare
         (a, la, fa), (b, lb, fb) = list(notes.data_of_cells.values())[:2]
         raise UserError(f"table {spec['name']} would mix test sets: '{a}' comes from {la} ({fa}), '{b}' from "
-                        f"{lb} ({fb}); pass --data '{la}' (or another) to keep one test set")
+                        f"{lb} ({fb}); pass {option('data', repr(la))} (or another) to keep one test set")
     same, untested, tested = _mark_indistinguishable(spec, notes.measured_cells, cells, tidy)
     by_entry = spec["rows_are"] == "entries"
     outer, inner = (spec["entries"], spec["measures"]) if by_entry else (spec["measures"], spec["entries"])

@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.validation import Checked, RangeError, parse_number
 
 
@@ -250,7 +250,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         if path[0] == "recipe" and len(path) > 1:
             path[0] = "params"
         if path == ["recipe"]:
-            raise UserError("the recipe is chosen on the command line, not with --set")
+            raise UserError(f"the recipe is chosen on the command line, not with {option('set')}")
         cfg = _set_path(cfg, path, text.strip(), key.strip())
     return cfg
 

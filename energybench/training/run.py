@@ -12,7 +12,7 @@ import torch
 
 from energybench.core.atomic import check_writable_dir, remove_stale_temporaries, write_text_atomic
 from energybench.core.distributed import World, barrier
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.core.locking import FolderLock
 from energybench.handles.checkpoint import read_checkpoint
 from energybench.training.config import TrainConfig, to_dict
@@ -60,7 +60,7 @@ def _train_locked(cfg, out_dir: Path, ckpt_path: Path, device, resume: bool, sto
     ckpt, changed = None, {}
     if resume:
         if not ckpt_path.exists():
-            raise UserError(f"nothing to resume: {ckpt_path} does not exist; train without --resume")
+            raise UserError(f"nothing to resume: {ckpt_path} does not exist; train without {option('resume')}")
         ckpt = read_checkpoint(ckpt_path)
         if ckpt["recipe"] != cfg.recipe:
             raise UserError(f"{ckpt_path} is a {ckpt['recipe']} run, not {cfg.recipe}; "
@@ -72,8 +72,8 @@ def _train_locked(cfg, out_dir: Path, ckpt_path: Path, device, resume: bool, sto
     elif ckpt_path.exists():
         if not untrained(ckpt_path):
             raise UserError(
-                f"{out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to continue it "
-                f"or choose another --out"
+                f"{out_dir} already holds a run ({CHECKPOINT_NAME}); use {option('resume')} to continue it "
+                f"or choose another {option('out_dir')}"
             )
         print(f"{out_dir} holds a run that never trained a step; starting it afresh", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)

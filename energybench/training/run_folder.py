@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.handles.checkpoint import read_checkpoint
 from energybench.training.config import (
     TrainConfig, apply_overrides, describe, to_dict, train_config_from_dict,
@@ -45,9 +45,9 @@ def resume_config(ckpt: dict, overrides: list[str], path: Path) -> tuple[TrainCo
     refused = [k for k in changed if not k.startswith(RESUMABLE_KEYS)]
     if refused:
         raise UserError(
-            f"--resume cannot change {', '.join(refused)} (it would make {path} another run); it "
+            f"{option('resume')} cannot change {', '.join(refused)} (it would make {path} another run); it "
             f"can change {', '.join(k.rstrip('.') + ('.*' if k.endswith('.') else '') for k in RESUMABLE_KEYS)}"
-            f"; start a new run with --out for the rest")
+            f"; start a new run with {option('out_dir')} for the rest")
     return new, {k: to_dict(v) for k, v in changed.items()}
 
 

@@ -19,10 +19,10 @@ def train_seconds(run_dir: Path) -> float:
 
 
 def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendered: dict, out_dir: Path,
-               data: dict, only: str | None, seconds: dict, comparisons: list[str] = (),
+               made_by: str, seconds: dict, comparisons: list[str] = (),
                ordering_lines: list[str] = ()) -> str:
-    command = f"energybench reproduce --preset {p.name}" + (f" --only {only}" if only else "") + \
-        f" --data {data.get('cifar10')}" + f" --out {out_dir}"
+    """The page; `made_by` is the command that made it, as the face that ran it words it."""
+    command = made_by
     lines = [f"# Reproduction: preset `{p.name}`", "",
              f"Made by `{command}` ({time.strftime('%Y-%m-%d')}). Re-running it resumes: finished "
              "runs are not retrained, existing records are reused.", "",

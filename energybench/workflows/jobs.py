@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import shlex
 from pathlib import Path
+from typing import Callable
 
 from energybench.core.atomic import check_writable_dir, write_json_atomic, write_text_atomic
 from energybench.core.distributed import World
@@ -45,46 +46,31 @@ def job_plan(preset: str, tables: list[str] | None = None, only: str | None = No
     return jobs
 
 
-def write_plan(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], only: str | None = None,
-               tables: list[str] | None = None, seeds: int | None = None,
-               inception_weights: str | None = None, device: str = "auto") -> Path:
+def write_plan(preset: str, out_dir: Path, command: Callable[[str | None], list[str]], only: str | None = None,
+               tables: list[str] | None = None, seeds: int | None = None) -> Path:
     """OUT/plan.json (the jobs and the command that runs each) and OUT/slurm.sh (a SLURM array
-    over the jobs but the last, each under torchrun; the tables job after them). Returns plan.json."""
+    over the jobs but the last, each under torchrun; the tables job after them). `command(job id)`
+    is the argument list that runs one job (None: the tables), as the face that plans words it.
+    Returns plan.json."""
     check_writable_dir(out_dir)
     p = preset_of(preset, seeds)
     jobs = job_plan(preset, tables, only, seeds)
-    def absolute(spec):  # a local path is written absolute: jobs may start in another folder
-        return str(Path(spec).resolve()) if spec is not None and Path(str(spec)).exists() else str(spec)
-
-    base = ["energybench", "reproduce", "--preset", preset, "--data", absolute(data.get("cifar10")),
-            "--data-cifar100", absolute(data.get("cifar100", "cifar100")), "--out", str(Path(out_dir).resolve()),
-            "--runs", str(Path(runs_dir).resolve()), "--seeds", str(p.seeds), "--device", device]
-    if only:
-        base += ["--only", only]
-    if inception_weights:
-        base += ["--inception-weights", str(inception_weights)]
     if tables and sorted(tables) != sorted(table_names()):
-        raise UserError("--plan covers every table; leave out the table selection")
-    for option, value in zip(base, base[1:]):
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise UserError(f"{option} {value!r} holds a control character (a newline?); it would be "
-                            f"written into slurm.sh: give a plain value")
+        raise UserError("a plan covers every table; leave out the table selection")
     for job in jobs:
-        job["command"] = base if job["kind"] == "tables" else [*base, "--job", job["id"]]
+        job["command"] = command(None if job["kind"] == "tables" else job["id"])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "plan.json"
     write_json_atomic({"format": "energybench-reproduction-plan", "preset": preset, "seeds": p.seeds,
                        "jobs": jobs}, path)
-    write_text_atomic(slurm_script(path, jobs, base), out_dir / "slurm.sh")
+    write_text_atomic(slurm_script(path, jobs), out_dir / "slurm.sh")
     return path
 
 
-def slurm_script(plan_path: Path, jobs: list[dict], base: list[str]) -> str:
-    """A SLURM array script: task i runs job i of the plan under torchrun (GPUS_PER_NODE processes,
-    default 1); the tables job is submitted after the array."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for arg in base for ch in arg):
-        raise UserError("a value for slurm.sh holds a control character; give plain values")
-    quoted = " ".join(shlex.quote(a) for a in base[1:])
+def slurm_script(plan_path: Path, jobs: list[dict]) -> str:
+    """A SLURM array script: task i runs the command of job i of the plan (read from plan.json at
+    run time, never pasted into the script) under torchrun (GPUS_PER_NODE processes, default 1);
+    the tables job is submitted after the array."""
     return f"""#!/bin/bash
 # energybench reproduction as a SLURM job array: {len(jobs) - 1} jobs, then the tables.
 #   sbatch slurm.sh                       # the array: one job per task, in any order
@@ -98,16 +84,16 @@ def slurm_script(plan_path: Path, jobs: list[dict], base: list[str]) -> str:
 #SBATCH --nodes=1
 #SBATCH --gpus-per-node=1
 set -euo pipefail
-JOB=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"][int(sys.argv[2])]["id"])' \\
+mapfile -d '' ARGS < <(python -c 'import json, sys; sys.stdout.write("\\0".join(json.load(open(sys.argv[1]))["jobs"][int(sys.argv[2])]["command"][1:]) + "\\0")' \\
       {shlex.quote(str(plan_path.resolve()))} "$SLURM_ARRAY_TASK_ID")
-torchrun --standalone --nproc_per_node "${{SLURM_GPUS_ON_NODE:-1}}" -m energybench {quoted} --job "$JOB"
+torchrun --standalone --nproc_per_node "${{SLURM_GPUS_ON_NODE:-1}}" -m energybench "${{ARGS[@]}}"
 """
 
 
 def run_job(job_id: str, preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device,
             only: str | None = None, seeds: int | None = None, inception_weights: str | None = None,
             log=print, world: World = World()) -> None:
-    """Run one job of `job_plan` (the same preset, --only and --seeds as the plan)."""
+    """Run one job of `job_plan` (the same preset, recipe selection and seeds as the plan)."""
     jobs = {j["id"]: j for j in job_plan(preset, None, only, seeds)}
     if job_id not in jobs:
         close = difflib.get_close_matches(job_id, list(jobs), n=1)
@@ -120,7 +106,7 @@ def run_job(job_id: str, preset: str, out_dir: Path, runs_dir: Path, data: dict[
                   log=log, seeds=seeds, world=world)
         return
     check_writable_dir(out_dir)
-    check_writable_dir(runs_dir, "--runs")
+    check_writable_dir(runs_dir, "runs_dir")
     runs = {run.name: (run, seed) for run, seed in seeded(plan(table_names(), parse_only(only)), p.seeds)}
     run, seed = runs[job["run"]]
     run_dir = runs_dir / run.name

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, option
 from energybench.metrics import SUITES, figure_metrics
 from energybench.reporting.cells import entry_protocol
 from energybench.reporting.table_specs import load_table, run_name
@@ -110,7 +110,7 @@ def parse_only(only: str | None) -> list[str] | None:
     names = [s.strip() for s in only.split(",") if s.strip()]
     unknown = [n for n in names if n not in recipe_names()]
     if unknown:
-        raise UserError(f"--only: unknown recipe(s) {', '.join(unknown)}; known: {', '.join(recipe_names())}")
+        raise UserError(f"{option('only')}: unknown recipe(s) {', '.join(unknown)}; known: {', '.join(recipe_names())}")
     return names
 
 
@@ -131,6 +131,6 @@ def preset_of(preset: str, seeds: int | None) -> ReproductionPreset:
     p = PRESETS[preset]
     if seeds is not None:
         if seeds < 1:
-            raise UserError(f"--seeds must be at least 1, got {seeds}")
+            raise UserError(f"{option('seeds')} must be at least 1, got {seeds}")
         p = replace(p, seeds=seeds)
     return p

@@ -44,7 +44,7 @@ from energybench.workflows.sample import sample_model
 
 def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device: torch.device,
               only: str | None = None, tables: list[str] | None = None, inception_weights: str | None = None,
-              log=print, seeds: int | None = None, world: World = World()) -> Path:
+              log=print, seeds: int | None = None, world: World = World(), made_by: str | None = None) -> Path:
     """Train, evaluate and render; returns the index page. `data` maps dataset -> data spec;
     `seeds` (default: the preset's) trains every run that many times, and the tables report the
     mean and standard deviation over them. Under torchrun every rank runs this: training is data
@@ -55,7 +55,7 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     jobs = seeded(runs, p.seeds)
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     check_writable_dir(out_dir)
-    check_writable_dir(runs_dir, "--runs")
+    check_writable_dir(runs_dir, "runs_dir")
     datalib.resolve_source(data.get("cifar10"))  # CIFAR-10 is required: a missing one is an error
     status: dict[str, dict] = {}
     for run, seed in jobs:
@@ -73,7 +73,8 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     comparisons = comparison_figures(records, figure_records, out_dir / "figures") if p.figures else []
     seconds = {"training": sum(s.get("train_seconds_total", 0.0) for s in status.values()),
                "evaluation": sum(r.get("wall_seconds") or 0.0 for r in records + figure_records)}
-    write_text_atomic(index_page(p, [run for run, _ in jobs], status, rendered, out_dir, data, only, seconds,
+    made_by = made_by or f"reproduce({preset!r}, only={only!r}, data={data.get('cifar10')!r})"
+    write_text_atomic(index_page(p, [run for run, _ in jobs], status, rendered, out_dir, made_by, seconds,
                                  comparisons, ordering_lines), index)
     log(f"index page: {index}")
     return index

@@ -104,7 +104,7 @@ def test_go_on_counts_nan_answers_wrong(metric, tmp_path):
     with np.load(tmp_path / "on" / went_on["extra"]["outcomes"]) as got:
         assert not got[column][black].any()
     # a refusing run does not reuse the record that went on: it stops
-    with pytest.raises(UserError, match=r"NaN or infinite logits for 8 of 32 images.*--nonfinite wrong"):
+    with pytest.raises(UserError, match=r"NaN or infinite logits for 8 of 32 images.*nonfinite=wrong"):
         evaluate(NaNOnBlackCorner(), [metric], data=(images, labels), out_dir=tmp_path / "on", log=lambda m: None)
 
 

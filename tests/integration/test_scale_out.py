@@ -143,7 +143,7 @@ def test_sharded_sampling_equals_one_process(tmp_path, jpeg_tar):
 
 
 def test_the_reproduction_plan_runs_in_any_order(tmp_path, jpeg_tar, monkeypatch):
-    from energybench.workflows import jobs
+    from energybench.workflows import jobs as job_plans
     from energybench.workflows import plan as planning
     from energybench.workflows import reproduce as rp
 
@@ -156,7 +156,9 @@ def test_the_reproduction_plan_runs_in_any_order(tmp_path, jpeg_tar, monkeypatch
     cpu = torch.device("cpu")
     straight = rp.reproduce("tiny", tmp_path / "straight", tmp_path / "runs-a", data, cpu, only="normal",
                             log=lambda m: None)
-    path = jobs.write_plan("tiny", tmp_path / "planned", tmp_path / "runs-b", data, only="normal")
+    command = ["energybench", "reproduce", "--preset", "tiny"]
+    path = job_plans.write_plan("tiny", tmp_path / "planned",
+                                lambda job: command + ([] if job is None else ["--job", job]), only="normal")
     plan = json.loads(path.read_text())
     jobs = [j["id"] for j in plan["jobs"]]
     assert jobs[-1] == "tables" and {"train/normal", "eval/normal/clean", "eval/normal/pgd20"} <= set(jobs)
@@ -166,7 +168,7 @@ def test_the_reproduction_plan_runs_in_any_order(tmp_path, jpeg_tar, monkeypatch
     random.Random(3).shuffle(order)
     assert order.index("train/normal") > 0  # some evaluation runs before its training job
     for job in order + ["tables"]:
-        jobs.run_job(job, "tiny", tmp_path / "planned", tmp_path / "runs-b", data, cpu, only="normal",
+        job_plans.run_job(job, "tiny", tmp_path / "planned", tmp_path / "runs-b", data, cpu, only="normal",
                    log=lambda m: None)
     for table in ("jeat-t1", "jeat-t2", "jeat-t3"):
         assert (tmp_path / "planned" / "tables" / f"{table}.md").read_text() == \

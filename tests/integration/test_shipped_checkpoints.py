@@ -58,3 +58,32 @@ def test_shipped_checkpoint_reproduces_its_committed_numbers(ckpt, tmp_path, jpe
         assert again[metric]["identity"]["params"] == record["identity"]["params"]
         assert again[metric]["value"] == pytest.approx(record["value"], abs=0.020)
     assert load_model(ckpt).checkpoint["meta"]["data_spec"] == "../shared/data/cifar10-jpeg75.tar.gz"
+
+
+@pytest.mark.parametrize("ckpt", SHIPPED, ids=lambda p: p.name)
+def test_committed_records_are_reused_without_recomputation(ckpt, tmp_path, jpeg_tar, monkeypatch):
+    """The record format and every record key are unchanged by moves of the code: evaluating the
+    same checkpoint, data and protocol into a folder holding the committed records computes
+    nothing and returns exactly those records."""
+    import shutil
+
+    from energybench.evaluation.runner import evaluate
+    from energybench.metrics import METRICS
+    from energybench.metrics.base import Metric
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{self.name} was recomputed: its committed record was not reused")
+
+    classes = {Metric, *(cls for name in METRICS for cls in METRICS.get(name).__mro__ if issubclass(cls, Metric))}
+    for cls in classes:  # every class that defines a way to compute, so no override escapes
+        for method in ("compute", "shard", "finish"):
+            if method in vars(cls):
+                monkeypatch.setattr(cls, method, refuse)
+    folder = CHECKPOINTS / "records" / ckpt.name.removesuffix("-smoke.pt")
+    out = tmp_path / "records"
+    shutil.copytree(folder, out)
+    records = committed_records(ckpt)
+    again = {r["metric"]: r for r in evaluate(ckpt, sorted(records), data=str(jpeg_tar),
+                                              n=records["clean"]["n"], out_dir=out, log=lambda m: None)}
+    for metric, record in records.items():
+        assert again[metric]["value"] == record["value"] and again[metric]["identity"] == record["identity"]

@@ -1,6 +1,7 @@
-"""The generated slurm.sh runs exactly the plan's commands: values with shell syntax in them are
-quoted, and values with control characters (a newline would end a comment line and start a
-command) are refused where they are given."""
+"""The generated slurm.sh runs exactly the plan's commands: it reads each job's arguments from
+plan.json at run time (nothing given by the user is pasted into the script but the quoted plan
+path), so values with shell syntax reach the command verbatim, and values with control characters
+(a newline would end a line of the script or of a cluster's log) are refused where they are given."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-
-from energybench.core.errors import UserError
-from energybench.workflows.jobs import write_plan
 
 pytestmark = pytest.mark.synthetic
 
@@ -25,13 +24,21 @@ def _stub(folder: Path, name: str, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-def test_shell_syntax_in_values_reaches_the_command_verbatim(tmp_path):
-    marker = tmp_path / "PWNED"
-    weird = tmp_path / "data $(touch PWNED) `touch PWNED` ' \" ; & | x.npz"  # run from tmp_path
-    weird.write_bytes(b"")
-    path = write_plan("ci", tmp_path / "plan", tmp_path / "runs", {"cifar10": str(weird)},
-                      only="normal", inception_weights="w'$(touch PWNED).pth", device="cpu")
-    script = (path.parent / "slurm.sh").read_text()
+def _npz(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, images=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), labels=np.arange(4))
+    return path
+
+
+def test_shell_syntax_in_values_reaches_the_command_verbatim(tmp_path, run_cli):
+    weird = _npz(tmp_path / "data $(touch PWNED) `touch PWNED` ' \" ; & | x.npz")  # run from tmp_path
+    plan_dir = tmp_path / "plan $(touch PWNED)"
+    code, out, err = run_cli("reproduce", "--plan", "--preset", "ci", "--only", "normal", "--data", str(weird),
+                             "--out", str(plan_dir), "--runs", str(tmp_path / "runs"),
+                             "--inception-weights", "w'$(touch PWNED).pth", "--device", "cpu")
+    assert code == 0, err
+    script = (plan_dir / "slurm.sh").read_text()
+    assert "PWNED" not in script.replace(str(plan_dir), "")  # only the (quoted) plan path is in it
     assert subprocess.run(["bash", "-n", "-c", script]).returncode == 0
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -39,23 +46,24 @@ def test_shell_syntax_in_values_reaches_the_command_verbatim(tmp_path):
     _stub(bin_dir, "python", f'exec {sys.executable} "$@"')
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "0",
            "ARGS_OUT": str(tmp_path / "args")}
-    run = subprocess.run(["bash", str(path.parent / "slurm.sh")], env=env, capture_output=True, text=True,
+    run = subprocess.run(["bash", str(plan_dir / "slurm.sh")], env=env, capture_output=True, text=True,
                          cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    args = (tmp_path / "args").read_bytes().split(b"\0")[:-1]
-    job = json.loads(path.read_text())["jobs"][0]
-    assert [a.decode() for a in args] == ["--standalone", "--nproc_per_node", "1", "-m", "energybench",
-                                          *job["command"][1:]]
-    assert str(weird) in job["command"] and not marker.exists()
+    args = [a.decode() for a in (tmp_path / "args").read_bytes().split(b"\0")[:-1]]
+    job = json.loads((plan_dir / "plan.json").read_text())["jobs"][0]
+    assert args == ["--standalone", "--nproc_per_node", "1", "-m", "energybench", *job["command"][1:]]
+    assert str(weird) in job["command"] and not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.parametrize("option", ["data", "inception_weights", "device"])
-def test_a_newline_in_a_value_is_refused_before_anything_is_written(option, tmp_path):
-    marker = tmp_path / "PWNED"
-    evil = f"x\ntouch {marker}\n#"
-    kwargs = {"data": {"cifar10": str(tmp_path / "d.npz")}, "inception_weights": None, "device": "cpu"}
-    kwargs[option] = {"cifar10": evil} if option == "data" else evil
-    with pytest.raises(UserError, match=r"holds a control character") as exc:
-        write_plan("ci", tmp_path / "plan", tmp_path / "runs", only="normal", **kwargs)
-    assert "\n" not in str(exc.value)
-    assert not (tmp_path / "plan" / "slurm.sh").exists() and not marker.exists()
+@pytest.mark.parametrize("flag", ["--data", "--inception-weights", "--device"])
+def test_a_newline_in_a_value_is_refused_before_anything_is_written(flag, tmp_path, run_cli):
+    data = _npz(tmp_path / "d.npz")
+    values = {"--data": str(data), "--inception-weights": "w.pth", "--device": "cpu"}
+    values[flag] = f"x\ntouch {tmp_path / 'PWNED'}\n#"
+    args = [a for pair in values.items() for a in pair]
+    code, out, err = run_cli("reproduce", "--plan", "--preset", "ci", "--only", "normal", *args,
+                             "--out", str(tmp_path / "plan"), "--runs", str(tmp_path / "runs"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    expected = "data not found" if flag == "--data" else f"{flag} 'x\\ntouch"  # a path that is no file
+    assert expected in err and ("holds a control character" in err or flag == "--data"), err
+    assert not (tmp_path / "plan" / "slurm.sh").exists() and not (tmp_path / "PWNED").exists()

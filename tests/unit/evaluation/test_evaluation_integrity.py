@@ -268,9 +268,9 @@ def test_a_long_evaluation_says_its_plan_and_estimate_first(trained_run, exact_n
     from energybench.metrics.robustness import PGDConfig
 
     pgd = METRICS.get("pgd20")(PGDConfig())
-    assert costs.gradient_passes(pgd.params, 100, 10) == pytest.approx(100 * (20 + 2 / 3))
+    assert pgd.gradient_passes(100, 10) == pytest.approx(100 * (20 + 2 / 3))
     jfs = METRICS.get("jfs")(METRICS.get("jfs").Params(probes=4))
-    assert costs.gradient_passes(jfs.params, 100, 10) == 100 * (2 + 2 * 4)
+    assert jfs.gradient_passes(100, 10) == 100 * (2 + 2 * 4)
     monkeypatch.setattr(evaluation, "ANNOUNCE_PASSES", 0)
     monkeypatch.setattr(evaluation, "ANNOUNCE_SECONDS", 0.0)
     lines = []

@@ -220,7 +220,7 @@ def test_kid_subset_larger_than_the_samples_is_one_line():
     from energybench.metrics import METRICS
 
     kid = METRICS.get("kid")(METRICS.get("kid").Params(n_per_class=50))
-    with pytest.raises(UserError, match=r"kid_subset_size 1000 is more than the 500 samples; pass --param "
+    with pytest.raises(UserError, match=r"kid_subset_size 1000 is more than the 500 samples; pass "
                                         r"kid_subset_size=500"):
         kid.check_sizes(500, 50_000)
     kid.check_sizes(1000, 50_000)

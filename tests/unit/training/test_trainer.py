@@ -41,7 +41,7 @@ def test_resume_after_kill_is_exact(tmp_path, jpeg_tar):
 def test_existing_run_is_not_overwritten(tmp_path, jpeg_tar):
     cfg = small_config(jpeg_tar, "optim.epochs=1")
     train(cfg, tmp_path / "r", torch.device("cpu"))
-    with pytest.raises(UserError, match="already holds a run.*--resume"):
+    with pytest.raises(UserError, match="already holds a run.*resume"):
         train(cfg, tmp_path / "r", torch.device("cpu"))
     with pytest.raises(UserError, match="nothing to resume"):
         train(cfg, tmp_path / "empty", torch.device("cpu"), resume=True)
