@@ -30,7 +30,7 @@ from energybench.core.errors import UserError, option
 from energybench.core.hashing import json_key
 from energybench.core.progress import progress, say_progress
 from energybench.core.runtime import eval_mode
-from energybench.energy.energies import logit_margin
+from energybench.energy.energies import logit_margin, refuse_nonfinite
 
 STATE_FORMAT = "energybench-autoattack-state"
 STATE_VERSION = 6  # 6: a digest of key and chunks; 5: non-finite logits per image; 4: chunks by id (a rank's share); 3: outcomes
@@ -199,11 +199,7 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
             with torch.no_grad():
                 randomized = diagnostics.randomized_forward(model, probe, model(probe)).as_record()
         clean, grad_zero, grad_nonfinite, rows, bad = _clean_pass(model, x, y, batch_size, device)
-        if bool(bad.any()) and nonfinite != "wrong":  # no attack on answers that are no answers
-            go_on = f" or pass {option('nonfinite', 'wrong')} to count them as wrong" if nonfinite == "refuse" else ""
-            raise UserError(f"autoattack: the model returned NaN or infinite logits for {int(bad.sum())} of "
-                            f"{len(bad)} images; nothing is computed from them (check its weights and its "
-                            f"input normalisation{go_on})")
+        refuse_nonfinite("autoattack", bad.numpy(), nonfinite)  # no attack on answers that are no answers
         answered = ~bad
         clean = clean & answered
         x_adv, attacks = x.clone(), []

@@ -10,6 +10,7 @@ import click
 
 from energybench.cli.options import POSITIVE, SEED, cli_text, echo, model_options, registry_choice
 from energybench.core.errors import SomeNotComputed, UserError
+from energybench.core.validation import key_value
 
 
 @click.command("eval")
@@ -82,12 +83,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         if missing:
             raise UserError(f"--format robustbench needs the clean and autoattack metrics; add "
                             f"--metric {' --metric '.join(missing)}")
-    raw = {}
-    for item in params:
-        if "=" not in item:
-            raise UserError(f"--param {item!r} must look like KEY=VALUE (e.g. n_per_class=50)")
-        key, value = item.split("=", 1)
-        raw[key.strip()] = value.strip()
+    raw = dict(key_value(item, "--param", "n_per_class=50") for item in params)
     check_param_keys(names, raw)
     overrides = {**raw, "eps": eps if eps is not None else raw.get("eps"), "norm": norm or raw.get("norm"),
                  "inception_weights": inception_weights}

@@ -61,11 +61,7 @@ def plot(records, out_dir, formats, compare, shared_x):
 
 def _metric_of(path: Path) -> str | None:
     """The metric a record file is of, or None for any other JSON (e.g. AutoAttack's state)."""
-    import json
+    from energybench.records.store import load_record
 
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        raise UserError(f"cannot read {path} as a JSON record") from None
-    metric = record.get("metric") if isinstance(record, dict) and "record_version" in record else None
-    return metric if isinstance(metric, str) else None
+    record = load_record(path, required=False)
+    return None if record is None else record["metric"]

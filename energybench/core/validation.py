@@ -98,3 +98,12 @@ def parse_number(text: str) -> float:
             raise ValueError(f"{text!r} has more than one /")
         return float(Fraction(numerator.strip()) / Fraction(denominator.strip()))
     return float(Fraction(text))
+
+
+def key_value(item: str, what: str, example: str) -> tuple[str, str]:
+    """'KEY=VALUE' -> (KEY, VALUE), both stripped; a UserError naming `what` and an `example`
+    otherwise."""
+    if "=" not in item:
+        raise UserError(f"{what} {item!r} must look like KEY=VALUE (e.g. {example})")
+    key, value = item.split("=", 1)
+    return key.strip(), value.strip()

@@ -29,7 +29,7 @@ import torch
 from energybench.core.errors import UserError, option
 from energybench.data.cache import cached_decode
 from energybench.data.formats import load_torchvision
-from energybench.data.images import LabeledImages
+from energybench.data.images import LabeledImages, in_memory
 from energybench.data.spec import SPLITS, data_home, resolve_source
 
 # ----------------------------------------------------------------------------- spec resolution
@@ -99,3 +99,13 @@ def import_source(spec: str, name: str = "cifar10") -> Path:
             np.savez(fh, label_names=np.array(first.classes), lossy=np.array("JPEG" in label),
                      source_label=np.array(label), **arrays)
     return out
+
+
+def as_split(given, split: str, label: str | None = None) -> LabeledImages | None:
+    """One split from any form a caller gives: LabeledImages as they are, an (images, labels) pair
+    held in memory (`in_memory`, named `label`), or a data spec (`load_split`); None stays None."""
+    if given is None or isinstance(given, LabeledImages):
+        return given
+    if isinstance(given, tuple) and len(given) == 2:
+        return in_memory(*given, **({"label": label} if label else {}))
+    return load_split(given, split)

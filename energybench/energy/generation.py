@@ -25,10 +25,11 @@ from energybench.core.errors import UserError, option
 from energybench.core.progress import progress, say_progress
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import Checked
+from energybench.energy.sgld import INITS as CHAIN_INITS
 from energybench.energy.sgld import SGLDConfig, make_init, sgld
 
 MODES = {"joint": "joint", "conditional": "conditional", "marginal": "marginal"}
-INITS = ("uniform", "class-gaussian", "buffer")
+INITS = (*CHAIN_INITS, "buffer")  # a fresh chain (sgld.INITS), or the checkpoint's replay buffer
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,12 @@ def generate(model, cfg: GenerationConfig, num_classes: int, device: torch.devic
 
 def training_split(loaded, train_data=None):
     """The training images a model saw (for the class-conditional Gaussian, FID, memorization):
-    `train_data` (a spec or LabeledImages) or, by default, the checkpoint's own."""
-    if isinstance(train_data, datalib.LabeledImages):
-        return train_data
-    spec = train_data if train_data is not None else loaded.train_source
-    if spec is None:
+    `train_data` (any form `data.as_split` takes) or, by default, the checkpoint's own."""
+    train = datalib.as_split(train_data if train_data is not None else loaded.train_source, "train",
+                             "training images given in memory")
+    if train is None:
         raise UserError(f"{loaded.name} does not say what it was trained on; pass {option('train_data')}")
-    return datalib.load_split(spec, "train")
+    return train
 
 
 def model_classes(loaded) -> int:

@@ -23,10 +23,11 @@ import torch.nn as nn
 from energybench.core.errors import UserError
 from energybench.core.progress import progress
 from energybench.core.runtime import eval_mode, inner_loop
+from energybench.data import to_float
 from energybench.energy.energies import joint_energy, marginal_energy
 
 TARGETS = ("marginal", "joint", "conditional")
-INITS = ("uniform", "class-gaussian")
+INITS = ("uniform", "class-gaussian")  # where a fresh chain starts (make_init)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class ClassGaussianInit:
         self.scale_tril = torch.zeros(num_classes, dim, dim, device=device)
         eye = torch.eye(dim, device=device, dtype=torch.float64)
         for c in range(num_classes):
-            xc = images[labels == c].reshape(-1, dim).to(device, torch.float32) / 255.0
+            xc = to_float(images[labels == c].reshape(-1, dim).to(device))
             if len(xc) < 2:
                 raise UserError(f"class {c} has {len(xc)} training images; need at least 2 to fit")
             mu = xc.mean(0)

@@ -8,6 +8,7 @@ import torch
 
 from energybench import data as datalib
 from energybench.core.errors import UserError, option
+from energybench.data import to_float
 from energybench.handles.checkpoint import LoadedModel
 
 
@@ -70,7 +71,7 @@ def _parameters(loaded: LoadedModel) -> int | None:
 
 @torch.no_grad()
 def _num_outputs(loaded: LoadedModel, test: datalib.LabeledImages, device) -> int:
-    x = test.images[:1].to(device).float().div_(255)
+    x = to_float(test.images[:1].to(device))
     out = loaded.model(x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         what = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else f"shape {tuple(out.shape)}"

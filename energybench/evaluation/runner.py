@@ -19,6 +19,8 @@ from energybench.core.atomic import check_writable_dir, write_json_atomic
 from energybench.core.distributed import World, agree
 from energybench.core.errors import UserError, option
 from energybench.core.runtime import environment_info, exact_float32, float32_precision_now
+from energybench.data import to_float
+from energybench.energy.energies import NONFINITE_POLICIES
 from energybench.evaluation import costs
 from energybench.evaluation.identity import check_classes, describe_model, record_identity
 from energybench.evaluation.protocol import attack_norms, check_call_arguments, metric_params
@@ -28,7 +30,7 @@ from energybench.evaluation.sharding import (
 from energybench.handles.checkpoint import LoadedModel
 from energybench.handles.model_handle import default_out_dir, open_model
 from energybench.metrics import METRICS, EvalContext, figure_drawer
-from energybench.metrics.base import NONFINITE_POLICIES, Shard
+from energybench.metrics.base import Shard
 from energybench.records.figures import draw_record
 from energybench.records.store import RECORD_VERSION, read_record, record_path, same_inputs
 from energybench.records.text import check_lines, protocol_text
@@ -79,7 +81,9 @@ def evaluate(
     per_metric = attack_norms(metrics, overrides or {}, model, threat_model)
     chosen = [METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics]
     loaded: LoadedModel = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
-    test = _test_split(data if data is not None else loaded.train_source, loaded)
+    test = datalib.as_split(data if data is not None else loaded.train_source, "test")
+    if test is None:
+        raise UserError(f"{loaded.name} does not say what data it was trained on; pass {option('data')}")
     if n is not None:
         if n > len(test):
             raise UserError(f"{option('n', n)} is more than the {len(test):,} test images of {test.source.get('label')}; "
@@ -89,7 +93,7 @@ def evaluate(
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     check_writable_dir(out_dir)
     ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,
-                      train_data=_train_split(train_data), world=world, nonfinite=nonfinite)
+                      train_data=datalib.as_split(train_data, "train", "training images given in memory"), world=world, nonfinite=nonfinite)
     model_info = describe_model(loaded)
     spec = data if isinstance(data, (str, Path)) else (loaded.train_source if data is None else "in memory")
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
@@ -117,7 +121,7 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
     n, classes = len(test), len(test.classes)
     if not pending or sum(m.gradient_passes(n, classes) for m in pending) < ANNOUNCE_PASSES:
         return
-    x = test.images[:min(32, n)].to(device).float().div_(255)
+    x = to_float(test.images[:min(32, n)].to(device))
     line, seconds = costs.plan_line(pending, n, classes, costs.seconds_per_pass(loaded.model, x))
     if seconds > ANNOUNCE_SECONDS:
         log(line)
@@ -135,28 +139,6 @@ def reusable_record(old: dict | None, identity: dict, nonfinite: str) -> dict | 
         return None
     counted_wrong = (old.get("extra") or {}).get("nonfinite_counted_wrong")
     return None if counted_wrong and nonfinite == "refuse" else old
-
-
-def _train_split(train_data):
-    """The training split a caller named, loaded before any metric runs (so a wrong spec fails
-    first, not after the metrics before the one that needs it): (images, labels) in memory or a
-    data spec become LabeledImages; None stays (the model's own, loaded when needed)."""
-    if isinstance(train_data, tuple) and len(train_data) == 2:
-        return datalib.in_memory(*train_data, label="training images given in memory")
-    if isinstance(train_data, (str, Path)):
-        return datalib.load_split(train_data, "train")
-    return train_data
-
-
-def _test_split(data, loaded: LoadedModel) -> datalib.LabeledImages:
-    """The test split from a spec, a LabeledImages, or an (images, labels) pair held in memory."""
-    if isinstance(data, datalib.LabeledImages):
-        return data
-    if isinstance(data, tuple) and len(data) == 2:
-        return datalib.in_memory(*data)
-    if data is None:
-        raise UserError(f"{loaded.name} does not say what data it was trained on; pass {option('data')}")
-    return datalib.load_split(data, "test")
 
 
 def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: Path, force: bool,

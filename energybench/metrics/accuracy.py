@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from energybench.core.progress import progress
-from energybench.energy.energies import logit_margin
+from energybench.energy.energies import logit_margin, refuse_nonfinite
 from energybench.metrics.base import (
-    EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
+    EvalContext, Metric, MetricResult, Shard, binomial_stderr, register_metric,
 )
 from energybench.records.outcomes import OutcomeLog, write_outcomes
 

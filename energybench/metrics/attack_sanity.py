@@ -15,6 +15,7 @@ from energybench.attacks import diagnostics
 from energybench.attacks.autoattack import run_square
 from energybench.attacks.pgd import NORMS, PGDConfig
 from energybench.core.validation import Checked
+from energybench.data import to_float
 from energybench.metrics.base import EvalContext, Metric, MetricResult, binomial_stderr, register_metric
 from energybench.metrics.robustness import checks_record, run_pgd, settle_budget
 
@@ -83,7 +84,7 @@ class AttackSanity(Metric):
         points = [{"label": k, "value": accuracy[k], "stderr": stderr[k], "weaker_than": ref}
                   for k, ref in (("half eps", None), ("eps", "half eps"), ("double eps", "eps"),
                                  ("more steps", "eps"), ("restarts", "eps"))]
-        x = sub.data.images.float().div(255)
+        x = to_float(sub.data.images)
         square = run_square(sub.model, x, sub.data.labels, p.eps, p.square_queries, sub.seed,
                             sub.batch_size, sub.device, norm=p.norm)
         pgd_robust = torch.from_numpy(runs["eps"].outcomes["robust"] & runs["margin loss"].outcomes["robust"])

@@ -14,8 +14,10 @@ from energybench.attacks import diagnostics
 from energybench.attacks.autoattack import chunk_index, run_autoattack
 from energybench.attacks.pgd import NORMS
 from energybench.core.validation import Checked
+from energybench.data import to_float
+from energybench.energy.energies import refuse_nonfinite
 from energybench.metrics.base import (
-    EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
+    EvalContext, Metric, MetricResult, Shard, binomial_stderr, register_metric,
 )
 from energybench.metrics.robustness import checks_record, settle_budget
 from energybench.records.outcomes import OutcomeLog, write_outcomes
@@ -60,7 +62,7 @@ class AutoAttackMetric(Metric):
         n = min(p.max_images, len(ctx.data))
         chunks = range(-(-n // p.chunk_size))
         mine = [c for c in chunks if c % ctx.world.size == ctx.world.rank]
-        x = ctx.data.images[:n].float().div(255)
+        x = to_float(ctx.data.images[:n])
         y = ctx.data.labels[:n]
         result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
                                 device=ctx.device, state_path=self.state_file(ctx), version=p.version,

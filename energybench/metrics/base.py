@@ -25,9 +25,8 @@ import torch
 import torch.nn as nn
 
 from energybench.core.distributed import World
-from energybench.core.errors import UserError, option
 from energybench.core.registry import Registry
-from energybench.data import LabeledImages
+from energybench.data import LabeledImages, to_float
 
 METRICS: Registry = Registry("metric")
 SUITES: dict[str, list[str]] = {}
@@ -71,7 +70,7 @@ class EvalContext:
         """(x float32 (B, 3, H, W) in [0, 1] on device, y int64 (B,), offset) over this process's
         batches of the data."""
         for start in self.batch_offsets():
-            x = self.data.images[start:start + self.batch_size].to(self.device).float().div_(255)
+            x = to_float(self.data.images[start:start + self.batch_size].to(self.device))
             y = self.data.labels[start:start + self.batch_size].to(self.device)
             yield x, y, start
 
@@ -106,23 +105,6 @@ class MetricResult:
     stderr: float | None = None
     extra: dict = field(default_factory=dict)
     diagnostics: dict | None = None  # energybench.attacks.diagnostics checks, by name (attack metrics)
-
-
-NONFINITE_POLICIES = ("refuse", "wrong")
-
-
-def refuse_nonfinite(metric: str, nonfinite: np.ndarray, policy: str | None = None) -> int:
-    """Non-finite logits are no answer: a metric whose images got NaN or infinite logits (flags
-    (N,) bool) stops with one line instead of counting them as class 0. An accuracy metric passes
-    the user's policy (EvalContext.nonfinite): with 'wrong' it goes on, counts those images as
-    wrong and records the returned count; other metrics (policy None) always stop."""
-    count = int(np.sum(nonfinite))
-    if count and policy != "wrong":
-        go_on = f" or pass {option('nonfinite', 'wrong')} to count them as wrong" if policy == "refuse" else ""
-        raise UserError(f"{metric}: the model returned NaN or infinite logits for {count} of "
-                         f"{len(nonfinite)} images; nothing is computed from them (check its weights and "
-                         f"its input normalisation{go_on})")
-    return count
 
 
 def binomial_stderr(p: float, n: int) -> float:

@@ -21,10 +21,8 @@ import torch
 from energybench.core.progress import progress
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import Checked
-from energybench.energy.energies import joint_energy, marginal_energy
-from energybench.metrics.base import (
-    EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric,
-)
+from energybench.energy.energies import joint_energy, marginal_energy, refuse_nonfinite
+from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, register_metric
 from energybench.records.outcomes import OutcomeLog, write_outcomes
 
 

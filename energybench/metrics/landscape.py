@@ -16,11 +16,10 @@ from energybench.core.errors import UserError
 from energybench.core.hashing import file_sha256
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import Checked
-from energybench.energy.energies import joint_energy
+from energybench.data import to_float
+from energybench.energy.energies import joint_energy, refuse_nonfinite
 from energybench.energy.generation import GenerationConfig
-from energybench.metrics.base import (
-    EvalContext, Metric, MetricResult, Shard, refuse_nonfinite, register_metric,
-)
+from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, register_metric
 from energybench.metrics.generative import samples_for
 from energybench.metrics.landscape_figures import energy_contour, energy_dynamics, energy_hist
 
@@ -136,7 +135,7 @@ class EnergyContour(Metric):
     def compute(self, ctx: EvalContext) -> MetricResult:
         p = self.params
         n = min(p.images, len(ctx.data))
-        x = ctx.data.images[:n].float().div(255).to(ctx.device)
+        x = to_float(ctx.data.images[:n]).to(ctx.device)
         y = ctx.data.labels[:n].to(ctx.device)
         gen = make_generator(derive_seed(ctx.seed, 5), ctx.device)
         # Random Rademacher directions: each pixel moves by +-1 per unit (L-inf norm 1). The grid is

@@ -38,9 +38,9 @@ from energybench.attacks.pgd import (
 from energybench.core.progress import progress
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import RangeError, check_value
-from energybench.energy.energies import logit_margin
+from energybench.energy.energies import logit_margin, refuse_nonfinite
 from energybench.metrics.base import (
-    EvalContext, Metric, MetricResult, Shard, binomial_stderr, refuse_nonfinite, register_metric,
+    EvalContext, Metric, MetricResult, Shard, binomial_stderr, register_metric,
 )
 from energybench.records.outcomes import OutcomeLog, write_outcomes
 

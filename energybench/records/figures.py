@@ -19,6 +19,7 @@ import torch
 
 from energybench.core.atomic import atomic_output, write_text_atomic
 from energybench.core.errors import UserError, option
+from energybench.records.store import load_record
 from energybench.records.text import protocol_text
 
 DPI = 300
@@ -179,23 +180,13 @@ def read_raw(record_file: Path, record: dict):
                         f"run eval again (with {option('force')}) to recreate it") from None
 
 
-def read_record_file(record_file: Path) -> dict:
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise UserError(f"cannot read record {record_file} ({str(exc)[:80]})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("metric"), str):
-        raise UserError(f"{record_file} is not an energybench record")
-    return record
-
-
 def draw_record(record_file: str | Path, drawer: Callable | None, out_dir: str | Path | None = None,
                 formats=FORMATS) -> list[Path]:
     """Redraw a record's figure from its raw data with `drawer(record, raw) -> figure` (its metric's
     `Metric.draw`); returns the files written (none when the metric has no figure). out_dir
     defaults to the record's folder."""
     record_file = Path(record_file)
-    record = read_record_file(record_file)
+    record = load_record(record_file)
     if drawer is None:
         return []
     raw = read_raw(record_file, record)

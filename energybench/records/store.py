@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from energybench.core.errors import UserError
 from energybench.core.hashing import json_key
 
 RECORD_VERSION = 2
@@ -35,6 +36,26 @@ def read_record(path: str | os.PathLike) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return record if isinstance(record, dict) and "metric" in record else None
+
+
+def load_record(path: str | os.PathLike, required: bool = True) -> dict | None:
+    """A record file for a reader that shows it (report, plot, figures), strictly: a file that is
+    not readable JSON is a one-line UserError; JSON that is no energybench record is one too when
+    `required`, else None (other JSON in a folder of records: AutoAttack's state, a plan); a
+    record without the fields readers rely on (`RECORD_SCHEMA`) is one."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise UserError(f"{path} is not readable JSON; remove it or run its evaluation again") from None
+    if not isinstance(record, dict) or "record_version" not in record or not isinstance(record.get("metric"), str):
+        if required:
+            raise UserError(f"{path} is not an energybench record")
+        return None
+    problem = record_problem(record)
+    if problem is not None:
+        raise UserError(f"{path} is not a valid record: {problem}; remove it or run its evaluation again")
+    return record
 
 
 def _is_number(value) -> bool:

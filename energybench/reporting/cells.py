@@ -16,7 +16,7 @@ import numpy as np
 from energybench.core.errors import UserError, option
 from energybench.core.stats import compare
 from energybench.records.outcomes import paired, read_outcomes
-from energybench.records.store import record_problem
+from energybench.records.store import load_record
 from energybench.records.text import raised_checks
 from energybench.reporting.table_specs import DATASET_CLASSES
 
@@ -36,17 +36,9 @@ def collect_records(paths) -> list[dict]:
         if not p.exists():
             raise UserError(f"results path {p} does not exist; give folders of `energybench eval` records")
         for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p]):
-            try:
-                record = json.loads(f.read_text())
-            except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-                raise UserError(f"{f} is not readable JSON; remove it or run its evaluation again") from None
-            if not isinstance(record, dict) or "record_version" not in record:
-                if not p.is_dir():
-                    raise UserError(f"{f} is not an energybench record")
+            record = load_record(f, required=not p.is_dir())
+            if record is None:
                 continue  # other JSON in a folder of records (AutoAttack's state, status.json, a plan)
-            problem = record_problem(record)
-            if problem is not None:
-                raise UserError(f"{f} is not a valid record: {problem}; remove it or run its evaluation again")
             record["_file"] = str(f)
             records.append(record)
     return records

@@ -15,9 +15,8 @@ from energybench.core.errors import UserError, option
 from energybench.core.stats import wilson_interval
 from energybench.metrics.landscape_figures import hist_panel
 from energybench.metrics.robust_curve_figure import curve, curve_axes
-from energybench.records.figures import (
-    FORMATS, SERIES, model_label, natural_key, pyplot, read_raw, read_record_file, save,
-)
+from energybench.records.figures import FORMATS, SERIES, model_label, natural_key, pyplot, read_raw, save
+from energybench.records.store import load_record
 
 
 def curve_comparison(curves: dict[str, tuple[dict, dict]]):
@@ -116,7 +115,7 @@ COMPARISONS = {"robust-curve": curve_comparison, "energy-hist": hist_comparison}
 def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS, shared_x: bool = False) -> list[Path]:
     """One figure of the given records (all of one metric in COMPARISONS), named by model;
     `shared_x` puts energy histograms on one energy axis."""
-    records = [(Path(f), read_record_file(Path(f))) for f in record_files]
+    records = [(Path(f), load_record(Path(f))) for f in record_files]
     metrics = {r["metric"] for _, r in records}
     if len(metrics) != 1 or next(iter(metrics)) not in COMPARISONS:
         raise UserError(f"{option('compare')} overlays records of one metric among {', '.join(COMPARISONS)}; got "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from energybench.core.errors import UserError, option
-from energybench.core.validation import Checked, RangeError, parse_number
+from energybench.core.validation import Checked, RangeError, key_value, parse_number
 
 
 @dataclass(frozen=True)
@@ -241,17 +241,15 @@ def _set_path(obj: Any, path: list[str], text: str, full_key: str) -> Any:
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply `key=value` strings in order; recipe parameters are `recipe.x` (stored as params.x)."""
     for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override {item!r} must look like key=value (e.g. optim.lr=0.05)")
-        key, text = item.split("=", 1)
-        path = key.strip().split(".")
+        key, text = key_value(item, "override", "optim.lr=0.05")
+        path = key.split(".")
         if path[0] == "params":
-            raise UserError(f"{key.strip()}: recipe parameters are set as recipe.{'.'.join(path[1:])}=...")
+            raise UserError(f"{key}: recipe parameters are set as recipe.{'.'.join(path[1:])}=...")
         if path[0] == "recipe" and len(path) > 1:
             path[0] = "params"
         if path == ["recipe"]:
             raise UserError(f"the recipe is chosen on the command line, not with {option('set')}")
-        cfg = _set_path(cfg, path, text.strip(), key.strip())
+        cfg = _set_path(cfg, path, text, key)
     return cfg
 
 

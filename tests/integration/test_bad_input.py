@@ -222,7 +222,7 @@ CASES = [
     ("train-unknown-preset", ["train", "normal", "--preset", "giant"], r"'giant' is not one of 'paper', 'smoke'"),
     ("train-set-unknown-key", TRAIN + _set("optim.lrr=1"), r"unknown config key 'optim.lrr'"),
     ("train-set-unknown-section", TRAIN + _set("optimizer.lr=1"), r"unknown config key 'optimizer.lr'"),
-    ("train-set-no-equals", TRAIN + ["--set", "optim.lr"], r"must look like key=value"),
+    ("train-set-no-equals", TRAIN + ["--set", "optim.lr"], r"must look like KEY=VALUE"),
     ("train-set-section", TRAIN + _set("optim=1"), r"optim is a section"),
     ("train-set-recipe", TRAIN + _set("recipe=jem"), r"recipe is chosen on the command line"),
     ("train-set-deeper", TRAIN + _set("optim.lr.x=1"), r"optim.lr.x: lr has no sub-keys"),

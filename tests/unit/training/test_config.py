@@ -25,7 +25,7 @@ def test_overrides_parse_types():
     ("run.amp=maybe", "true or false"),
     ("optim=1", "is a section"),
     ("recipe.sigma=0.1", "unknown config key 'recipe.sigma'"),
-    ("optim.lr", "must look like key=value"),
+    ("optim.lr", "must look like KEY=VALUE"),
 ])
 def test_bad_overrides_are_rejected(override, message):
     with pytest.raises(UserError, match=message):
