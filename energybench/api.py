@@ -32,20 +32,37 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
              **protocol) -> list[dict]:
     """Run metrics on any model; returns one record (dict) per metric, as written to out_dir.
 
-    model: an nn.Module mapping [0, 1] NCHW float images to logits, a checkpoint or .pt2 path, or
-        "robustbench:NAME" (with threat_model and model_dir).
-    data: a data spec ("cifar10", a path), a `LabeledImages`, or (images, labels): images uint8
-        (N, 3, H, W) or (N, H, W, 3) in [0, 255], or float (N, 3, H, W) in [0, 1] holding 8-bit
-        images (any one size; CIFAR's is 32x32); labels ints (N,). Default: a checkpoint's own.
-    metrics, suites: names as in `energybench list metrics` / `list suites`.
-    train_data: the training split (same forms as data) for class-Gaussian SGLD, FID and
-        memorization when the model does not name its own.
-    out_dir: records folder (default: eval-<name>/ beside a checkpoint, else in the current folder).
-    nonfinite: 'refuse' (stop on NaN/inf logits) or 'wrong' (count those images wrong in the
-        accuracy metrics; the record says how many).
-    protocol: protocol values, e.g. eps=4/255, step_size=1/255, n_per_class=50, probes=20.
-    Raises energybench.core.errors.UserError (one line, naming this function's arguments) on bad input
-    or a metric that cannot run here.
+    Args:
+        model: an nn.Module mapping [0, 1] NCHW float images to logits, a checkpoint or .pt2
+            path, or "robustbench:NAME" (with threat_model and model_dir).
+        data: a data spec ("cifar10", a path), a LabeledImages, or (images, labels): images
+            uint8 (N, 3, H, W) or (N, H, W, 3) in [0, 255], or float (N, 3, H, W) in [0, 1]
+            holding 8-bit images (any one size; CIFAR's is 32x32); labels ints (N,). Default:
+            the data a checkpoint was trained on.
+        metrics: metric names, as `energybench list metrics` shows them.
+        suites: suite names, as `energybench list suites` shows them.
+        n: the first n test images (default: all).
+        out_dir: the records folder (default: eval-<name>/ beside a checkpoint, else in the
+            current folder).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        batch_size: images per batch.
+        seed: the evaluation seed (random starts, SGLD chains, probes).
+        train_data: the training split (same forms as data) for class-Gaussian SGLD, FID and
+            memorization when the model does not name its own.
+        force: recompute metrics that are already recorded.
+        verbose: print progress and plan lines.
+        threat_model: a RobustBench model's threat model ("Linf" or "L2").
+        model_dir: where RobustBench models are kept.
+        nonfinite: "refuse" (stop on NaN/inf logits) or "wrong" (count those images wrong in the
+            accuracy metrics; the record says how many).
+        **protocol: protocol values, e.g. eps=4/255, step_size=1/255, n_per_class=50, probes=20.
+
+    Returns:
+        One record per metric (the JSON written to out_dir, as a dict).
+
+    Raises:
+        UserError: bad input, or a metric that cannot run here (one line, naming this
+            function's arguments).
     """
     from energybench.core.runtime import resolve_device
     from energybench.evaluation.protocol import check_param_keys

@@ -79,7 +79,9 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     if given and fmt != "robustbench":
         raise UserError(f"{', '.join(given)} describe a RobustBench entry; add --format robustbench")
     if fmt == "robustbench":
-        missing = [m for m in ("clean", "autoattack") if m not in names]
+        from energybench.handles.zoo import LEADERBOARD_METRICS
+
+        missing = [m for m in LEADERBOARD_METRICS if m not in names]
         if missing:
             raise UserError(f"--format robustbench needs the clean and autoattack metrics; add "
                             f"--metric {' --metric '.join(missing)}")

@@ -68,6 +68,26 @@ def check_plain(obj, where: str = "checkpoint") -> None:
         raise TypeError(f"{where} is a {type(obj).__name__}, not a plain type")
 
 
+def build_checkpoint(recipe: str, model_name: str, model_kwargs: dict, config: dict, state_dict: dict,
+                     recipe_state: dict, optimizer: dict, progress: dict, meta: dict) -> dict:
+    """The checkpoint format (`CHECKPOINT_SCHEMA`), built in one place: its name and version, the
+    recipe and the model that rebuild the network, the resolved config, the weights (on the CPU),
+    the recipe's and optimizer's state and the loop's progress for resume, and the meta a record
+    cites (seed, data, classes, image shape, versions)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "recipe": recipe,
+        "model": {"name": model_name, "kwargs": dict(model_kwargs)},
+        "config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "recipe_state": recipe_state,
+        "optimizer": optimizer,
+        "progress": progress,
+        "meta": meta,
+    }
+
+
 def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
     """Check that `ckpt` holds plain types only, add the weights' digest, write it atomically."""
     check_plain(ckpt)

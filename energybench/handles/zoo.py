@@ -129,6 +129,9 @@ def load_zoo_model(spec: str, threat_model: str = "Linf", model_dir: str | Path 
     return model.eval(), (weights if weights.is_file() else None), info
 
 
+LEADERBOARD_METRICS = ("clean", "autoattack")  # what a RobustBench entry reports
+
+
 def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset: str = "cifar10",
                       threat_model: str | None = None, additional_data: bool | None = None,
                       authors: str = "", venue: str = "", link: str = "") -> dict:
@@ -140,7 +143,7 @@ def leaderboard_entry(records: list[dict], name: str, architecture: str, dataset
     must be the leaderboard's; the footnote says what was measured (images, data) so a partial
     evaluation is never mistaken for the full protocol."""
     by_metric = {r["metric"]: r for r in records}
-    missing = [m for m in ("clean", "autoattack") if m not in by_metric]
+    missing = [m for m in LEADERBOARD_METRICS if m not in by_metric]
     if missing:
         raise UserError(f"a RobustBench entry needs the clean and autoattack records; missing "
                         f"{', '.join(missing)} (add {' '.join(option('metric', m) for m in missing)})")

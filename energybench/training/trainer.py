@@ -29,7 +29,7 @@ from energybench.core.runtime import (
     set_deterministic,
 )
 from energybench.data.augment import random_crop_flip
-from energybench.handles.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint, save_checkpoint
+from energybench.handles.checkpoint import build_checkpoint, read_checkpoint, save_checkpoint
 from energybench.models import create_model
 from energybench.training.config import TrainConfig, to_dict
 from energybench.training.dynamics import EnergyDynamics
@@ -155,36 +155,28 @@ class Trainer:
         cfg = self.cfg
         if recipe_state is None:
             recipe_state = self.recipe.state_dict()
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "recipe": cfg.recipe,
-            "model": {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs)},
-            "config": to_dict(cfg),
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "recipe_state": recipe_state,
-            "optimizer": self.optimizer.state_dict(),
-            "progress": {
-                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step, "finished": finished,
-                "epoch_totals": {k: v for k, v in vars(self.totals).items()},
-                "lr_scale": self.lr_scale, "reseeds": self.reseeds, "rollbacks": self.rollbacks,
-                "resume_overrides": self.resume_overrides, "best": self.best,
-                "dynamics": self.dynamics.state_dict() if self.dynamics else {},
-            },
-            "meta": {
-                "seed": cfg.run.seed,
-                "data_spec": cfg.data.source,
-                "train_source": self.train_data.source,
-                "classes": list(self.train_data.classes),
-                "num_train_images": len(self.train_data),
-                "image_shape": list(self.train_data.images.shape[1:]),  # (C, H, W) the model was trained on
-                "num_holdout_images": 0 if self.val_data is None else len(self.val_data),
-                "world_size": self.world.size,
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                **environment_info(self.device),
-            },
+        progress = {
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step, "finished": finished,
+            "epoch_totals": {k: v for k, v in vars(self.totals).items()},
+            "lr_scale": self.lr_scale, "reseeds": self.reseeds, "rollbacks": self.rollbacks,
+            "resume_overrides": self.resume_overrides, "best": self.best,
+            "dynamics": self.dynamics.state_dict() if self.dynamics else {},
         }
+        meta = {
+            "seed": cfg.run.seed,
+            "data_spec": cfg.data.source,
+            "train_source": self.train_data.source,
+            "classes": list(self.train_data.classes),
+            "num_train_images": len(self.train_data),
+            "image_shape": list(self.train_data.images.shape[1:]),  # (C, H, W) the model was trained on
+            "num_holdout_images": 0 if self.val_data is None else len(self.val_data),
+            "world_size": self.world.size,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **environment_info(self.device),
+        }
+        return build_checkpoint(cfg.recipe, cfg.model.name, cfg.model.kwargs, to_dict(cfg), self.model.state_dict(),
+                                recipe_state, self.optimizer.state_dict(), progress, meta)
 
     def save(self, finished: bool = False) -> Path:
         """Write last.pt (rank 0; with several ranks, every rank's recipe state goes in it)."""
