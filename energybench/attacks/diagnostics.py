@@ -96,6 +96,8 @@ def _share(count: int, total: int) -> float:
 @torch.no_grad()
 def randomized_forward(model: nn.Module, x: torch.Tensor, first: torch.Tensor) -> Check:
     """`first` are the logits of `x` already computed; one more forward of the same batch."""
+    if not len(x):
+        return not_assessed("randomized_forward", "no image to run twice")
     again = model(x)
     diff = float((again - first).abs().max()) if len(x) else 0.0
     scale = float(first.abs().max()) if len(x) else 0.0
@@ -121,6 +123,8 @@ def probability_output(logits: torch.Tensor | None = None, rows: int | None = No
     """From the clean logits (N, K), or from a count of probability-like rows out of `total`."""
     if logits is not None:
         rows, total = probability_rows(logits), len(logits)
+    if not total:
+        return not_assessed("probability_output", "no logits to look at")
     share = _share(rows, total)
     return Check("probability_output", bool(total) and share >= PROBABILITY_SHARE,
                  {"images": total, "share_rows_like_probabilities": share})
@@ -133,6 +137,8 @@ def unavailable_gradients(grad_zero: torch.Tensor, grad_nonfinite: torch.Tensor,
     nonfinite = int((grad_nonfinite & survived).sum())
     bad = int(((grad_zero | grad_nonfinite) & survived).sum())
     total = int(survived.sum())
+    if not total:
+        return not_assessed("unavailable_gradients", "no image survived the attack")
     share = _share(bad, total)
     return Check("unavailable_gradients", bad >= 1 and share > GRADIENT_SHARE,
                  {"surviving_images": total, "zero_gradient": zero, "nonfinite_gradient": nonfinite,
@@ -150,6 +156,8 @@ def incomplete_optimisation(margins: torch.Tensor, final: torch.Tensor, survived
     steps = m.shape[0] - 1
     if steps < 2:
         return Check("incomplete_optimisation", None, {}, "fewer than two attack steps")
+    if not bool(survived.any()):
+        return not_assessed("incomplete_optimisation", "no image survived the attack")
     window = max(1, math.ceil(RISING_WINDOW * steps))
     early_best = m[: steps + 1 - window].min(0).values
     late_best = m[steps + 1 - window:].min(0).values
@@ -198,5 +206,7 @@ def budget_monotone(points: list[dict]) -> Check:
 
 def black_box(blackbox_only: int, pgd_robust: int, n: int) -> Check:
     """blackbox_only: images the gradient-free attack broke that PGD left robust."""
+    if not pgd_robust:
+        return not_assessed("black_box", "PGD left no image robust: there is nothing to compare")
     return Check("black_box", blackbox_only >= 1 and _share(blackbox_only, n) > GRADIENT_SHARE,
                  {"images": n, "pgd_robust": pgd_robust, "broken_only_by_black_box": blackbox_only})

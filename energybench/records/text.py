@@ -87,6 +87,20 @@ def threat_model_mismatch(record: dict) -> str | None:
             f"is a RobustBench {NORM_TEXT[model_norm]} model (its leaderboard number is {NORM_TEXT[model_norm]})")
 
 
+def checks_status(record: dict) -> str:
+    """The attack checks in a word: '⚑ k raised', 'passed' (every check assessed and passed), or
+    'p passed, q not assessed' (a check whose precondition was empty, e.g. no image survived,
+    has assessed nothing and never counts as passed)."""
+    checks = {n: c for n, c in (record.get("diagnostics") or {}).items() if isinstance(c, dict)}
+    raised = raised_checks(record)
+    if raised:
+        return f"⚑ {len(raised)} raised"
+    unassessed = [n for n, c in checks.items() if c.get("flag") is None]
+    if not unassessed:
+        return "passed"
+    return f"{len(checks) - len(unassessed)} passed, {len(unassessed)} not assessed"
+
+
 def format_summary(records: list[dict]) -> str:
     """A Markdown table of records (metric, protocol, value in % for accuracies, ± stderr, n,
     attack checks, seconds), then the attack-failure checks they raised and any reliability
@@ -100,8 +114,7 @@ def format_summary(records: list[dict]) -> str:
         value = f"{r['value'] * scale:.2f} %" if pct else f"{r['value']:.4g}"
         err = spread_text(r)
         checks = r.get("diagnostics")
-        flags = raised_checks(r)
-        status = "" if not isinstance(checks, dict) else (f"⚑ {len(flags)} raised" if flags else "passed")
+        status = "" if not isinstance(checks, dict) else checks_status(r)
         lines.append(f"| {r['metric']} | {protocol_text(r)} | {value} | {err} | {r['n']} | {status} | "
                      f"{r['wall_seconds']:.1f} |")
         raised += [f"- ⚑ {line}" for line in check_lines(r)]
