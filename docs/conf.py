@@ -35,3 +35,4 @@ nitpick_ignore_regex = [
     (r"py:class", r"(torch|numpy|np|pathlib|os|click|collections\.abc|typing)\..*"),
     (r"py:class", r"(Path|Tensor|nn\.Module|LabeledImages|LoadedModel)"),
 ]
+smartquotes = False  # keep "--data" as two hyphens (command-line help is shown as written)
