@@ -41,3 +41,18 @@ class SmallNet(nn.Module):
 def seeded_model(seed=0):
     torch.manual_seed(seed)
     return SmallNet().eval()
+
+
+class TinyClassifier(nn.Module):
+    """A conv classifier whose flatten uses the batch size, so a dynamic torch.export holds
+    symbolic sizes (sym_int_values) besides the input's: the base of the .pt2 security tests."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        h = torch.nn.functional.avg_pool2d(torch.relu(self.bn(self.conv(x))), 4)
+        return self.fc(h.view(x.size(0), -1))

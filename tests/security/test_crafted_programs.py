@@ -19,27 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testkit import TinyClassifier
 
 from energybench.core.errors import UserError
 from energybench.handles.exported import load_exported
 from energybench.handles.pt2_program import check_expression, check_guard, check_operator
 
 MARKER = "PWNED"
-
-
-class _Tiny(torch.nn.Module):
-    """A conv classifier whose flatten uses the batch size, so a dynamic export holds symbolic
-    sizes (sym_int_values) besides the input's."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
-        self.bn = torch.nn.BatchNorm2d(4)
-        self.fc = torch.nn.Linear(4 * 8 * 8, 10)
-
-    def forward(self, x):
-        h = torch.nn.functional.avg_pool2d(torch.relu(self.bn(self.conv(x))), 4)
-        return self.fc(h.view(x.size(0), -1))
 
 
 def _export(model: torch.nn.Module, path: Path, dynamic: bool, batch: int = 4) -> Path:
@@ -52,7 +38,7 @@ def _export(model: torch.nn.Module, path: Path, dynamic: bool, batch: int = 4) -
 def programs(tmp_path_factory):
     root = tmp_path_factory.mktemp("programs")
     torch.manual_seed(0)
-    model = _Tiny().eval()
+    model = TinyClassifier().eval()
     return {"model": model, "root": root,
             "static": _export(model, root / "static.pt2", dynamic=False, batch=2),
             "dynamic": _export(model, root / "dynamic.pt2", dynamic=True)}
@@ -388,7 +374,7 @@ def _real_models():
     from energybench.models import create_model
 
     repo = Path(__file__).resolve().parents[2]
-    yield "tiny-static", _Tiny(), {}
+    yield "tiny-static", TinyClassifier(), {}
     yield "regions", _Regions(), {}
     yield "resnet18-torchvision", torchvision.models.resnet18(num_classes=10), {}
     yield "preact-resnet18", create_model("preact-resnet18"), {}

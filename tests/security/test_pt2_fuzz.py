@@ -20,6 +20,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from testkit import TinyClassifier
 
 from energybench.core.errors import UserError
 from energybench.handles.exported import load_exported
@@ -27,18 +28,6 @@ from energybench.handles.exported import load_exported
 pytestmark = pytest.mark.synthetic
 
 MARKER_MODULE = "energybench_fuzz_marker"
-
-
-class _Tiny(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
-        self.bn = torch.nn.BatchNorm2d(4)
-        self.fc = torch.nn.Linear(4 * 8 * 8, 10)
-
-    def forward(self, x):
-        h = torch.nn.functional.avg_pool2d(torch.relu(self.bn(self.conv(x))), 4)
-        return self.fc(h.view(x.size(0), -1))
 
 
 class _Guarded(torch.nn.Module):  # export writes guards_code for the branch on the batch size
@@ -62,7 +51,7 @@ def world(tmp_path_factory):
     sys.path.insert(0, str(module_dir))
     torch.manual_seed(0)
     bases = {}
-    for name, model, dynamic in (("static", _Tiny(), False), ("dynamic", _Tiny(), True),
+    for name, model, dynamic in (("static", TinyClassifier(), False), ("dynamic", TinyClassifier(), True),
                                  ("guarded", _Guarded(), "auto")):
         model.eval()
         if dynamic == "auto":
@@ -230,6 +219,22 @@ def test_sample_inputs_of_any_structure_never_run_code(world, data):
     event(_check(world, path, base))
 
 
+def _torch_runs_it_and_energybench_refuses(world, path: Path, torch_reads, refusal: str) -> None:
+    """The reference half: torch's own loader (`torch_reads`) runs the payload (the marker
+    appears); then energybench refuses the same file in one line, and nothing runs."""
+    sys.modules.pop(MARKER_MODULE, None)
+    try:
+        torch_reads()
+    except Exception:  # noqa: BLE001  torch may fail after the code has run
+        pass
+    assert world["marker"].exists()
+    world["marker"].unlink()
+    sys.modules.pop(MARKER_MODULE, None)
+    with pytest.raises(UserError, match=refusal):
+        load_exported(path)
+    assert not world["marker"].exists()
+
+
 def test_the_payloads_reach_code_in_torch_itself(world, tmp_path):
     """The reference: torch's own loader runs a payload in a pytree context (it imports the module
     an `__enum__` names), the class of string the fuzzer aims at."""
@@ -243,17 +248,8 @@ def test_the_payloads_reach_code_in_torch_itself(world, tmp_path):
     spec[1]["children_spec"][1]["children_spec"] = [{"type": None, "context": None, "children_spec": []}]
     graph["in_spec"] = json.dumps(spec)
     path = _write(world, "static", {"models/model.json": json.dumps(doc).encode()}, "enum.pt2")
-    sys.modules.pop(MARKER_MODULE, None)
-    try:
-        torch.export.load(str(path))
-    except Exception:  # noqa: BLE001  torch may fail after the import; the module has run by then
-        pass
-    assert world["marker"].exists()
-    world["marker"].unlink()
-    sys.modules.pop(MARKER_MODULE, None)
-    with pytest.raises(UserError, match=r"the keyword argument .* is not a Python name"):
-        load_exported(path)
-    assert not world["marker"].exists()
+    _torch_runs_it_and_energybench_refuses(world, path, lambda: torch.export.load(str(path)),
+                                           r"the keyword argument .* is not a Python name")
 
 
 def test_every_kind_of_field_with_every_payload(world):
@@ -286,14 +282,5 @@ def test_torch_runs_code_from_sample_input_keys(world):
     buffer = io.BytesIO()
     torch.save((({f'" + str(__import__("{MARKER_MODULE}")) + "': x},), {}), buffer)
     path = _write(world, "static", {"data/sample_inputs/model.pt": buffer.getvalue()}, "keys.pt2")
-    sys.modules.pop(MARKER_MODULE, None)
-    try:
-        torch.export.load(str(path)).module()(x)
-    except Exception:  # noqa: BLE001  torch fails after the code has run
-        pass
-    assert world["marker"].exists()
-    world["marker"].unlink()
-    sys.modules.pop(MARKER_MODULE, None)
-    with pytest.raises(UserError, match=r"its sample inputs .* are not a tuple of tensors"):
-        load_exported(path)
-    assert not world["marker"].exists()
+    _torch_runs_it_and_energybench_refuses(world, path, lambda: torch.export.load(str(path)).module()(x),
+                                           r"its sample inputs .* are not a tuple of tensors")
