@@ -79,7 +79,8 @@ def evaluate(
     if seed < 0:
         raise UserError(f"{option('seed')} must be >= 0, got {seed}")
     per_metric = attack_norms(metrics, overrides or {}, model, threat_model)
-    chosen = [METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics]
+    chosen = _inputs_checked([METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics],
+                             refused, log)
     loaded: LoadedModel = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
     test = datalib.as_split(data if data is not None else loaded.train_source, "test")
     if test is None:
@@ -106,6 +107,23 @@ def evaluate(
     finally:
         if world.is_main and created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # every metric refused: leave no empty folder behind
+
+
+def _inputs_checked(chosen: list, refused: dict | None, log) -> list:
+    """The metrics whose inputs pass `Metric.check_inputs`, checked before any model runs. A metric
+    that fails raises its UserError, or, with a `refused` dict, is recorded there and left out."""
+    kept = []
+    for metric in chosen:
+        try:
+            metric.check_inputs()
+        except UserError as exc:
+            if refused is None:
+                raise
+            refused[metric.name] = exc.template
+            log(f"{metric.name}: not computed: {exc.template}")
+            continue
+        kept.append(metric)
+    return kept
 
 
 ANNOUNCE_PASSES = 20_000  # below this many image gradient passes nothing is timed or said

@@ -145,6 +145,10 @@ class Metric(abc.ABC):
     def __init__(self, params):
         self.params = params
 
+    def check_inputs(self) -> None:
+        """Refuse (UserError) what can be known wrong before any model runs: files the protocol
+        names, for instance. The runner calls it for every metric first."""
+
     def gradient_passes(self, n: int, num_classes: int) -> float:
         """Image forward+backward passes this metric needs on n test images, for the cost plan a
         long evaluation announces (evaluation.costs): its protocol's own count where the protocol

@@ -172,6 +172,10 @@ class FidelityMetric(Metric):
     fidelity: ClassVar[str]  # torch-fidelity's flag: isc, fid, kid or prc
     needs_reference: ClassVar[bool] = True
 
+    def check_inputs(self) -> None:
+        """The Inception weights must be there (and be a plain state dict) before anything runs."""
+        find_inception_weights(self.params.inception_weights or None)
+
     def prepare(self, ctx: EvalContext) -> None:
         """Under torchrun: refuse early on every rank, then generate the samples together."""
         find_inception_weights(self.params.inception_weights or None)
