@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import energybench.training.trainer as trainer_module  # noqa: E402
+from energybench.training.run import train  # noqa: E402
 from energybench.evaluation.runner import evaluate  # noqa: E402
 from energybench.training.config import apply_overrides  # noqa: E402
 from energybench.training.recipes import preset_config  # noqa: E402
@@ -81,7 +82,7 @@ def main():
                                         "data.eval_subset=0", "run.dynamics_probe=0"])
             out = args.runs / recipe / name.replace(" ", "").replace(",", "-")
             start = time.perf_counter()
-            ckpt = trainer_module.train(cfg, out, device, resume=(out / "last.pt").exists())
+            ckpt = train(cfg, out, device, resume=(out / "last.pt").exists())
             seconds = time.perf_counter() - start
             records = {r["metric"]: r for r in evaluate(ckpt, ["clean", "pgd20"], n=500, out_dir=out / "eval",
                                                            log=lambda m: None)}
