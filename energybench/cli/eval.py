@@ -24,8 +24,8 @@ from energybench.core.validation import key_value
               help="metric suite(s), repeatable")
 @click.option("--metric", "metrics", multiple=True, type=registry_choice("metrics"),
               help="single metric(s), repeatable")
-@click.option("--eps", default=None, help="attack budget: L-inf as a pixel fraction (8/255), L2 as a length "
-              "in pixel units (0.5); default: the norm's standard budget")
+@click.option("--eps", "eps", multiple=True, help="attack budget: L-inf as a pixel fraction (8/255), L2 as a "
+              "length in pixel units (0.5); default: the norm's standard budget; one per run")
 @click.option("--norm", type=click.Choice(["Linf", "L2"]), default=None,
               help="threat model of the attack metrics (default Linf; a RobustBench model: its "
                    "--threat-model)")
@@ -63,6 +63,11 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
              architecture, link, nonfinite):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
+
+    if len(eps) > 1:
+        raise UserError(f"--eps given {len(eps)} times ({', '.join(eps)}); give one budget per run (a curve "
+                        f"over budgets is --metric robust-curve with --param eps_grid=...)")
+    eps = eps[0] if eps else None
 
     from energybench.core.atomic import write_json_atomic, write_text_atomic
     from energybench.core.distributed import init_world, shutdown

@@ -346,6 +346,7 @@ CASES = [
     ("eval-unknown-metric", EVAL + ["--metric", "fid9"], r"'fid9' is not one of 'attack-sanity', 'autoattack'"),
     ("eval-unknown-suite", EVAL + ["--suite", "everything"], r"'everything' is not one of 'all'"),
     ("eval-eps-integer", EVAL + ["--eps", "8"], r"out of range.*8/255"),
+    ("eval-eps-twice", EVAL + ["--eps", "0.125", "--eps", "0.25"], r"--eps given 2 times \(0.125, 0.25\); give one budget"),
     ("eval-eps-zero", EVAL + ["--eps", "0"], r"eps 0 is out of range"),
     ("eval-eps-negative", EVAL + ["--eps", "-1/255"], r"out of range"),
     ("eval-eps-text", EVAL + ["--eps", "small"], r"cannot read eps 'small'"),
