@@ -126,7 +126,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
 
         model = records[0]["model"]
         name = entry_name_ or entry_name(model)
-        entry = leaderboard_entry(records, name, architecture or architecture_name(model),
+        entry = leaderboard_entry(records, name, architecture or cli_text(architecture_name(model)),
                                   threat_model=threat_model if model["kind"] == "robustbench" else None,
                                   additional_data=False if model["kind"] == "checkpoint" else None,
                                   authors=authors, venue=venue, link=link)

@@ -24,7 +24,7 @@ import torch
 from energybench import data as datalib
 from energybench.core.atomic import check_writable_dir, write_json_atomic, write_text_atomic
 from energybench.core.distributed import World
-from energybench.core.errors import UserError
+from energybench.core.errors import UserError, render_options
 from energybench.evaluation.runner import evaluate
 from energybench.records.figures import read_raw, save
 from energybench.records.outcomes import outcomes_path
@@ -152,6 +152,7 @@ def _reproduce_run(p: ReproductionPreset, run: RunPlan, seed: int, run_dir: Path
         publish(records, out_dir / "records" / run.name, replace_all=True)
     if p.figures and seed == 0:  # figures of the first seed's model
         status["figures"] = draw_run_figures(ckpt, run, run_dir, out_dir / "figures" / run.name, device, log, world)
+    status["refused"] = {name: render_options(why) for name, why in status["refused"].items()}  # files: words
     return status
 
 
