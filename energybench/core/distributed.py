@@ -85,7 +85,13 @@ def barrier(world: World) -> None:
 
 
 def shutdown(world: World) -> None:
+    """Leave the process group together: a rank that tears gloo down while a peer still talks to
+    it can abort in gloo's worker threads (SIGABRT), so every rank first meets at a barrier."""
     if world.enabled and dist.is_initialized():
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer already left or died: nothing to wait for
+            pass
         dist.destroy_process_group()
 
 
