@@ -70,7 +70,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     eps = eps[0] if eps else None
 
     from energybench.core.atomic import write_json_atomic, write_text_atomic
-    from energybench.core.distributed import init_world, shutdown
+    from energybench.core.distributed import joined
     from energybench.evaluation.protocol import check_param_keys
     from energybench.evaluation.runner import evaluate
     from energybench.metrics import resolve_metrics
@@ -95,17 +95,15 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
     overrides = {**raw, "eps": eps if eps is not None else raw.get("eps"), "norm": norm or raw.get("norm"),
                  "inception_weights": inception_weights}
     refused: dict[str, str] = {}
-    world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench eval ...: images split
-    say = (lambda m: echo(m, err=True)) if world.is_main else (lambda m: None)
-    try:
+    # torchrun --nproc_per_node N -m energybench eval ...: images split over the ranks
+    with joined(device) as (world, dev):
+        say = (lambda m: echo(m, err=True)) if world.is_main else (lambda m: None)
         records = evaluate(model_spec, names, data=data_spec, n=n, out_dir=out_dir,
                            device=dev, batch_size=batch_size, seed=seed,
                            overrides=overrides, force=force, log=say,
                            refused=refused if len(names) > 1 else None, train_data=train_data,
                            threat_model=threat_model, model_dir=model_dir, world=world,
                            nonfinite=nonfinite)
-    finally:
-        shutdown(world)
     if not world.is_main:
         return
     out = Path(records[0]["file"]).parent if records else out_dir

@@ -37,7 +37,7 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
               make_plan, job_id):
     """Train the tables' models, evaluate them and render every table and figure with an index.
     Under torchrun, training is data parallel and evaluation split over the processes."""
-    from energybench.core.distributed import init_world, shutdown
+    from energybench.core.distributed import joined
     from energybench.data import resolve_source
     from energybench.workflows.jobs import run_job, write_plan
     from energybench.workflows.reproduce import reproduce as run_reproduction
@@ -56,9 +56,8 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
                           only=only, seeds=seeds)
         echo(f"plan: {path}\nSLURM array: {path.parent / 'slurm.sh'}")
         return
-    world, dev = init_world(device)
-    say = (lambda m: echo(m, err=True)) if world.is_main else (lambda m: None)
-    try:
+    with joined(device) as (world, dev):
+        say = (lambda m: echo(m, err=True)) if world.is_main else (lambda m: None)
         if job_id is not None:
             run_job(job_id, preset, out_dir, runs_dir, data, dev, only=only, seeds=seeds,
                     inception_weights=inception_weights, log=say, world=world)
@@ -69,8 +68,6 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
             f" --data {data_spec} --out {out_dir}"
         index = run_reproduction(preset, out_dir, runs_dir, data, dev, only=only, inception_weights=inception_weights,
                                  log=say, seeds=seeds, world=world, made_by=made_by)
-    finally:
-        shutdown(world)
     if world.is_main:
         echo(f"index page: {index}")
 

@@ -31,16 +31,14 @@ def sample(model_spec, threat_model, model_dir, n_per_class, mode, init, steps, 
            out_dir, device, seed):
     """Generate images by SGLD: samples.npz, one PNG grid per class, and grid.png/.pdf (a row per
     class, named)."""
-    from energybench.core.distributed import init_world, shutdown
+    from energybench.core.distributed import joined
     from energybench.workflows.sample import sample_model
 
-    world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench sample ...: batches split
-    try:
+    # torchrun --nproc_per_node N -m energybench sample ...: batches split over the ranks
+    with joined(device) as (world, dev):
         out = sample_model(model_spec, n_per_class=n_per_class, mode=mode, init=init, steps=steps,
                            step_size=step_size, noise=noise, train_data=train_data,
                            out_dir=out_dir, device=dev, seed=seed, threat_model=threat_model,
                            model_dir=model_dir, world=world)
-    finally:
-        shutdown(world)
     if world.is_main:
         echo(f"samples: {out}")

@@ -55,17 +55,14 @@ def train(recipe, preset, config_file, overrides, data_spec, out_dir, device, re
     if show_config:
         echo(f"# energybench train {recipe} --preset {preset}: resolved config\n" + dump_config(cfg), nl=False)
         return
-    from energybench.core.distributed import init_world, shutdown
+    from energybench.core.distributed import joined
 
     out_dir = out_dir or Path("runs") / f"{recipe}-{preset}"
     resume_overrides = from_file + list(overrides)
     if resume and data_spec is not None:  # the same data is no change; other data is refused
         resume_overrides.append(f"data.source={Path(data_spec).resolve() if Path(data_spec).exists() else data_spec}")
-    world, dev = init_world(device)  # torchrun --nproc_per_node N -m energybench train ...
-    try:
+    with joined(device) as (world, dev):  # torchrun --nproc_per_node N -m energybench train ...
         path = run_training(cfg, out_dir, dev, resume=resume, world=world,
                             resume_overrides=resume_overrides if resume else None)
-    finally:
-        shutdown(world)
     if world.is_main:
         echo(f"checkpoint: {path}")

@@ -10,6 +10,8 @@ checkpoints and logs. `eval` and `sample` split their images and samples over th
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -84,15 +86,32 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def shutdown(world: World) -> None:
-    """Leave the process group together: a rank that tears gloo down while a peer still talks to
-    it can abort in gloo's worker threads (SIGABRT), so every rank first meets at a barrier."""
-    if world.enabled and dist.is_initialized():
+@contextmanager
+def joined(device_name: str) -> Iterator[tuple[World, torch.device]]:
+    """`with joined(device) as (world, device):` the work of one command under torchrun (or alone).
+
+    On success every rank meets at a barrier before the group is destroyed: a rank that tears
+    gloo down while a peer still talks to it can abort in gloo's worker threads (SIGABRT). On an
+    error the group is destroyed at once, so a peer blocked in a collective fails instead of
+    waiting for a barrier that pairs with nothing."""
+    world, device = init_world(device_name)
+    try:
+        yield world, device
+    except BaseException:
+        _leave(world, together=False)
+        raise
+    _leave(world, together=True)
+
+
+def _leave(world: World, together: bool) -> None:
+    if not (world.enabled and dist.is_initialized()):
+        return
+    if together:
         try:
             dist.barrier()
         except RuntimeError:  # a peer already left or died: nothing to wait for
             pass
-        dist.destroy_process_group()
+    dist.destroy_process_group()
 
 
 def agree(world: World, error: str | None = None) -> None:
