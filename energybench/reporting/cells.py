@@ -151,7 +151,7 @@ class Scale:
 
     def describe(self) -> str:
         size = f" ({self.parameters:,} parameters)" if self.parameters else ""
-        train = (f", {self.epochs} epochs on {self.train_images:,} training images of {self.train_data}"
+        train = (f", {self.epochs} epoch{'' if self.epochs == 1 else 's'} on {self.train_images:,} training images of {self.train_data}"
                  if self.epochs is not None and self.train_images else "")
         estimator = f"; {self.estimator}" if self.estimator else ""
         estimator += f"; {self.checkpoint}" if self.checkpoint else ""

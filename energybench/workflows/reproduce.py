@@ -76,7 +76,6 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     made_by = made_by or f"reproduce({preset!r}, only={only!r}, data={data.get('cifar10')!r})"
     write_text_atomic(index_page(p, [run for run, _ in jobs], status, rendered, out_dir, made_by, seconds,
                                  comparisons, ordering_lines), index)
-    log(f"index page: {index}")
     return index
 
 

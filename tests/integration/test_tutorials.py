@@ -1,6 +1,6 @@
 """The tutorials' commands run as written (so they cannot rot): every ```bash and ```python block
 of docs/tutorials/*.md, in order, in a folder laid out like the repository root (its checkpoints,
-and data/exact.npz for the exact-pixel test images). The Python blocks of a page share one
+data/exact.npz for the exact-pixel test images and data/cifar10-jpeg75.tar.gz for the JPEG copy). The Python blocks of a page share one
 namespace, as in a notebook; shell blocks run in bash with the environment's energybench."""
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.M | re.S)
 
 
 @pytest.mark.parametrize("page", TUTORIALS, ids=lambda p: p.stem)
-def test_every_block_of_the_tutorial_runs(page, tmp_path, exact_npz, monkeypatch):
+def test_every_block_of_the_tutorial_runs(page, tmp_path, exact_npz, jpeg_tar, monkeypatch):
     (tmp_path / "checkpoints").symlink_to(REPO / "checkpoints")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "exact.npz").symlink_to(exact_npz)
+    (tmp_path / "data" / "cifar10-jpeg75.tar.gz").symlink_to(jpeg_tar)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "ENERGYBENCH_PROGRESS": "0"}
     blocks = BLOCK.findall(page.read_text())
     assert blocks, f"{page.name} has no runnable block"
