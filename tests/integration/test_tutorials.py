@@ -1,5 +1,5 @@
-"""The tutorials' commands run as written (so they cannot rot): every ```bash and ```python block
-of docs/tutorials/*.md, in order, in a folder laid out like the repository root (its checkpoints,
+"""The tutorials' and how-to guides' commands run as written (so they cannot rot): every ```bash and
+```python block of docs/tutorials/*.md and docs/howto/*.md, in order, in a folder laid out like the repository root (its checkpoints,
 data/exact.npz for the exact-pixel test images and data/cifar10-jpeg75.tar.gz for the JPEG copy). The Python blocks of a page share one
 namespace, as in a notebook; shell blocks run in bash with the environment's energybench."""
 
@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.real_data
 
 REPO = Path(__file__).resolve().parents[2]
-TUTORIALS = sorted((REPO / "docs" / "tutorials").glob("*.md"))
+TUTORIALS = sorted((REPO / "docs" / "tutorials").glob("*.md")) + sorted((REPO / "docs" / "howto").glob("*.md"))
 BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.M | re.S)
 
 
