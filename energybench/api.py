@@ -79,4 +79,4 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
                    log=(lambda message: print(render_options(message, argument_word))) if verbose else (lambda message: None), train_data=train_data,
                    threat_model=threat_model, model_dir=model_dir, nonfinite=nonfinite)
     except UserError as exc:
-        raise type(exc)(render_options(exc.template, argument_word)) from None
+        raise exc.reworded(render_options(exc.template, argument_word)) from None

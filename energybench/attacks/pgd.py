@@ -93,7 +93,7 @@ class PGDConfig(Checked):
     Records made before `norm` existed were all L-inf, so an L-inf protocol keeps their identity
     (and reuses them); readers take a missing norm as L-inf (`energybench.records.store.protocol_norm`)."""
 
-    LIMITS = {"steps": "[1, inf)", "restarts": "[1, inf)", "eot": "[1, inf)"}
+    LIMITS = {"steps": "[1, 10000]", "restarts": "[1, 100]", "eot": "[1, 1000]"}
     CHOICES = {"objective": OBJECTIVES, "norm": NORMS}
     IMPLICIT: ClassVar[dict] = {"norm": "Linf"}
 

@@ -50,6 +50,15 @@ class UserError(Exception):
     def __str__(self) -> str:
         return render_options(self.template)
 
+    def reworded(self, text: str) -> "UserError":
+        """The same error (class, exit status, attributes) with the message `text`: how a face
+        renders the option markers for its users. Never calls a subclass's __init__, whose
+        signature may differ (RangeError takes a field and a detail)."""
+        copy = type(self).__new__(type(self), text)
+        copy.__dict__.update(self.__dict__)
+        copy.args = (text,)
+        return copy
+
 
 class SomeNotComputed(UserError):
     """The command finished, but some of the metrics asked for could not run here (e.g. IS/FID

@@ -1,11 +1,12 @@
 """Declared value ranges for the frozen dataclasses of configs and protocols.
 
 A dataclass that inherits `Checked` lists its bounded fields in `LIMITS` as intervals,
-`{"lr": "(0, inf)", "momentum": "[0, 1)", "batch_size": "[1, inf)"}`, and its fields with a fixed
+`{"lr": "(0, 100]", "momentum": "[0, 1)", "batch_size": "[1, 100000]"}`, and its fields with a fixed
 set of values in `CHOICES`, `{"name": ("sgd", "adam")}`; every instance is
 checked when it is built (also by `dataclasses.replace` and `--set`): a value outside its interval,
 and any NaN or infinite float not explicitly allowed by a closed `inf]`, is a `RangeError` whose
-message names the field, the allowed range and the value. Tuples are checked element by element.
+message names the field, the allowed range and the value. Every count of work and every step has
+a finite upper limit (tests/unit/core/test_knob_limits.py), so no value asks for unbounded work. Tuples are checked element by element.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def check_value(name: str, value, spec: str) -> None:
     above = value > low or (low_closed and value == low)
     below = value < high or (high_closed and value == high)
     if not (above and below):
-        raise RangeError(name, f"{describe_range(spec)}, got {value:g}")
+        raise RangeError(name, f"{describe_range(spec)}, got {value if isinstance(value, int) else format(value, 'g')}")
 
 
 class Checked:

@@ -34,8 +34,8 @@ INITS = (*CHAIN_INITS, "buffer")  # a fresh chain (sgld.INITS), or the checkpoin
 
 @dataclass(frozen=True)
 class GenerationConfig(Checked):
-    LIMITS = {"n_per_class": "[1, inf)", "steps": "[0, inf)", "step_size": "[0, inf)",
-              "noise": "[0, inf)", "batch_size": "[1, inf)", "seed": "[0, inf)"}
+    LIMITS = {"n_per_class": "[1, 100000]", "steps": "[0, 100000]", "step_size": "[0, 1000]",
+              "noise": "[0, 10]", "batch_size": "[1, 100000]", "seed": "[0, 4294967295]"}
     CHOICES = {"mode": tuple(MODES), "init": INITS}
 
     n_per_class: int = 10

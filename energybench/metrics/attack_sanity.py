@@ -22,8 +22,8 @@ from energybench.metrics.robustness import checks_record, run_pgd, settle_budget
 
 @dataclass(frozen=True)
 class SanityParams(Checked):
-    LIMITS = {"max_images": "[1, inf)", "more_steps": "[1, inf)", "restarts": "[2, inf)",
-              "square_queries": "[1, inf)"}
+    LIMITS = {"max_images": "[1, 10000000]", "more_steps": "[1, 100000]", "restarts": "[2, 1000]",
+              "square_queries": "[1, 1000000]"}
     CHOICES = {"norm": NORMS}
     IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
 

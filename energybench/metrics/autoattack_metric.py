@@ -25,7 +25,7 @@ from energybench.records.outcomes import OutcomeLog, write_outcomes
 
 @dataclass(frozen=True)
 class AutoAttackParams(Checked):
-    LIMITS = {"max_images": "[1, inf)", "chunk_size": "[1, inf)"}
+    LIMITS = {"max_images": "[1, 10000000]", "chunk_size": "[1, 100000]"}
     CHOICES = {"version": ("standard", "plus", "rand"), "norm": NORMS}
     IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
 

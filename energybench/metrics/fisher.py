@@ -65,7 +65,7 @@ def fisher_terms(model, x: torch.Tensor, y: torch.Tensor, kind: str, probes: int
 
 @dataclass(frozen=True)
 class FisherParams(Checked):
-    LIMITS = {"probes": "[1, inf)"}
+    LIMITS = {"probes": "[1, 100000]"}
 
     probes: int = 10  # Rademacher probes per image for the trace
     exact_trace: bool = False  # one Hessian-vector product per input dimension instead

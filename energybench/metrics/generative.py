@@ -117,14 +117,14 @@ class SampleSetParams(GenerationConfig):
 
 @dataclass(frozen=True)
 class GenerativeParams(SampleSetParams):
-    LIMITS = {**GenerationConfig.LIMITS, "isc_splits": "[1, inf)"}
+    LIMITS = {**GenerationConfig.LIMITS, "isc_splits": "[1, 1000]"}
 
     isc_splits: int = 10
 
 
 @dataclass(frozen=True)
 class KIDParams(SampleSetParams):
-    LIMITS = {**GenerationConfig.LIMITS, "kid_subsets": "[1, inf)", "kid_subset_size": "[2, inf)"}
+    LIMITS = {**GenerationConfig.LIMITS, "kid_subsets": "[1, 10000]", "kid_subset_size": "[2, 100000]"}
 
     kid_subsets: int = 100  # torch-fidelity's defaults
     kid_subset_size: int = 1000
@@ -132,7 +132,7 @@ class KIDParams(SampleSetParams):
 
 @dataclass(frozen=True)
 class PRParams(SampleSetParams):
-    LIMITS = {**GenerationConfig.LIMITS, "prc_neighborhood": "[1, inf)"}
+    LIMITS = {**GenerationConfig.LIMITS, "prc_neighborhood": "[1, 1000]"}
 
     prc_neighborhood: int = 3  # k of the k-NN balls (torch-fidelity's and the paper's default)
 

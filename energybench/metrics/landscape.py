@@ -44,7 +44,7 @@ class HistParams(GenerationConfig):
     (pgd_step_size None: eps / 4, as for pgd20)."""
 
     LIMITS = {**GenerationConfig.LIMITS, "eps": "(0, 1]", "pgd_step_size": "(0, 1]",
-              "pgd_steps": "[1, inf)", "bins": "[2, inf)"}
+              "pgd_steps": "[1, 10000]", "bins": "[2, 10000]"}
 
     eps: float = 8 / 255
     pgd_step_size: float | None = None
@@ -115,7 +115,7 @@ class EnergyHistogram(Metric):
 
 @dataclass(frozen=True)
 class ContourParams(Checked):
-    LIMITS = {"images": "[1, inf)", "radius": "(0, 1]", "grid": "[3, inf)", "flat_radius": "(0, 1]"}
+    LIMITS = {"images": "[1, 1000]", "radius": "(0, 1]", "grid": "[3, 1001]", "flat_radius": "(0, 1]"}
 
     images: int = 4  # the first test images
     radius: float = 16 / 255  # L-inf extent of the grid along each direction (pixel units)

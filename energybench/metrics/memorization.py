@@ -20,7 +20,7 @@ from energybench.metrics.ssim import nearest_by_ssim
 
 @dataclass(frozen=True)
 class MemorizationParams(GenerationConfig):
-    LIMITS = {**GenerationConfig.LIMITS, "k": "[1, inf)", "threshold": "[-1, 1]", "figure_rows": "[1, inf)"}
+    LIMITS = {**GenerationConfig.LIMITS, "k": "[1, 1000]", "threshold": "[-1, 1]", "figure_rows": "[1, 1000]"}
 
     k: int = 10
     threshold: float = 0.9  # share of samples whose best SSIM exceeds this

@@ -25,7 +25,7 @@ DEFAULT_GRIDS = {"Linf": tuple(e / 255 for e in (0, 1, 2, 3, 4, 6, 8, 10, 12, 16
 
 @dataclass(frozen=True)
 class CurveParams(Checked):
-    LIMITS = {"steps": "[1, inf)", "step_ratio": "(0, 1]"}
+    LIMITS = {"steps": "[1, 10000]", "step_ratio": "(0, 1]"}
     CHOICES = {"objective": ("ce", "energy"), "norm": NORMS}
     IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
 

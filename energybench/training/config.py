@@ -26,7 +26,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig(Checked):
-    LIMITS = {"train_subset": "[1, inf)", "eval_subset": "[0, inf)", "holdout": "[0, inf)"}
+    LIMITS = {"train_subset": "[1, 100000000]", "eval_subset": "[0, 10000000]", "holdout": "[0, 10000000]"}
     CHOICES = {"padding_mode": ("zeros", "reflect")}
 
     source: str | None = None  # data spec (see energybench.data); None -> "cifar10" in the data home
@@ -39,9 +39,9 @@ class DataConfig(Checked):
 
 @dataclass(frozen=True)
 class OptimConfig(Checked):
-    LIMITS = {"lr": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)",
-              "batch_size": "[1, inf)", "epochs": "[1, inf)", "milestones": "(0, 1)",
-              "gamma": "(0, 1]", "warmup_steps": "[0, inf)"}
+    LIMITS = {"lr": "(0, 100]", "momentum": "[0, 1)", "weight_decay": "[0, 1]",
+              "batch_size": "[1, 100000]", "epochs": "[1, 100000]", "milestones": "(0, 1)",
+              "gamma": "(0, 1]", "warmup_steps": "[0, 1000000000]"}
     CHOICES = {"name": ("sgd", "adam"), "schedule": ("multistep", "cosine", "constant")}
 
     name: str = "sgd"  # sgd | adam
@@ -61,7 +61,7 @@ class OptimConfig(Checked):
 class GuardConfig(Checked):
     """Divergence guard (see energybench.training.guard)."""
 
-    LIMITS = {"max_abs_energy": "(0, inf]", "max_gap": "(0, inf]", "retries": "[0, inf)",
+    LIMITS = {"max_abs_energy": "(0, inf]", "max_gap": "(0, inf]", "retries": "[0, 100]",
               "lr_factor": "(0, 1)"}
 
     enabled: bool = True
@@ -73,8 +73,8 @@ class GuardConfig(Checked):
 
 @dataclass(frozen=True)
 class RunConfig(Checked):
-    LIMITS = {"seed": "[0, inf)", "checkpoint_every_steps": "[0, inf)", "dynamics_probe": "[0, inf)",
-              "robust_eval": "[0, inf)"}
+    LIMITS = {"seed": "[0, 4294967295]", "checkpoint_every_steps": "[0, 1000000000]", "dynamics_probe": "[0, 100000]",
+              "robust_eval": "[0, 10000000]"}
     CHOICES = {"inner_precision": ("float32", "bfloat16"), "select_by": ("auto", "robust", "clean")}
 
     seed: int = 0

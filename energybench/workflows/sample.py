@@ -6,7 +6,9 @@ from pathlib import Path
 
 from energybench.core.atomic import check_writable_dir
 from energybench.core.distributed import World
+from energybench.core.errors import option
 from energybench.core.runtime import exact_float32
+from energybench.core.validation import RangeError
 from energybench.energy.generation import GenerationConfig, generate_to_file, training_split
 from energybench.evaluation.identity import describe_model
 from energybench.handles.model_handle import default_out_dir, open_model
@@ -19,8 +21,11 @@ def sample_model(model, n_per_class, mode, init, steps, step_size, noise, train_
     """Generate and save samples.npz and the class grids for any model handle (a checkpoint,
     .pt2, robustbench:NAME); everything is checked before the sampling starts. Under torchrun
     the batches are split over the ranks and the merged samples.npz equals one process's."""
-    cfg = GenerationConfig(n_per_class=n_per_class, mode=mode, init=init, steps=steps,
-                           step_size=step_size, noise=noise, seed=seed)
+    try:  # every field is one of this function's arguments: the error names it as an option
+        cfg = GenerationConfig(n_per_class=n_per_class, mode=mode, init=init, steps=steps,
+                               step_size=step_size, noise=noise, seed=seed)
+    except RangeError as exc:
+        raise exc.renamed(option(exc.field)) from None
     loaded = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
     if out_dir is not None:
         out = Path(out_dir)

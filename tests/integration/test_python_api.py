@@ -9,6 +9,7 @@ from testkit import seeded_model, synthetic_npz
 
 import energybench
 from energybench.core.errors import UserError
+from energybench.core.validation import RangeError
 
 pytestmark = pytest.mark.synthetic
 
@@ -50,6 +51,14 @@ def test_python_api_refuses_bad_input_in_one_line(tmp_path):
                              out_dir=tmp_path, device="cpu", probes=3)
     with pytest.raises(UserError, match="lists of names"):
         energybench.evaluate(seeded_model(), "cifar10", metrics="clean", device="cpu")
+    # a protocol value past its declared limit: the range error itself, never a TypeError from
+    # re-raising it with the API's wording, and nothing is run
+    images = (x.mul(255).to(torch.uint8), torch.zeros(4, dtype=torch.long))
+    for value in ({"eot": 10**9}, {"steps": 10**12}):
+        with pytest.raises(RangeError, match=r"must be in \[1, \d+\], got \d+"):
+            energybench.evaluate(seeded_model(), images, metrics=["pgd20"], out_dir=tmp_path / "limits",
+                                 device="cpu", **value)
+    assert not (tmp_path / "limits").exists() or not any((tmp_path / "limits").glob("*.json"))
 
 
 def test_training_images_in_memory_serve_like_the_same_images_from_a_file(tmp_path):

@@ -19,8 +19,8 @@ class SGLDParams(Checked):
     Defaults are JEM's: 20 steps of step 1 and noise 0.01 on [-1, 1] inputs (0.25 and 0.005 in
     pixel units), buffer 10,000, reinitialisation 0.05 from uniform noise."""
 
-    LIMITS = {"sgld_steps": "[1, inf)", "sgld_step_size": "(0, inf)", "sgld_noise": "[0, inf)",
-              "buffer_size": "[1, inf)", "reinit_prob": "[0, 1]"}
+    LIMITS = {"sgld_steps": "[1, 100000]", "sgld_step_size": "(0, 1000]", "sgld_noise": "[0, 10]",
+              "buffer_size": "[1, 10000000]", "reinit_prob": "[0, 1]"}
     CHOICES = {"sgld_init": ("uniform", "class-gaussian")}
 
     sgld_steps: int = 20

@@ -62,9 +62,9 @@ EBJDAT_MODEL = ModelConfig("wrn-28-10", {"batch_norm": True, "act": "leaky_relu"
 
 @dataclass(frozen=True)
 class EBJDATParams(SGLDParams):
-    LIMITS = {**SGLDParams.LIMITS, "w_px": "[0, inf)", "w_pyx": "[0, inf)", "w_pxadv": "[0, inf)",
-              "w_pyxadv": "[0, inf)", "adv_eps": "(0, 1]", "adv_step_size": "(0, 1]",
-              "adv_steps": "[1, inf)", "distance_weight": "[0, inf)", "data_noise": "[0, 1]"}
+    LIMITS = {**SGLDParams.LIMITS, "w_px": "[0, 1000000]", "w_pyx": "[0, 1000000]", "w_pxadv": "[0, 1000000]",
+              "w_pyxadv": "[0, 1000000]", "adv_eps": "(0, 1]", "adv_step_size": "(0, 1]",
+              "adv_steps": "[1, 10000]", "distance_weight": "[0, 1000000]", "data_noise": "[0, 1]"}
     CHOICES = {**SGLDParams.CHOICES, "adv_direction": ("raise", "lower")}
 
     sgld_steps: int = 10

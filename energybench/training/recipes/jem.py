@@ -35,7 +35,7 @@ JEM_OPTIM = OptimConfig(name="adam", lr=1e-4, weight_decay=0.0, batch_size=64, e
 
 @dataclass(frozen=True)
 class JEMParams(SGLDParams):
-    LIMITS = {**SGLDParams.LIMITS, "px_weight": "[0, inf)", "pyx_weight": "[0, inf)",
+    LIMITS = {**SGLDParams.LIMITS, "px_weight": "[0, 1000000]", "pyx_weight": "[0, 1000000]",
               "data_noise": "[0, 1]"}
 
     sgld_clamp: bool = False  # JEM's chains are not clamped

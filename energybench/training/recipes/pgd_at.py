@@ -24,7 +24,7 @@ PGDAT_MODEL = ModelConfig("wrn-28-10", {"layout": "trades", "normalize": "cifar"
 
 @dataclass(frozen=True)
 class PGDATParams(Checked):
-    LIMITS = {"steps": "[1, inf)"}
+    LIMITS = {"steps": "[1, 10000]"}
     CHOICES = {"objective": ("ce", "energy"), "norm": NORMS}
 
     eps: float = 8 / 255  # a pixel fraction for Linf; an L2 length (e.g. 0.5) with norm L2

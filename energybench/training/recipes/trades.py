@@ -33,7 +33,7 @@ TRADES_MODEL = ModelConfig("wrn-28-10", {"layout": "trades", "normalize": "none"
 
 @dataclass(frozen=True)
 class TradesParams(Checked):
-    LIMITS = {"beta": "[0, inf)", "steps": "[1, inf)"}
+    LIMITS = {"beta": "[0, 1000000]", "steps": "[1, 10000]"}
     CHOICES = {"norm": NORMS}
 
     beta: float = 6.0

@@ -273,10 +273,10 @@ def test_robust_curve_is_monotone_with_its_area_and_figure(base, exact_npz, tmp_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--metric", "pgd20", "--param", "eot=0"], r"eot must be >= 1"),
+    (["--metric", "pgd20", "--param", "eot=0"], r"eot must be in \[1, 1000\], got 0"),
     (["--metric", "pgd20", "--param", "objective=dlr"], r"objective must be one of ce, energy, margin"),
     (["--metric", "robust-curve", "--param", "eps_grid=8/255"], r"eps_grid needs at least two budgets"),
-    (["--metric", "attack-sanity", "--param", "restarts=1"], r"restarts must be >= 2"),
+    (["--metric", "attack-sanity", "--param", "restarts=1"], r"restarts must be in \[2, 1000\], got 1"),
 ])
 def test_bad_diagnostic_options_get_one_line(args, message, run_cli, tmp_path):
     import re
