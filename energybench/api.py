@@ -18,8 +18,8 @@ from energybench.core.errors import UserError, neutral_word, render_options
 def argument_word(name: str, value: str | None) -> str:
     """An option as this API's argument: `n`, `data=PATH`, `force=True`, `nonfinite='wrong'`, and
     a protocol value as the keyword it is (`steps=100`)."""
-    if name == "force" and value is None:
-        return "force=True"
+    if name in ("force", "yes") and value is None:
+        return f"{name}=True"
     if name == "nonfinite" and value is not None:
         return f"nonfinite={value!r}"
     return neutral_word(name, value)
@@ -29,7 +29,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
              out_dir: str | Path | None = None, device: str = "auto", batch_size: int = 256,
              seed: int = 0, train_data=None, force: bool = False, verbose: bool = False,
              threat_model: str = "Linf", model_dir: str | Path | None = None, nonfinite: str = "refuse",
-             **protocol) -> list[dict]:
+             yes: bool = False, **protocol) -> list[dict]:
     """Run metrics on any model; returns one record (dict) per metric, as written to out_dir.
 
     Args:
@@ -55,6 +55,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
         model_dir: where RobustBench models are kept.
         nonfinite: "refuse" (stop on NaN/inf logits) or "wrong" (count those images wrong in the
             accuracy metrics; the record says how many).
+        yes: start an evaluation estimated at over 24 hours (otherwise refused, saying the estimate).
         **protocol: protocol values, e.g. eps=4/255, step_size=1/255, n_per_class=50, probes=20.
 
     Returns:
@@ -77,6 +78,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
         return run(model, names, data=data, n=n, out_dir=out_dir, device=resolve_device(device),
                    batch_size=batch_size, seed=seed, overrides=protocol, force=force,
                    log=(lambda message: print(render_options(message, argument_word))) if verbose else (lambda message: None), train_data=train_data,
-                   threat_model=threat_model, model_dir=model_dir, nonfinite=nonfinite)
+                   threat_model=threat_model, model_dir=model_dir, nonfinite=nonfinite,
+                   confirm_long=lambda line: yes)
     except UserError as exc:
         raise exc.reworded(render_options(exc.template, argument_word)) from None

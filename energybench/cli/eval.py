@@ -58,9 +58,11 @@ from energybench.core.validation import key_value
 @click.option("--nonfinite", type=click.Choice(["refuse", "wrong"]), default="refuse", show_default=True,
               help="images whose logits are NaN or infinite: stop the metric (refuse), or count them "
                    "as wrong in clean, PGD and AutoAttack accuracy (the record says how many)")
+@click.option("--yes", is_flag=True, help="start an evaluation estimated at over 24 hours without asking "
+              "(on a terminal it asks; in a script it is refused without this)")
 def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, norm, out_dir, device,
              batch_size, seed, force, inception_weights, params, train_data, fmt, entry_name_, authors, venue,
-             architecture, link, nonfinite):
+             architecture, link, nonfinite, yes):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
 
@@ -103,7 +105,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
                            overrides=overrides, force=force, log=say,
                            refused=refused if len(names) > 1 else None, train_data=train_data,
                            threat_model=threat_model, model_dir=model_dir, world=world,
-                           nonfinite=nonfinite)
+                           nonfinite=nonfinite, confirm_long=lambda line: yes or _ask(line))
     if not world.is_main:
         return
     out = Path(records[0]["file"]).parent if records else out_dir
@@ -131,3 +133,12 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         path = out / f"robustbench-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'entry'}.json"
         write_json_atomic(entry, path)
         echo(f"RobustBench leaderboard entry: {path}")
+
+
+def _ask(plan: str) -> bool:
+    """On a terminal, whether the user wants the long run `plan` describes; in a script, no."""
+    import sys
+
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    return click.confirm(cli_text(plan) + "\nThat is over 24 hours. Start it?", default=False, err=True)

@@ -31,12 +31,22 @@ def seconds_per_pass(model, x: torch.Tensor) -> float:
     return (time.perf_counter() - start) / len(x)
 
 
+def duration_text(seconds: float) -> str:
+    """45 -> '45 s', 600 -> '10 minutes', 7200 -> '2.0 hours', 400000 -> '4.6 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:,.1f} days"
+
+
 def plan_line(metrics: list, n: int, num_classes: int, per_pass: float) -> tuple[str, float]:
     """(the sentence announcing the work, its estimated seconds)."""
     passes = sum(m.gradient_passes(n, num_classes) for m in metrics)
     seconds = passes * per_pass
     left_out = sorted({m.uncounted for m in metrics if m.uncounted})
-    minutes = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
     return (f"plan: {', '.join(m.name for m in metrics)} on {n:,} images: about {passes:,.0f} image "
-            f"gradient passes, roughly {minutes} from a timed warm-up"
+            f"gradient passes, roughly {duration_text(seconds)} from a timed warm-up"
             + (f" (not counted: {', '.join(left_out)})" if left_out else "")), seconds

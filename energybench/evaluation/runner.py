@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -54,6 +55,7 @@ def evaluate(
     model_dir: str | Path | None = None,
     world: World = World(),
     nonfinite: str = "refuse",
+    confirm_long: Callable[[str], bool] | None = None,
 ) -> list[dict]:
     """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
     with `file`, the path it is stored at.
@@ -100,7 +102,8 @@ def evaluate(
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
     created = not out_dir.exists()
     if world.is_main:
-        announce_costs(chosen, loaded, test, seed, batch_size, device, out_dir, force, log, nonfinite)
+        announce_costs(chosen, loaded, test, seed, batch_size, device, out_dir, force, log, nonfinite,
+                       confirm_long, world)
     try:
         return _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir, force,
                             model_info, data_info, log, refused)
@@ -128,12 +131,16 @@ def _inputs_checked(chosen: list, refused: dict | None, log) -> list:
 
 ANNOUNCE_PASSES = 20_000  # below this many image gradient passes nothing is timed or said
 ANNOUNCE_SECONDS = 60.0  # the plan is said when the estimate is longer than this
+LONG_RUN_HOURS = 24  # a single-process evaluation estimated beyond this starts only when confirmed
 
 
 def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, out_dir: Path, force: bool,
-                   log, nonfinite: str = "refuse") -> None:
+                   log, nonfinite: str = "refuse", confirm_long: Callable[[str], bool] | None = None,
+                   world: World = World()) -> None:
     """Before a long evaluation, one line saying what will run (the metrics not already recorded,
-    images, gradient passes) and a time estimate from a short timed warm-up (energybench.evaluation.costs)."""
+    images, gradient passes) and a time estimate from a short timed warm-up (energybench.evaluation.costs).
+    Beyond LONG_RUN_HOURS a single process asks `confirm_long(line)` and refuses in one line unless
+    it says yes (None: refuse); a torchrun job, launched as the large job it is, is only told."""
     pending = [m for m in chosen if force or not _reusable(m, loaded, test, seed, batch_size, device, out_dir,
                                                            nonfinite)]
     n, classes = len(test), len(test.classes)
@@ -141,6 +148,9 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
         return
     x = to_float(test.images[:min(32, n)].to(device))
     line, seconds = costs.plan_line(pending, n, classes, costs.seconds_per_pass(loaded.model, x))
+    if seconds > LONG_RUN_HOURS * 3600 and not world.enabled and not (confirm_long and confirm_long(line)):
+        raise UserError(f"{line}: beyond the {LONG_RUN_HOURS} hours an evaluation starts without asking; "
+                        f"lower {option('n')} or the protocol's steps, or confirm with {option('yes')}")
     if seconds > ANNOUNCE_SECONDS:
         log(line)
 
