@@ -10,6 +10,7 @@ It runs exactly what `energybench eval` runs (same protocols, records, caches an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from energybench.core.errors import UserError, neutral_word, render_options
@@ -70,6 +71,8 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
     from energybench.evaluation.runner import evaluate as run
     from energybench.metrics import resolve_metrics
 
+    if isinstance(out_dir, bytes):  # a path given as bytes, as os.listdir(b'.') gives them
+        out_dir = os.fsdecode(out_dir)
     if isinstance(metrics, str) or isinstance(suites, str):
         raise UserError("metrics and suites are lists of names, e.g. metrics=['clean', 'pgd20']")
     try:

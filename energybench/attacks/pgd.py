@@ -190,9 +190,9 @@ def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str)
     """x_adv moved by `step` up the gradient (x_adv is detached and changed in place): the
     gradient's sign (Linf), or the gradient scaled to L2 length `step` per image (L2; a zero
     gradient leaves its image where it is)."""
-    if norm == "L2":
-        return x_adv.add_(grad.div_(_row_norms(grad).clamp_min(1e-12)), alpha=step)
-    return x_adv.add_(grad.sign_(), alpha=step)
+    if norm == "L2":  # out of place: autograd may hand back an expanded (stride-0) gradient
+        return x_adv.add_(grad / _row_norms(grad).clamp_min(1e-12), alpha=step)
+    return x_adv.add_(grad.sign(), alpha=step)
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, lower=None, upper=None) -> torch.Tensor:

@@ -12,10 +12,11 @@ from energybench.data import to_float
 from energybench.handles.checkpoint import LoadedModel
 
 
-def check_classes(loaded: LoadedModel, test: datalib.LabeledImages, device: torch.device) -> None:
+def check_classes(loaded: LoadedModel, test: datalib.LabeledImages, device: torch.device,
+                  needs_gradient: bool = True) -> None:
     """The data must have the model's classes: their number, and for a checkpoint (which stores
-    its class names) the same names in the same order."""
-    num_classes = getattr(loaded.model, "num_classes", None) or _num_outputs(loaded, test, device)
+    its class names) the same names in the same order. The logits are checked first (`check_logits`)."""
+    num_classes = check_logits(loaded, test, device, needs_gradient)
     if num_classes != test.num_classes:
         raise UserError(
             f"{loaded.name} outputs {num_classes} classes but the data has {test.num_classes}; "
@@ -70,11 +71,22 @@ def _parameters(loaded: LoadedModel) -> int | None:
 
 
 @torch.no_grad()
-def _num_outputs(loaded: LoadedModel, test: datalib.LabeledImages, device) -> int:
-    x = to_float(test.images[:1].to(device))
-    out = loaded.model(x)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+def check_logits(loaded: LoadedModel, test: datalib.LabeledImages, device, needs_gradient: bool = True) -> int:
+    """The model's number of classes, from one forward of two test images, after checking what
+    the metrics rely on: (N, K) floating-point logits, and where `needs_gradient` (an attack, a
+    score or a sampler is asked for) a gradient to the input."""
+    x = to_float(test.images[:2].to(device)).requires_grad_(True)
+    with torch.enable_grad():
+        out = loaded.model(x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(x):
         what = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else f"shape {tuple(out.shape)}"
         raise UserError(f"{loaded.name} must return (N, num_classes) logits for (N, C, H, W) images; it "
                         f"returned {what}")
+    if not out.is_floating_point():
+        raise UserError(f"{loaded.name} returns {str(out.dtype).removeprefix('torch.')} logits; logits must be "
+                        f"floating point (return them before any rounding or casting to integers)")
+    if needs_gradient and not out.requires_grad:
+        raise UserError(f"{loaded.name} returns logits that carry no gradient to its input (computed under "
+                        f"torch.no_grad or detached); remove that from its forward: attacks, scores and "
+                        f"samplers need the input gradient (only clean accuracy does not)")
     return int(out.shape[1])

@@ -92,7 +92,7 @@ def evaluate(
             raise UserError(f"{option('n', n)} is more than the {len(test):,} test images of {test.source.get('label')}; "
                             f"give at most {len(test):,} (or leave {option('n')} out for all)")
         test = test.subset(n)
-    check_classes(loaded, test, device)
+    check_classes(loaded, test, device, needs_gradient=any(m.needs_input_gradient for m in chosen))
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     check_writable_dir(out_dir)
     ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,

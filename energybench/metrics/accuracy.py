@@ -23,6 +23,7 @@ class CleanParams:
 @register_metric
 class CleanAccuracy(Metric):
     name = "clean"
+    needs_input_gradient = False
     summary = "top-1 accuracy on clean test images"
     Params = CleanParams
     version = 2  # 2: per-image outcomes beside the record

@@ -141,6 +141,9 @@ class Metric(abc.ABC):
     # work the cost plan cannot count in gradient passes, named in its announcement (e.g. the
     # adaptive AutoAttack, Inception features); None when gradient_passes covers it all
     uncounted: ClassVar[str | None] = None
+    # whether the metric differentiates the model's logits with respect to its input (attacks,
+    # scores, samplers); a model whose logits carry no input gradient is refused for these
+    needs_input_gradient: ClassVar[bool] = True
 
     def __init__(self, params):
         self.params = params

@@ -52,13 +52,13 @@ def fisher_terms(model, x: torch.Tensor, y: torch.Tensor, kind: str, probes: int
         for i in range(dim):
             v = torch.zeros_like(x).flatten(1)
             v[:, i] = 1.0
-            (hv,) = torch.autograd.grad(grad, x, v.view_as(x), retain_graph=True)
+            (hv,) = torch.autograd.grad(grad, x, v.view_as(x), retain_graph=True, materialize_grads=True)
             trace += hv.flatten(1)[:, i].detach()
         return half_sq, trace
     for _ in range(probes):
         v = torch.randint(0, 2, x.shape, generator=generator, device=x.device).mul_(2).sub_(1)
         v = v.to(x.dtype)
-        (hv,) = torch.autograd.grad(grad, x, v, retain_graph=True)
+        (hv,) = torch.autograd.grad(grad, x, v, retain_graph=True, materialize_grads=True)
         trace += (hv * v).flatten(1).sum(1).detach()
     return half_sq, trace / probes
 
