@@ -7,6 +7,7 @@ the state dict), so attacks and samplers always work in [0, 1] pixel units.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import torch.nn as nn
 
@@ -25,10 +26,16 @@ def create_model(name: str, **kwargs) -> nn.Module:
             f"model {name!r} takes no option(s) {', '.join(unknown)}; it takes: {', '.join(params)}"
         )
     try:
-        model = factory(**kwargs)
+        with warnings.catch_warnings():  # torch warns about initialising zero-size layers: refused below
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            model = factory(**kwargs)
     except (TypeError, ValueError, RuntimeError) as exc:  # e.g. width='wide'
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"cannot build model {name!r} from {kwargs} ({first}); check its options") from None
+    empty = [n for n, p in model.named_parameters() if p.numel() == 0]
+    if empty:  # e.g. width=0: a layer with no weights, which fails only at the first forward
+        raise UserError(f"model {name!r} built from {kwargs} has layers with no weights ({empty[0]}); "
+                        f"sizes such as width must be at least 1")
     model.energybench_spec = {"name": name, "kwargs": dict(kwargs)}
     return model
 

@@ -487,6 +487,7 @@ CASES = [
      r"n-per-class must be in \[1, 100000\], got 100000000"),
     ("sample-steps-past-limit", SAMPLE[:-4] + ["--steps", "100000000", "--n-per-class", "1"],
      r"steps must be in \[0, 100000\]"),
+    ("train-width-zero", TRAIN + _set("model.kwargs.width=0"), r"has layers with no weights .*width must be at least 1"),
     ("train-epochs-past-limit", TRAIN + _set("optim.epochs=10000000"), r"optim.epochs must be in \[1, 100000\]"),
     # ---- list and the group
     ("list-unknown", ["list", "widgets"], r"'widgets' is not one of"),
