@@ -67,6 +67,18 @@ def write_plan(preset: str, out_dir: Path, command: Callable[[str | None], list[
     return path
 
 
+# The arguments of array task i (argv[2]) from the plan (argv[1]), NUL-separated; a task id that is
+# not one of the plan's array tasks is one line on stderr and no arguments. No single quote inside:
+# the script passes this to python -c in single quotes.
+TASK_ARGUMENTS = """import json, sys
+jobs = json.load(open(sys.argv[1]))["jobs"][:-1]
+task = sys.argv[2]
+if not (task.isdigit() and int(task) < len(jobs)):
+    sys.exit(f"energybench: error: SLURM_ARRAY_TASK_ID {task!r} is not a task of this plan (0-{len(jobs) - 1}); "
+             f"submit slurm.sh with its own --array=0-{len(jobs) - 1}")
+sys.stdout.write("\\0".join(jobs[int(task)]["command"][1:]) + "\\0")"""
+
+
 def slurm_script(plan_path: Path, jobs: list[dict]) -> str:
     """A SLURM array script: task i runs the command of job i of the plan (read from plan.json at
     run time, never pasted into the script) under torchrun (GPUS_PER_NODE processes, default 1);
@@ -84,8 +96,9 @@ def slurm_script(plan_path: Path, jobs: list[dict]) -> str:
 #SBATCH --nodes=1
 #SBATCH --gpus-per-node=1
 set -euo pipefail
-mapfile -d '' ARGS < <(python -c 'import json, sys; sys.stdout.write("\\0".join(json.load(open(sys.argv[1]))["jobs"][int(sys.argv[2])]["command"][1:]) + "\\0")' \\
-      {shlex.quote(str(plan_path.resolve()))} "$SLURM_ARRAY_TASK_ID")
+PLAN={shlex.quote(str(plan_path.resolve()))}
+mapfile -d '' ARGS < <(python -c '{TASK_ARGUMENTS}' "$PLAN" "${{SLURM_ARRAY_TASK_ID:-}}")
+[ "${{#ARGS[@]}}" -gt 0 ] || exit 2
 torchrun --standalone --nproc_per_node "${{SLURM_GPUS_ON_NODE:-1}}" -m energybench "${{ARGS[@]}}"
 """
 

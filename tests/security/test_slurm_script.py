@@ -67,3 +67,20 @@ def test_a_newline_in_a_value_is_refused_before_anything_is_written(flag, tmp_pa
     expected = "data not found" if flag == "--data" else f"{flag} 'x\\ntouch"  # a path that is no file
     assert expected in err and ("holds a control character" in err or flag == "--data"), err
     assert not (tmp_path / "plan" / "slurm.sh").exists() and not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("task", ["999", "-1", "x", ""])
+def test_a_task_id_outside_the_plan_is_one_line(task, tmp_path, run_cli):
+    code, out, err = run_cli("reproduce", "--plan", "--preset", "ci", "--only", "normal", "--data",
+                             str(_npz(tmp_path / "d.npz")), "--out", str(tmp_path / "plan"),
+                             "--runs", str(tmp_path / "runs"), "--device", "cpu")
+    assert code == 0, err
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stub(bin_dir, "torchrun", f'touch {tmp_path / "RAN"}')
+    _stub(bin_dir, "python", f'exec {sys.executable} "$@"')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": task}
+    run = subprocess.run(["bash", str(tmp_path / "plan" / "slurm.sh")], env=env, capture_output=True, text=True)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1 and "is not a task of this plan" in lines[0], run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "RAN").exists()
