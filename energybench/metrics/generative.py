@@ -64,8 +64,19 @@ def find_inception_weights(given: str | None) -> str | None:
     )
 
 
+# parameters torch-fidelity's FeatureExtractorInceptionV3 loads, first to last block (a file without
+# them fails inside torch-fidelity with a page of missing keys)
+INCEPTION_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_5b.branch1x1.conv.weight", "Mixed_7c.branch_pool.conv.weight",
+                  "fc.weight", "fc.bias")
+
+
 def _checked(path: Path) -> str:
-    load_tensor_dict(path, "Inception weights")
+    state = load_tensor_dict(path, "Inception weights")
+    missing = [k for k in INCEPTION_KEYS if k not in state]
+    if missing:
+        found = ", ".join(list(state)[:2]) + (", ..." if len(state) > 2 else "")
+        raise UserError(f"{path} is not torch-fidelity's Inception-v3 weights (no {missing[0]}; it holds {found}); "
+                        f"give {INCEPTION_FILE}")
     return str(path)
 
 

@@ -35,6 +35,8 @@ def bad(tmp_path_factory, exact_npz, trained_run):
     files = {"root": root, "ckpt": trained_run / "last.pt", "exact": exact_npz}
     files["tiny"] = _npz(root / "tiny.npz", train_images=images[:500], train_labels=labels[:500],
                          test_images=images[500:600], test_labels=labels[500:600], label_names=names)
+    torch.save({"foo.weight": torch.zeros(3)}, root / "foreign-weights.pth")
+    files["foreign_weights"] = root / "foreign-weights.pth"
     files["testonly"] = _npz(root / "testonly.npz", images=images[:50], labels=labels[:50])
     files["two_test_sets"] = _npz(root / "twotests.npz", images=images[:20], labels=labels[:20],
                                   test_images=images[20:40], test_labels=labels[20:40])
@@ -387,6 +389,8 @@ CASES = [
     ("eval-param-threshold", EVAL + ["--metric", "memorization"] + _param("threshold=2"), r"memorization: threshold must be in"),
     ("eval-param-splits", EVAL + ["--metric", "is"] + _param("isc_splits=0"), r"is: isc_splits must be in \[1, 1000\], got 0"),
     ("eval-inception-missing", EVAL + ["--metric", "fid", "--inception-weights", "{root}/none.pth"], r"--inception-weights .* does not exist"),
+    ("eval-inception-foreign", EVAL + ["--metric", "kid", "--inception-weights", "{foreign_weights}"],
+     r"is not torch-fidelity's Inception-v3 weights \(no Conv2d_1a_3x3\.conv\.weight; it holds"),
     ("eval-inception-absent", EVAL + ["--metric", "is"], r"IS, FID, KID and precision/recall need torch-fidelity's Inception-v3 weights"),
     # ---- eval: data
     ("eval-data-missing", ["eval", "--ckpt", "{ckpt}", "--data", "{root}/none", "--out", "{out}"], r"data not found"),

@@ -13,6 +13,7 @@ import scipy.spatial
 import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from energybench.core.errors import UserError
 from energybench.metrics.generative import compute_fidelity, find_inception_weights
@@ -178,8 +179,6 @@ def test_inception_weights_that_would_run_code_are_refused(tmp_path, run_cli):
     """torch-fidelity unpickles --inception-weights with weights_only=False: energybench reads the
     file safely first and refuses it in one line, and torch-fidelity's own load runs under forced
     weights_only=True."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
     from energybench.core.safe_pickle import no_code_from_pickles
 
     marker = tmp_path / "PWNED"
@@ -212,8 +211,23 @@ def test_inception_weights_must_be_a_state_dict(tmp_path):
         find_inception_weights(str(tmp_path / "list.pth"))
     with pytest.raises(UserError, match="corrupt Inception weights"):
         find_inception_weights(str(tmp_path / "junk.pth"))
-    torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pth")
-    assert find_inception_weights(str(tmp_path / "plain.pth")) == str((tmp_path / "plain.pth").resolve())
+    torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pth")  # a state dict, but of another network
+    with pytest.raises(UserError, match="is not torch-fidelity's Inception-v3 weights .no Conv2d_1a_3x3"):
+        find_inception_weights(str(tmp_path / "plain.pth"))
+
+
+def test_a_state_dict_with_torch_fidelitys_keys_is_accepted_and_loads_there(tmp_path, monkeypatch):
+    """The reference for the key check is torch-fidelity's own module: its state dict (random
+    values, taken without loading any weights) passes, and torch-fidelity loads the file."""
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+    torch.save({}, tmp_path / "empty.pth")
+    keys = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                       feature_extractor_weights_path=str(tmp_path / "empty.pth")).state_dict()
+    monkeypatch.undo()
+    torch.save(dict(keys), tmp_path / "fidelity.pth")
+    path = find_inception_weights(str(tmp_path / "fidelity.pth"))
+    assert path == str((tmp_path / "fidelity.pth").resolve())
+    FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=path)
 
 
 def test_kid_subset_larger_than_the_samples_is_one_line():
