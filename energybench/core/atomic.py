@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -78,8 +79,21 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
             os.fsync(fh.fileno())
 
 
+def json_safe(obj):
+    """`obj` with every NaN or infinite float replaced by None: standard JSON has no NaN, and a
+    file holding one is refused by strict readers (jq, JavaScript, JSON Schema validators)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    write_text_atomic(json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n", path)
+    """`obj` as standard JSON (non-finite floats as null), written atomically."""
+    write_text_atomic(json.dumps(json_safe(obj), indent=1, sort_keys=False, allow_nan=False) + "\n", path)
 
 
 def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:

@@ -1,7 +1,7 @@
 """Declared value ranges for the frozen dataclasses of configs and protocols.
 
 A dataclass that inherits `Checked` lists its bounded fields in `LIMITS` as intervals,
-`{"lr": "(0, 100]", "momentum": "[0, 1)", "batch_size": "[1, 100000]"}`, and its fields with a fixed
+`{"lr": "(0, 1e10]", "momentum": "[0, 1)", "batch_size": "[1, 100000]"}`, and its fields with a fixed
 set of values in `CHOICES`, `{"name": ("sgd", "adam")}`; every instance is
 checked when it is built (also by `dataclasses.replace` and `--set`): a value outside its interval,
 and any NaN or infinite float not explicitly allowed by a closed `inf]`, is a `RangeError` whose

@@ -39,7 +39,7 @@ class DataConfig(Checked):
 
 @dataclass(frozen=True)
 class OptimConfig(Checked):
-    LIMITS = {"lr": "(0, 100]", "momentum": "[0, 1)", "weight_decay": "[0, 1]",
+    LIMITS = {"lr": "(0, 1e10]", "momentum": "[0, 1)", "weight_decay": "[0, 1]",
               "batch_size": "[1, 100000]", "epochs": "[1, 100000]", "milestones": "(0, 1)",
               "gamma": "(0, 1]", "warmup_steps": "[0, 1000000000]"}
     CHOICES = {"name": ("sgd", "adam"), "schedule": ("multistep", "cosine", "constant")}

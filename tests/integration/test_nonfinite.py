@@ -4,6 +4,8 @@ or logits blew up (the step after the last check used to be saved as 'the last g
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,12 @@ def test_go_on_counts_nan_answers_wrong(metric, tmp_path):
     assert went_on["extra"]["nonfinite_counted_wrong"] == 8
     with np.load(tmp_path / "on" / went_on["extra"]["outcomes"]) as got:
         assert not got[column][black].any()
+    # the model is deterministic: NaN logits that come back NaN are no randomness (NaN != NaN)
+    if metric == "pgd20":
+        randomized = went_on["diagnostics"]["randomized_forward"]
+        assert randomized["flag"] is False and randomized["evidence"]["nonfinite_logits_changed"] == 0
+    # the record is standard JSON: a strict parser that refuses NaN and Infinity reads it
+    json.loads(Path(went_on["file"]).read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the record"))
     # a refusing run does not reuse the record that went on: it stops
     with pytest.raises(UserError, match=r"NaN or infinite logits for 8 of 32 images.*nonfinite=wrong"):
         evaluate(NaNOnBlackCorner(), [metric], data=(images, labels), out_dir=tmp_path / "on", log=lambda m: None)
