@@ -37,15 +37,14 @@ def cached_decode(source: Source) -> tuple[dict[str, np.ndarray], dict]:
     key = content_key(source)
     cache = cache_dir() / f"{key[:40]}.v{CACHE_FORMAT}"
     found = _read_cache(cache)
-    if found is not None:
-        return found
-    # One process decodes; others (a second command, torchrun ranks) wait for it, then read.
-    with FolderLock(cache_dir(), f"{key[:40]}.lock", wait=True,
-                    waiting=f"waiting for another process to decode {source.path.name}"):
-        found = _read_cache(cache)
-        if found is not None:
-            return found
-        return _decode_into_cache(source, key, cache)
+    if found is None:
+        # One process decodes; others (a second command, torchrun ranks) wait for it, then read.
+        with FolderLock(cache_dir(), f"{key[:40]}.lock", wait=True,
+                        waiting=f"waiting for another process to decode {source.path.name}"):
+            found = _read_cache(cache) or _decode_into_cache(source, key, cache)
+    arrays, meta = found
+    # the entry is shared by every copy of the same content: the path is the one given this time
+    return arrays, {**meta, "provenance": {**meta["provenance"], "path": str(source.path.resolve())}}
 
 
 def _array_sha256(arr: np.ndarray) -> str:

@@ -202,3 +202,19 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
         assert torch.equal(again.labels, first.labels) and torch.equal(again.images, first.images), damage
         assert "is damaged; decoding the source again" in capsys.readouterr().err, damage
         assert _json.loads((entry / "meta.json").read_text())["sha256"]
+
+
+def test_the_provenance_path_is_the_one_given_not_the_first_decoded(tmp_path, monkeypatch):
+    """Two copies of the same content share one cache entry; each split names its own path (and
+    the same content identity, so records of either copy are the same records)."""
+    monkeypatch.setenv("ENERGYBENCH_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 20)
+    first, second = tmp_path / "a" / "copy.npz", tmp_path / "b" / "copy.npz"
+    for path in (first, second):
+        path.parent.mkdir()
+        np.savez(path, images=images, labels=labels)
+    a, b = datalib.load_split(first, "test"), datalib.load_split(second, "test")
+    assert a.source["path"] == str(first.resolve()) and b.source["path"] == str(second.resolve())
+    assert datalib.data_identity(a.source) == datalib.data_identity(b.source)
+    assert len([p for p in (tmp_path / "home" / "cache").iterdir() if p.is_dir()]) == 1
