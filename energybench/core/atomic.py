@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,13 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
 
 
 def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-    """Arrays as a compressed .npz (no pickled objects), written atomically."""
+    """Arrays as a compressed .npz (no pickled objects), written atomically and byte for byte the
+    same for the same arrays (numpy's savez stamps each member with the current time), so a
+    digest of the file identifies its content."""
     with atomic_output(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, array in arrays.items():
+                member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                member.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(member, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(array), allow_pickle=False)

@@ -33,6 +33,7 @@ from energybench.handles.model_handle import default_out_dir, open_model
 from energybench.metrics import METRICS, EvalContext, figure_drawer
 from energybench.metrics.base import Shard
 from energybench.records.figures import draw_record
+from energybench.records.outcomes import outcomes_mismatch, outcomes_sha256
 from energybench.records.store import RECORD_VERSION, read_record, record_path, same_inputs
 from energybench.records.text import check_lines, protocol_text
 
@@ -157,16 +158,26 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
 
 def _reusable(metric, loaded, test, seed, batch_size, device, out_dir: Path, nonfinite: str = "refuse") -> bool:
     identity = record_identity(metric, loaded, test, seed, batch_size, device)
-    return reusable_record(read_record(record_path(out_dir, metric.name, identity)), identity, nonfinite) is not None
+    path = record_path(out_dir, metric.name, identity)
+    return reusable_record(read_record(path), identity, nonfinite, path) is not None
 
 
-def reusable_record(old: dict | None, identity: dict, nonfinite: str) -> dict | None:
+def reusable_record(old: dict | None, identity: dict, nonfinite: str, path: Path | None = None) -> dict | None:
     """The stored record when it may stand for a new run of `identity`: computed from the same
-    inputs, and not one that counted NaN/inf answers as wrong when the run refuses them."""
+    inputs, not one that counted NaN/inf answers as wrong when the run refuses them, and (given
+    its `path`) consistent with the per-image outcomes beside it (`outcomes_mismatch`)."""
     if old is None or not same_inputs(old, identity):
+        return None
+    if path is not None and outcomes_mismatch(old, path) is not None:
         return None
     counted_wrong = (old.get("extra") or {}).get("nonfinite_counted_wrong")
     return None if counted_wrong and nonfinite == "refuse" else old
+
+
+def _outcomes_digest(record_file: Path) -> dict:
+    """{'outcomes_sha256': ...} of the outcomes a metric just wrote beside `record_file`, or {}."""
+    digest = outcomes_sha256(record_file)
+    return {} if digest is None else {"outcomes_sha256": digest}
 
 
 def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: Path, force: bool,
@@ -176,7 +187,11 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         name = metric.name
         identity = record_identity(metric, loaded, test, seed, batch_size, device)
         path = record_path(out_dir, name, identity)
-        old = reusable_record(read_record(path), identity, ctx.nonfinite)
+        stored = read_record(path)
+        old = reusable_record(stored, identity, ctx.nonfinite, path)
+        if stored is not None and old is None and same_inputs(stored, identity) and outcomes_mismatch(stored, path):
+            log(f"{name}: the stored record disagrees with its outcomes ({outcomes_mismatch(stored, path)}); "
+                f"computing it again")
         if old is not None and not force:
             log(f"{name}: already recorded in {path} (use {option('force')} to recompute)")
             if figure_drawer(name) and not path.with_suffix(".png").exists():
@@ -213,7 +228,7 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
             "stderr": None if result.stderr is None else float(result.stderr),
             "params": params,
             "changed_params": {k: v for k, v in params.items() if v != defaults.get(k)},
-            "extra": result.extra,
+            "extra": {**result.extra, **_outcomes_digest(path)},
             **({"diagnostics": result.diagnostics} if result.diagnostics is not None else {}),
             "seed": seed,
             "device": str(device),

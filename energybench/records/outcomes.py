@@ -27,6 +27,7 @@ import torch
 
 from energybench.core.atomic import write_npz_atomic
 from energybench.core.errors import UserError
+from energybench.core.hashing import file_sha256
 
 SUFFIX = "outcomes.npz"
 FIELDS = ("index", "clean_correct", "adv_correct", "robust", "loss", "margin", "score")
@@ -79,6 +80,44 @@ def outcomes_path(record_file: str | Path) -> Path:
     """<stem>.outcomes.npz beside the record file <stem>.json."""
     record_file = Path(record_file)
     return record_file.with_name(f"{record_file.stem}.{SUFFIX}")
+
+
+# the column whose mean is the record's value, in order of preference: what an attack record
+# counts, a score metric's per-image score, clean accuracy
+VALUE_COLUMNS = ("robust", "score", "clean_correct")
+
+
+def outcomes_sha256(record_file: str | Path) -> str | None:
+    """The sha256 of the outcomes beside `record_file`, None when there are none."""
+    path = outcomes_path(record_file)
+    return file_sha256(path) if path.is_file() else None
+
+
+def outcomes_mismatch(record: dict, record_file: str | Path) -> str | None:
+    """Why the record and the per-image outcomes beside it disagree, or None (also when there are
+    no outcomes): the outcomes' digest stored in the record (where it stores one), their number of
+    images against `n`, and the mean of the counted column against `value`. An edit of either file
+    shows, short of one that rewrites both consistently (digest included)."""
+    path = outcomes_path(record_file)
+    if not path.is_file():
+        return None
+    stored = (record.get("extra") or {}).get("outcomes_sha256")
+    if stored is not None and file_sha256(path) != stored:
+        return f"{path.name} is not the file the record was written with (its digest differs)"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            columns = {name: npz[name] for name in npz.files if name in FIELDS}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return f"{path.name} is unreadable"
+    counted = next((c for c in VALUE_COLUMNS if c in columns), None)
+    if counted is None or "index" not in columns:
+        return f"{path.name} is not a per-image outcome file"
+    n, value = len(columns["index"]), float(np.mean(columns[counted].astype(np.float64)))
+    if n != record.get("n"):
+        return f"{path.name} holds {n} images but the record says n = {record.get('n')}"
+    if not abs(value - record.get("value", float("nan"))) <= 1e-9 * max(1.0, abs(value)):
+        return f"the record's value {record.get('value')!r} is not the mean of {path.name}'s {counted} ({value:.6g})"
+    return None
 
 
 def read_outcomes(record: dict) -> dict[str, np.ndarray]:

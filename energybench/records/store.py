@@ -17,6 +17,7 @@ from pathlib import Path
 
 from energybench.core.errors import UserError
 from energybench.core.hashing import json_key
+from energybench.records.outcomes import outcomes_mismatch
 
 RECORD_VERSION = 2
 def identity_key(identity: dict) -> str:
@@ -52,7 +53,7 @@ def load_record(path: str | os.PathLike, required: bool = True) -> dict | None:
         if required:
             raise UserError(f"{path} is not an energybench record")
         return None
-    problem = record_problem(record)
+    problem = record_problem(record) or outcomes_mismatch(record, path)
     if problem is not None:
         raise UserError(f"{path} is not a valid record: {problem}; remove it or run its evaluation again")
     return record
