@@ -26,12 +26,11 @@ from energybench.evaluation import costs
 from energybench.evaluation.identity import check_classes, describe_model, record_identity
 from energybench.evaluation.protocol import attack_norms, check_call_arguments, metric_params
 from energybench.evaluation.sharding import (
-    _finish_on_main, _load_shard, remove_saved_state, remove_shards, save_shard,
+    _finish_on_main, _load_shard, merged_shards, remove_saved_state, remove_shards, save_shard,
 )
 from energybench.handles.checkpoint import LoadedModel
 from energybench.handles.model_handle import default_out_dir, open_model
 from energybench.metrics import METRICS, EvalContext, figure_drawer
-from energybench.metrics.base import Shard
 from energybench.records.figures import draw_record
 from energybench.records.outcomes import outcomes_mismatch, outcomes_sha256
 from energybench.records.store import RECORD_VERSION, read_record, record_path, same_inputs
@@ -279,8 +278,7 @@ def compute_metric(metric, ctx: EvalContext, identity: dict):
         agree(world, error)
         if not world.is_main:
             return None
-        shards = [_load_shard(ctx, identity, rank) for rank in range(world.size)]
-        return _finish_on_main(lambda: metric.finish(ctx.whole(), Shard.merge(shards)), world)
+        return _finish_on_main(lambda: metric.finish(ctx.whole(), merged_shards(ctx, identity)), world)
     if not world.is_main:
         return None
     return _finish_on_main(lambda: metric.compute(ctx.whole()), world)
