@@ -32,8 +32,10 @@ from energybench.handles.checkpoint import LoadedModel
 from energybench.handles.model_handle import default_out_dir, open_model
 from energybench.metrics import METRICS, EvalContext, figure_drawer
 from energybench.records.figures import draw_record
-from energybench.records.outcomes import outcomes_mismatch, outcomes_sha256
-from energybench.records.store import RECORD_VERSION, read_record, record_path, same_inputs
+from energybench.records.outcomes import outcomes_sha256
+from energybench.records.store import (
+    RECORD_VERSION, read_record, record_inconsistency, record_path, same_inputs, sealed,
+)
 from energybench.records.text import check_lines, protocol_text
 
 
@@ -167,7 +169,7 @@ def reusable_record(old: dict | None, identity: dict, nonfinite: str, path: Path
     its `path`) consistent with the per-image outcomes beside it (`outcomes_mismatch`)."""
     if old is None or not same_inputs(old, identity):
         return None
-    if path is not None and outcomes_mismatch(old, path) is not None:
+    if path is not None and record_inconsistency(old, path) is not None:
         return None
     counted_wrong = (old.get("extra") or {}).get("nonfinite_counted_wrong")
     return None if counted_wrong and nonfinite == "refuse" else old
@@ -188,9 +190,9 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         path = record_path(out_dir, name, identity)
         stored = read_record(path)
         old = reusable_record(stored, identity, ctx.nonfinite, path)
-        if stored is not None and old is None and same_inputs(stored, identity) and outcomes_mismatch(stored, path):
-            log(f"{name}: the stored record disagrees with its outcomes ({outcomes_mismatch(stored, path)}); "
-                f"computing it again")
+        if stored is not None and old is None and same_inputs(stored, identity) and record_inconsistency(stored, path):
+            log(f"{name}: the stored record {path.name} is not what was written "
+                f"({record_inconsistency(stored, path)}); computing it again")
         if old is not None and not force:
             log(f"{name}: already recorded in {path} (use {option('force')} to recompute)")
             if figure_drawer(name) and not path.with_suffix(".png").exists():
@@ -242,6 +244,7 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
             "wall_seconds": time.perf_counter() - start,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        record = sealed(record)
         write_json_atomic(record, path)
         if figure_drawer(name):  # the figure, drawn from the raw data just written beside the record
             draw_record(path, figure_drawer(name))

@@ -11,12 +11,15 @@ Text rendering is in `records.text`, many records at once in `records.collection
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
+from energybench.core.atomic import json_safe
 from energybench.core.errors import UserError
 from energybench.core.hashing import json_key
+from energybench.data import data_identity
 from energybench.records.outcomes import outcomes_mismatch
 
 RECORD_VERSION = 2
@@ -53,7 +56,7 @@ def load_record(path: str | os.PathLike, required: bool = True) -> dict | None:
         if required:
             raise UserError(f"{path} is not an energybench record")
         return None
-    problem = record_problem(record) or outcomes_mismatch(record, path)
+    problem = record_problem(record) or record_inconsistency(record, path)
     if problem is not None:
         raise UserError(f"{path} is not a valid record: {problem}; remove it or run its evaluation again")
     return record
@@ -88,6 +91,37 @@ def record_problem(record: dict) -> str | None:
         if value is not None and not isinstance(value, dict):
             return f"its model.{name} is not an object"
     return None
+
+
+def _seal_digest(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k not in ("sha256", "file")}
+    return hashlib.sha256(json.dumps(json_safe(body), sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
+def sealed(record: dict) -> dict:
+    """The record with `sha256`, a digest of everything else in it as written, so an edit of any
+    field (a value, `model.recipe`, `data.label`) shows: `record_inconsistency`."""
+    return {**record, "sha256": _seal_digest(record)}
+
+
+def record_inconsistency(record: dict, path: str | os.PathLike) -> str | None:
+    """Why a stored record cannot be what energybench wrote at `path`, or None: its seal (where it
+    has one), the identity fields re-derived from the model and data descriptions (model sha256,
+    data content, metric), the key in its file name, and the per-image outcomes beside it. A
+    forger who rewrites all of them consistently is out of scope (the files are not signed)."""
+    if "sha256" in record and record["sha256"] != _seal_digest(record):
+        return "it was changed after it was written (its sha256 does not match its content)"
+    identity = record.get("identity") or {}
+    if identity.get("metric") != record.get("metric"):
+        return f"its metric {record.get('metric')!r} is not the one its identity names"
+    if identity.get("model_sha256") != (record.get("model") or {}).get("sha256"):
+        return "its model's sha256 is not the one its identity names"
+    source = (record.get("data") or {}).get("source")
+    if isinstance(source, dict) and data_identity(source) != identity.get("data"):
+        return "its test data description is not the data its identity names"
+    if not Path(path).stem.endswith("-" + identity_key(identity)):
+        return "its identity is not the one its file name is keyed by"
+    return outcomes_mismatch(record, path)
 
 
 def same_inputs(record: dict, identity: dict) -> bool:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from energybench.evaluation.runner import evaluate
+from energybench.records.store import sealed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,6 +58,7 @@ def _crafted(hist_record: Path, tmp_path: Path, how: str) -> Path:
         (folder / raw.name).write_bytes(pickle.dumps({"clean": [1, 2]}))
     if how not in ("raw-pickled", "raw-corrupt", "raw-missing-keys", "raw-pickle-file"):
         (folder / raw.name).write_bytes(raw.read_bytes())
+    record = sealed(record)  # a forger who re-seals: the deeper checks must still refuse
     target.write_text(json.dumps(record))
     return target
 

@@ -41,6 +41,10 @@ def test_an_edited_value_is_refused_by_readers_and_recomputed_by_eval(evaluated,
     stored = json.loads(path.read_text())
     true_value = stored["value"]
     path.write_text(json.dumps({**stored, "value": min(1.0, true_value + 0.25)}))
+    with pytest.raises(UserError, match="changed after it was written"):
+        load_record(path)
+    unsealed = {k: v for k, v in stored.items() if k != "sha256"}  # and without the seal: the outcomes
+    path.write_text(json.dumps({**unsealed, "value": min(1.0, true_value + 0.25)}))
     with pytest.raises(UserError, match="is not the mean of"):
         load_record(path)
     (again,) = energybench.evaluate(seeded_model(), data, metrics=["clean"], out_dir=tmp_path / "out", device="cpu")
@@ -67,6 +71,7 @@ def test_outcomes_of_another_size_are_refused_even_without_a_digest(evaluated):
     path = Path(records["clean"]["file"])
     stored = json.loads(path.read_text())
     stored["extra"].pop("outcomes_sha256")
+    stored.pop("sha256")
     path.write_text(json.dumps(stored))
     outcomes = outcomes_path(path)
     with np.load(outcomes) as npz:
@@ -74,3 +79,41 @@ def test_outcomes_of_another_size_are_refused_even_without_a_digest(evaluated):
     np.savez(outcomes, **columns)
     with pytest.raises(UserError, match=f"holds 80 images but the record says n = {stored['n']}"):
         load_record(path)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda r: r["model"].update(recipe="jeat"), "changed after it was written"),
+    (lambda r: r["data"].update(label="CIFAR-10"), "changed after it was written"),
+    (lambda r: r["data"]["source"].update(label="CIFAR-10"), "changed after it was written"),
+])
+def test_an_edited_description_is_refused(evaluated, edit, problem):
+    _, records = evaluated
+    path = Path(records["clean"]["file"])
+    stored = json.loads(path.read_text())
+    edit(stored)
+    path.write_text(json.dumps(stored))
+    with pytest.raises(UserError, match=problem):
+        load_record(path)
+
+
+def test_unsealed_records_are_still_checked_against_their_identity_and_file_name(evaluated, tmp_path):
+    """A record without a seal (written before it existed, or with it removed): the identity
+    fields re-derived from the model and data descriptions, and the key in its file name."""
+    _, records = evaluated
+    path = Path(records["clean"]["file"])
+    stored = json.loads(path.read_text())
+    stored.pop("sha256")
+    path.write_text(json.dumps(stored))
+    assert load_record(path)["value"] == stored["value"]
+    for field, change, problem in (("data", {"label": "CIFAR-10"}, "test data description"),
+                                   ("model", {"sha256": "0" * 64}, "model's sha256")):
+        edited = json.loads(json.dumps(stored))
+        edited[field]["source" if field == "data" else "sha256"] = (
+            {**edited["data"]["source"], **change} if field == "data" else change["sha256"])
+        path.write_text(json.dumps(edited))
+        with pytest.raises(UserError, match=problem):
+            load_record(path)
+    moved = path.with_name("clean-000000000000.json")
+    moved.write_text(json.dumps(stored))
+    with pytest.raises(UserError, match="file name is keyed by"):
+        load_record(moved)
