@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from energybench.core.errors import UserError, neutral_word, render_options
 
 
@@ -75,6 +77,8 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
         out_dir = os.fsdecode(out_dir)
     if isinstance(metrics, str) or isinstance(suites, str):
         raise UserError("metrics and suites are lists of names, e.g. metrics=['clean', 'pgd20']")
+    # the caller's module is evaluated in eval mode and handed back in the modes it came in
+    modes = [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) else []
     try:
         names = resolve_metrics(list(suites), list(metrics))
         check_param_keys(names, protocol)
@@ -85,3 +89,6 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
                    confirm_long=lambda line: yes)
     except UserError as exc:
         raise exc.reworded(render_options(exc.template, argument_word)) from None
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -56,4 +56,5 @@ class PreActResNet18(nn.Module):
 @MODELS.register("preact-resnet18")
 def preact_resnet18(num_classes: int = 10, batch_norm: bool = True, act: str = "relu",
                     normalize: str = "cifar") -> PreActResNet18:
+    """PreAct ResNet-18 (He et al. 2016; 11.2M parameters), the usual adversarial-training baseline."""
     return PreActResNet18(num_classes, batch_norm, act, normalize)

@@ -32,4 +32,5 @@ class TinyConvNet(nn.Module):
 @MODELS.register("tiny-cnn")
 def tiny_cnn(num_classes: int = 10, width: int = 32, batch_norm: bool = True, act: str = "relu",
              normalize: str = "cifar") -> TinyConvNet:
+    """A 3-layer convnet (0.2M parameters at width 48) that trains in seconds on a CPU: smoke presets, CI."""
     return TinyConvNet(num_classes, width, batch_norm, act, normalize)

@@ -68,8 +68,8 @@ def spread_text(record: dict) -> str:
     if record.get("unit") == "fraction" and isinstance(n, int) and n > 0:
         p = record["value"]
         if n < SMALL_N or p in (0.0, 1.0):
-            low, high = wilson_interval(p, n)
-            return f"95% CI {100 * float(low):.1f}–{100 * float(high):.1f}"
+            low, high = wilson_interval(p, n)  # clipped: rounding may leave -1e-17 ("-0.0")
+            return f"95% CI {100 * max(0.0, float(low)):.1f}–{100 * min(1.0, float(high)):.1f}"
         return "" if stderr is None else f"{100 * stderr:.2f}" if 100 * stderr >= 0.1 else f"{100 * stderr:.2g}"
     if stderr is None or not math.isfinite(stderr):
         return ""

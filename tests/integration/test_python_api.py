@@ -69,3 +69,17 @@ def test_training_images_in_memory_serve_like_the_same_images_from_a_file(tmp_pa
     (from_file,) = energybench.evaluate(seeded_model(), str(data), train_data=str(data), out_dir=tmp_path / "a", **common)
     (in_memory,) = energybench.evaluate(seeded_model(), str(data), train_data=train, out_dir=tmp_path / "b", **common)
     assert in_memory["value"] == from_file["value"] and in_memory["extra"]["train_images"] == 60
+
+
+def test_the_callers_module_comes_back_in_the_modes_it_was_given(tmp_path):
+    """Evaluation runs in eval mode; the module is handed back as it came, submodule by submodule
+    (a module in training mode with one frozen, eval-mode layer stays exactly so)."""
+    model = seeded_model().train()
+    model.body[0].eval()
+    before = [m.training for m in model.modules()]
+    images = (torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 10)
+    energybench.evaluate(model, images, metrics=["clean"], out_dir=tmp_path, device="cpu")
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(UserError):
+        energybench.evaluate(model, images, metrics=["no-such-metric"], out_dir=tmp_path, device="cpu")
+    assert [m.training for m in model.modules()] == before

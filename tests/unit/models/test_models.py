@@ -92,3 +92,11 @@ def test_wrn_28_10_has_the_published_size(batch_norm):
     count = sum(p.numel() for p in model.parameters())
     assert count == _wrn_parameters(28, 10, 10, batch_norm)
     assert round(count / 1e6, 1) == 36.5  # "36.5M" (Zagoruyko & Komodakis 2016; JEM)
+
+
+def test_every_model_says_what_it_is():
+    """`energybench list models` shows each model's first docstring line: none may be empty."""
+    from energybench.models import MODELS
+
+    for name in MODELS.names():
+        assert (MODELS.get(name).__doc__ or "").strip(), name
