@@ -217,4 +217,5 @@ def test_summary_spreads_use_significant_digits_and_wilson_intervals():
         assert float(low) == pytest.approx(reference.low, abs=2e-4)
         assert float(high) == pytest.approx(reference.high, abs=2e-4)
         text = spread_text({"value": k / n, "stderr": 0.0, "n": n, "unit": "fraction"})
-        assert text == f"95% CI {100 * float(low):.1f}–{100 * float(high):.1f}"
+        assert text == f"95% CI {100 * max(0.0, float(low)):.1f}–{100 * min(1.0, float(high)):.1f}"
+        assert "-0.0" not in text  # a bound rounding leaves at -1e-17 is shown as 0.0
