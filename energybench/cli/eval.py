@@ -26,7 +26,7 @@ from energybench.core.validation import key_value
               help="single metric(s), repeatable")
 @click.option("--eps", "eps", multiple=True, help="attack budget: L-inf as a pixel fraction (8/255), L2 as a "
               "length in pixel units (0.5); default: the norm's standard budget; one per run")
-@click.option("--norm", type=click.Choice(["Linf", "L2"]), default=None,
+@click.option("--norm", type=click.Choice(["Linf", "L2"], case_sensitive=False), default=None,
               help="threat model of the attack metrics (default Linf; a RobustBench model: its "
                    "--threat-model)")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,

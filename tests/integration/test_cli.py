@@ -1,5 +1,7 @@
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -114,3 +116,19 @@ def test_data_commands(run_cli, tmp_path, monkeypatch, exact_npz, jpeg_tar):
     assert code == 0 and "cifar10.npz" in out
     code, out, err = run_cli("data", "info")
     assert "test: 1017 images" in out and "train: none" in out
+
+
+def test_norm_is_case_insensitive_and_names_the_same_record(tmp_path, run_cli):
+    """`--norm linf` is `--norm Linf`, which is the default: one record, reused."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, images=rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), labels=np.arange(8) % 10)
+    checkpoint = Path(__file__).resolve().parents[2] / "checkpoints" / "jeat-smoke.pt"
+    base = ["eval", "--ckpt", checkpoint, "--data", data, "--metric", "pgd20",
+            "--param", "steps=2", "--device", "cpu", "--out", tmp_path / "out"]
+    code, out, err = run_cli(*base, "--norm", "linf")
+    assert code == 0, err
+    code, out, err = run_cli(*base)
+    assert code == 0 and "already recorded" in err, err
+    code, out, err = run_cli(*base, "--norm", "l2")
+    assert code == 0 and len(list((tmp_path / "out").glob("pgd20-*.json"))) == 2, err
