@@ -219,16 +219,17 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
             continue
         params = identity["params"]
         defaults = type(metric)(type(metric).Params()).protocol()
+        changed = {k: v for k, v in params.items() if v != defaults.get(k)}
         record = {
             "record_version": RECORD_VERSION,
             "metric": name,
-            "summary": metric.summary,
+            "summary": metric.describe(changed),
             "value": float(result.value),
             "unit": metric.unit,
             "n": result.n,
             "stderr": None if result.stderr is None else float(result.stderr),
             "params": params,
-            "changed_params": {k: v for k, v in params.items() if v != defaults.get(k)},
+            "changed_params": changed,
             "extra": {**result.extra, **_outcomes_digest(path)},
             **({"diagnostics": result.diagnostics} if result.diagnostics is not None else {}),
             "seed": seed,

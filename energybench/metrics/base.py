@@ -27,6 +27,7 @@ import torch.nn as nn
 from energybench.core.distributed import World
 from energybench.core.registry import Registry
 from energybench.data import LabeledImages, to_float
+from energybench.records.text import protocol_text
 
 METRICS: Registry = Registry("metric")
 SUITES: dict[str, list[str]] = {}
@@ -158,6 +159,17 @@ class Metric(abc.ABC):
         declares one (`Params.gradient_passes`), else one forward per image (1/3 of a pass)."""
         count = getattr(self.params, "gradient_passes", None)
         return (count(n, num_classes) if count is not None else 0) or n / 3
+
+    def describe(self, changed: dict) -> str:
+        """The record's `summary`: what the value is under the protocol it was measured with. The
+        class `summary` describes the default protocol; a record whose protocol differs
+        (`changed`, its changed_params) says so, so no record carries another protocol's budget.
+        A metric whose summary ends with its budget (`summary_head`) rewrites it instead."""
+        if not changed:
+            return self.summary
+        as_run = protocol_text({"params": self.protocol(), "changed_params": changed})
+        head = getattr(self, "summary_head", None)
+        return f"{head}: {as_run}" if head else f"{self.summary}; as run: {as_run}"
 
     def protocol(self) -> dict:
         """Every parameter as it will run, defaults written out (e.g. a PGD step of None becomes

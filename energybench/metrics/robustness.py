@@ -180,6 +180,7 @@ class PGD20(PGDRobustAccuracy):
     name = "pgd20"
     summary = ("robust accuracy, PGD-20 on cross-entropy, random start: L-inf eps 8/255, step 2/255 "
                "(norm L2: eps 0.5, step 0.125)")
+    summary_head = "robust accuracy, PGD-20 on cross-entropy, random start"
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class PGD20Energy(PGDRobustAccuracy):
     name = "pgd20-energy"
     summary = ("robust accuracy, PGD-20 ascending E(x, y) (eq. 18): L-inf eps 8/255, step 2/255 "
                "(norm L2: eps 0.5, step 0.125)")
+    summary_head = "robust accuracy, PGD-20 ascending E(x, y) (eq. 18)"
     Params = EnergyPGDConfig
 
 

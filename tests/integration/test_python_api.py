@@ -27,6 +27,8 @@ def test_python_api_runs_metrics_on_a_module_with_data_in_memory(tmp_path):
     assert by["clean"]["value"] == pytest.approx(expected)
     assert by["pgd20"]["params"]["eps"] == pytest.approx(4 / 255)
     assert by["pgd20"]["params"]["step_size"] == pytest.approx(1 / 255)  # eps / 4
+    # the record describes its own budget, not the default one
+    assert "eps 4/255, step 1/255" in by["pgd20"]["summary"] and "8/255" not in by["pgd20"]["summary"]
     assert by["clean"]["model"]["kind"] == "module" and by["clean"]["data"]["source"]["kind"] == "memory"
     # Same weights and data: the record is reused; one changed weight: a new record.
     (again,) = energybench.evaluate(seeded_model(), (x, y), metrics=["clean"], out_dir=tmp_path, device="cpu")
