@@ -47,6 +47,14 @@ def read_plain(path: str | os.PathLike, what: str, advice: str) -> object:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise UserError(f"{what} {path} is empty (0 bytes); it was not written completely: give it again")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: a zip, or a legacy pickle
+        shown = head.decode("ascii", "replace") if head.isascii() else head.hex()
+        raise UserError(f"{path} is not a PyTorch file (it starts with {shown!r}, not a zip archive or a "
+                        f"pickle); give the {what} file itself")
     try:
         with warnings.catch_warnings():
             # torch announces its scan of sparse weights; read_checkpoint refuses them in one line

@@ -187,20 +187,24 @@ def check_structure(ckpt: dict, path: Path) -> None:
             raise UserError(f"{path}: weight {key} is quantized ({tensor.dtype}); save float weights")
 
 
+# What to do with a model that is no energybench checkpoint, whatever form it came in (a whole
+# pickled module, a bare state_dict): one piece of advice that ends the search, not a chain of them
+EXPORT_ADVICE = ("export the model with torch.export to a .pt2 file taking [0, 1] NCHW images and returning "
+                 "logits (a state_dict alone cannot be evaluated without the model's code; energybench "
+                 "checkpoints come from `energybench train`)")
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate an energybench checkpoint; any problem is a one-line UserError."""
     path = Path(path)
-    ckpt = read_plain(path, "checkpoint", "re-save its state_dict, or export the model to .pt2")
+    ckpt = read_plain(path, "checkpoint", EXPORT_ADVICE)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         looks_like = (
             " (it looks like a bare state_dict)"
             if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
             else ""
         )
-        raise UserError(
-            f"{path} is not an energybench checkpoint{looks_like}; export a model from elsewhere "
-            f"with torch.export to a .pt2 file taking [0,1] NCHW images and returning logits"
-        )
+        raise UserError(f"{path} is not an energybench checkpoint{looks_like}; {EXPORT_ADVICE}")
     version = ckpt.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise UserError(

@@ -68,7 +68,7 @@ def test_refuses_bad_files(tmp_path, trained_run):
     (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
     _one_line_error(tmp_path / "truncated.pt", "corrupt or truncated")
     (tmp_path / "noise.pt").write_bytes(b"\x00garbage" * 100)
-    _one_line_error(tmp_path / "noise.pt", "corrupt")
+    _one_line_error(tmp_path / "noise.pt", "is not a PyTorch file")
     torch.save({"format": FORMAT, "payload": Payload()}, tmp_path / "code.pt")
     _one_line_error(tmp_path / "code.pt", "pickled Python objects")
     with open(tmp_path / "plain-pickle.pt", "wb") as fh:

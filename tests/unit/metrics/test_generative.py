@@ -209,7 +209,7 @@ def test_inception_weights_must_be_a_state_dict(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     with pytest.raises(UserError, match="is not a state dict"):
         find_inception_weights(str(tmp_path / "list.pth"))
-    with pytest.raises(UserError, match="corrupt Inception weights"):
+    with pytest.raises(UserError, match="junk.pth is not a PyTorch file"):
         find_inception_weights(str(tmp_path / "junk.pth"))
     torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pth")  # a state dict, but of another network
     with pytest.raises(UserError, match="is not torch-fidelity's Inception-v3 weights .no Conv2d_1a_3x3"):
