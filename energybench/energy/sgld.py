@@ -9,6 +9,15 @@ with U one of
 The papers' form x - a/2 grad U + sqrt(a) N is step_size = a/2, noise = sqrt(a). JEM's
 published values (step 1, noise 0.01 on [-1, 1] inputs) are step_size 0.25, noise 0.005 in
 pixel units. The model is in eval mode (unless `train_mode`) and runs in float32 while sampling.
+
+Two variants of the step, for JEM++'s and SADA-JEM's samplers (noise 0 in both):
+    grad_clip c > 0   each coordinate of grad_x U is clipped to [-c, c] before the step (their
+                      codes clip the gradient on [-1, 1] inputs to [-1, 1]: c = 2 in pixel units)
+    repeats r > 1     the step along that one gradient is taken r times, clamping after each:
+                      JEM++'s proximal Langevin (YOPO-style) inner steps, which ascend the first
+                      layer's Hamiltonian H(x, p) = sum(layer_one(x) * p) with p fixed at the
+                      outer point; the first layer is affine, so grad_x H is the outer point's
+                      input gradient and every inner step is the same clipped step.
 """
 
 from __future__ import annotations
@@ -39,12 +48,16 @@ class SGLDConfig:
     clamp: bool = True  # keep samples in [0, 1] after every step
     train_mode: bool = False  # sample with the model as it is (batch norm on batch statistics, as
     # JEM++'s and EB-JDAT's code do during training) instead of in eval mode
+    grad_clip: float = 0.0  # clip each gradient coordinate to [-grad_clip, grad_clip]; 0: no clipping
+    repeats: int = 1  # times each step is taken along its one gradient (JEM++'s inner steps)
 
     def __post_init__(self):
         if self.target not in TARGETS:
             raise UserError(f"unknown SGLD target {self.target!r}; use one of {', '.join(TARGETS)}")
-        if self.steps < 0 or self.step_size < 0 or self.noise < 0:
-            raise UserError("SGLD steps, step_size and noise must be >= 0")
+        if self.steps < 0 or self.step_size < 0 or self.noise < 0 or self.grad_clip < 0:
+            raise UserError("SGLD steps, step_size, noise and grad_clip must be >= 0")
+        if self.repeats < 1:
+            raise UserError(f"SGLD repeats must be >= 1, got {self.repeats}")
 
 
 def sgld_energy(logits: torch.Tensor, y: torch.Tensor | None, target: str) -> torch.Tensor:
@@ -70,8 +83,15 @@ def sgld(model: nn.Module, x0: torch.Tensor, cfg: SGLDConfig, generator: torch.G
             x.requires_grad_(True)
             energy = sgld_energy(model(x), y, cfg.target).sum()
             (grad,) = torch.autograd.grad(energy, x)
+            if cfg.grad_clip > 0:
+                grad = grad.clamp(-cfg.grad_clip, cfg.grad_clip)
+            x = x.detach()
+            for _ in range(cfg.repeats - 1):
+                x.sub_(grad, alpha=cfg.step_size)
+                if cfg.clamp:
+                    x.clamp_(0.0, 1.0)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x.detach().sub_(grad, alpha=cfg.step_size).add_(noise, alpha=cfg.noise)
+            x.sub_(grad, alpha=cfg.step_size).add_(noise, alpha=cfg.noise)
             if cfg.clamp:
                 x.clamp_(0.0, 1.0)
     return x.detach()

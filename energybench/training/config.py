@@ -41,7 +41,7 @@ class DataConfig(Checked):
 class OptimConfig(Checked):
     LIMITS = {"lr": "(0, 1e10]", "momentum": "[0, 1)", "weight_decay": "[0, 1]",
               "batch_size": "[1, 100000]", "epochs": "[1, 100000]", "milestones": "(0, 1)",
-              "gamma": "(0, 1]", "warmup_steps": "[0, 1000000000]"}
+              "gamma": "(0, 1]", "warmup_steps": "[0, 1000000000]", "sam_rho": "[0, 100]"}
     CHOICES = {"name": ("sgd", "adam"), "schedule": ("multistep", "cosine", "constant")}
 
     name: str = "sgd"  # sgd | adam
@@ -55,6 +55,8 @@ class OptimConfig(Checked):
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for multistep
     gamma: float = 0.1
     warmup_steps: int = 0  # linear warm-up from 0 (JEM uses 1000)
+    sam_rho: float = 0.0  # sharpness-aware minimisation's radius (SADA-JEM: 2); 0: plain updates
+    sam_adaptive: bool = False  # adaptive SAM (ASAM: the radius scaled by |w|), as SADA-JEM for rho >= 0.5
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ from energybench.models import create_model
 from energybench.training.config import TrainConfig, to_dict
 from energybench.training.dynamics import EnergyDynamics
 from energybench.training.guard import divergence_reason
-from energybench.training.optim import learning_rate, make_optimizer
+from energybench.training.optim import (
+    frozen_running_stats, learning_rate, make_optimizer, sharpness_ascent, sharpness_restore,
+)
 from energybench.training.recipes import RecipeContext, get_recipe
 from energybench.training.run_folder import BEST_NAME, CHECKPOINT_NAME, EVENTS_NAME, LOG_NAME
 from energybench.training.selection import best_from_progress, selection_attack, selection_rule
@@ -84,9 +86,13 @@ class RecipeStep(nn.Module):
         self.model = model
         self.recipe = recipe
 
-    def forward(self, x, y, generator):
+    def forward(self, x, y, generator, again=None):
+        """(loss, logits, stats, again) of the recipe's step; given `again` (the closure a first
+        call returned), only that loss is recomputed at the current weights (SAM's second pass)."""
+        if again is not None:
+            return again()
         out = self.recipe.loss(self.model, x, y, generator)
-        return out.loss, out.logits, out.stats
+        return out.loss, out.logits, out.stats, out.again
 
 
 class Trainer:
@@ -238,10 +244,20 @@ class Trainer:
             group["lr"] = self.lr_scale * learning_rate(self.cfg.optim, self.global_step,
                                                         self.total_steps)
         self.model.train()
-        with autocast(self.device, self.cfg.run.amp), inner_loop_precision(self.cfg.run.inner_precision):
-            loss, logits, stats = self.step_module(x, y, generator)
+        precision = (autocast(self.device, self.cfg.run.amp), inner_loop_precision(self.cfg.run.inner_precision))
+        with precision[0], precision[1]:
+            loss, logits, stats, again = self.step_module(x, y, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.cfg.optim.sam_rho > 0:  # SAM: the gradient taken at w + e(w) updates w
+            if again is None:
+                raise UserError(f"{self.cfg.recipe} cannot recompute its loss at perturbed weights; "
+                                f"set optim.sam_rho=0 for it")
+            moved = sharpness_ascent(self.model, self.cfg.optim.sam_rho, self.cfg.optim.sam_adaptive)
+            self.optimizer.zero_grad(set_to_none=True)
+            with frozen_running_stats(self.model), autocast(self.device, self.cfg.run.amp):
+                self.step_module(x, y, generator, again).backward()
+            sharpness_restore(moved)
         self.optimizer.step()
         return loss, logits, stats
 

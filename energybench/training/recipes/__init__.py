@@ -1,7 +1,7 @@
 """Training recipes, registered by name; all run on the shared loop in energybench.training.trainer."""
 
 from energybench.training.recipes import (  # noqa: F401  (registers)
-    eb_jdat, jeat, jem, noise, normal, pgd_at, prejeat, trades,
+    eb_jdat, eb_jdat_sadajem, jeat, jem, jempp, noise, normal, pgd_at, prejeat, sadajem, trades,
 )
 from energybench.training.recipes.base import RECIPES, Recipe, RecipeContext, StepOutput, register_recipe
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn as nn
@@ -25,12 +25,16 @@ class StepOutput:
     """One training step's result.
 
     loss: scalar tensor to minimise; logits: (N, K) logits on the examples whose accuracy the
-    log reports; stats: extra floats to average over the epoch (e.g. energies).
+    log reports; stats: extra floats to average over the epoch (e.g. energies); again: the same
+    loss at the model's current weights on the same examples (attack and sampler outputs reused,
+    nothing drawn anew), which sharpness-aware updates (optim.sam_rho) evaluate at the perturbed
+    weights; None for a recipe that does not offer it.
     """
 
     loss: torch.Tensor
     logits: torch.Tensor
     stats: dict[str, float] = field(default_factory=dict)
+    again: Callable[[], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)

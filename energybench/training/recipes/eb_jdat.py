@@ -21,15 +21,17 @@ initialisation, inputs scaled to [-1, 1] inside the model; SGD lr 0.01, momentum
 0.03 on [-1, 1] (0.015 pixel units) added unclamped; crops from reflect padding; 5,000 training
 images held out for validation; replay buffer 10,000, reinit 0.05 from the class-conditional
 Gaussian, chains run with the model in train mode (batch norm on the chains' batch statistics:
-`sgld_train_mode`, as sample_q leaves the model); x_adv by 5 steps; loss weights (1, 1, 0.1, 1).
+`sgld_train_mode`, as sample_q leaves the model) by JEM++'s proximal Langevin (10 outer x 5 inner
+steps of 0.2 on the gradient clipped to [-1, 1], no noise; in pixel units step 0.05, clip 2,
+`sgld_repeats` 5); x_adv by 5 steps; loss weights (1, 1, 0.1, 1).
 
 Deviations, each deliberate:
 - The inner step raises E(x, y) by default (a true attack, as the paper describes); the code's
   inner step ascends f_y = -E(x, y), i.e. lowers the energy (`adv_direction=lower`).
 - x_adv is projected to the eps-ball and [0, 1] in pixel units at eps 8/255, step 2/255; the code
   clamps to [-1, 1] without projecting, i.e. steps of 1/255 and no ball in pixel units.
-- Negatives come from 10 SGLD steps (step 0.25, noise 0.005 in pixel units); the code uses JEM++'s
-  PYLD sampler (10 outer x 5 inner steps, step 0.2, no noise), which energybench does not have.
+- The smoke preset samples with plain SGLD (5 steps of 0.25, noise 0.005 in pixel units); the
+  paper preset uses the code's JEM++ sampler (see `jempp`).
 - Batch norm keeps PyTorch's momentum 0.1; JEM++'s code sets 0.9 (running statistics follow
   almost only the last batch).
 - best.pt is picked by PGD-10 robust accuracy on the held-out images (the code: clean accuracy).
@@ -46,10 +48,12 @@ import torch
 import torch.nn.functional as F
 
 from energybench.attacks.pgd import PGDConfig, pgd
+from energybench.core.runtime import eval_mode
+from energybench.core.validation import Checked
 from energybench.energy.energies import joint_energy, marginal_energy
 from energybench.training.config import ModelConfig, OptimConfig
 from energybench.training.recipes.base import Recipe, StepOutput, register_recipe
-from energybench.training.recipes.common import BufferSampler, SGLDParams, add_noise
+from energybench.training.recipes.common import JEMPP_SAMPLER, BufferSampler, SGLDParams, add_noise
 from energybench.training.recipes.jem import JEM_DATA
 from energybench.training.recipes.presets import ebm_smoke_config, paper_config
 
@@ -61,16 +65,14 @@ EBJDAT_MODEL = ModelConfig("wrn-28-10", {"batch_norm": True, "act": "leaky_relu"
 
 
 @dataclass(frozen=True)
-class EBJDATParams(SGLDParams):
-    LIMITS = {**SGLDParams.LIMITS, "w_px": "[0, 1000000]", "w_pyx": "[0, 1000000]", "w_pxadv": "[0, 1000000]",
-              "w_pyxadv": "[0, 1000000]", "adv_eps": "(0, 1]", "adv_step_size": "(0, 1]",
-              "adv_steps": "[1, 10000]", "distance_weight": "[0, 1000000]", "data_noise": "[0, 1]"}
-    CHOICES = {**SGLDParams.CHOICES, "adv_direction": ("raise", "lower")}
+class JointAdversarialParams(Checked):
+    """EB-JDAT's adversarial terms, shared by its JEM++ and SADA-JEM variants: the weights of
+    p(x, x_adv) and p(y | x_adv), and the inner maximisation that makes x_adv."""
 
-    sgld_steps: int = 10
-    sgld_init: str = "class-gaussian"
-    w_px: float = 1.0
-    w_pyx: float = 1.0
+    LIMITS = {"w_pxadv": "[0, 1000000]", "w_pyxadv": "[0, 1000000]", "adv_eps": "(0, 1]",
+              "adv_step_size": "(0, 1]", "adv_steps": "[1, 10000]", "distance_weight": "[0, 1000000]"}
+    CHOICES = {"adv_direction": ("raise", "lower")}
+
     w_pxadv: float = 0.1
     w_pyxadv: float = 1.0
     adv_eps: float = 8 / 255
@@ -78,12 +80,39 @@ class EBJDATParams(SGLDParams):
     adv_steps: int = 5
     adv_direction: str = "raise"  # "raise" E(x, y) (paper) or "lower" (public code)
     distance_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class EBJDATParams(JointAdversarialParams, SGLDParams):
+    LIMITS = {**SGLDParams.LIMITS, **JointAdversarialParams.LIMITS, "w_px": "[0, 1000000]",
+              "w_pyx": "[0, 1000000]", "data_noise": "[0, 1]"}
+    CHOICES = {**SGLDParams.CHOICES, **JointAdversarialParams.CHOICES}
+
+    sgld_steps: int = 10
+    sgld_init: str = "class-gaussian"
+    w_px: float = 1.0
+    w_pyx: float = 1.0
     data_noise: float = 0.015
 
 
 def normalized_logit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """sum_i || a_i/||a_i|| - b_i/||b_i|| ||^2 over the batch. a, b: (N, K) logits -> scalar."""
     return (F.normalize(a, dim=1) - F.normalize(b, dim=1)).pow(2).sum()
+
+
+def joint_adversarial(model, x, y, params: JointAdversarialParams, generator):
+    """x_adv for EB-JDAT's terms: PGD (uniform start, `adv_steps` sign steps in the adv_eps ball,
+    eval mode) on  s * E(x', y) + distance_weight * d(f(x), f(x')),  s = +1 ('raise') or -1."""
+    sign = 1.0 if params.adv_direction == "raise" else -1.0
+    attack = PGDConfig(eps=params.adv_eps, step_size=params.adv_step_size, steps=params.adv_steps)
+    with torch.no_grad(), eval_mode(model):
+        clean = model(x)
+
+    def objective(logits, y):
+        return (sign * joint_energy(logits, y).sum()
+                + params.distance_weight * normalized_logit_distance(clean, logits))
+
+    return pgd(model, x, y, attack, generator, loss_fn=objective)
 
 
 @register_recipe
@@ -96,32 +125,20 @@ class EBJDAT(Recipe):
     @classmethod
     def presets(cls):
         smoke = EBJDATParams(sgld_steps=5, buffer_size=2000, adv_steps=3)
-        return {"paper": paper_config(cls.name, EBJDATParams(sgld_train_mode=True), model=EBJDAT_MODEL,
-                                      optim=EBJDAT_OPTIM, data=JEM_DATA),
+        paper = EBJDATParams(sgld_train_mode=True, **JEMPP_SAMPLER)
+        return {"paper": paper_config(cls.name, paper, model=EBJDAT_MODEL, optim=EBJDAT_OPTIM, data=JEM_DATA),
                 "smoke": ebm_smoke_config(cls.name, smoke, EBJDAT_OPTIM)}
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
         self.sampler = BufferSampler(params, ctx)
-        self.attack = PGDConfig(eps=params.adv_eps, step_size=params.adv_step_size,
-                                steps=params.adv_steps)
 
     def passes_per_step(self):
         p = self.params
         return p.adv_steps + 1 + p.sgld_steps + 3  # attack (+ its clean logits), SGLD, update x3
 
     def adversarial(self, model, x, y, generator):
-        sign = 1.0 if self.params.adv_direction == "raise" else -1.0
-        with torch.no_grad():
-            model.eval()
-            clean = model(x)
-            model.train()
-
-        def objective(logits, y):
-            return (sign * joint_energy(logits, y).sum()
-                    + self.params.distance_weight * normalized_logit_distance(clean, logits))
-
-        return pgd(model, x, y, self.attack, generator, loss_fn=objective)
+        return joint_adversarial(model, x, y, self.params, generator)
 
     def loss(self, model, x, y, generator):
         p = self.params

@@ -12,10 +12,11 @@ from energybench.training.config import apply_overrides
 from energybench.training.recipes import RecipeContext, get_recipe, preset_config, recipe_names
 from energybench.training.run import train
 
-ALL = ["eb-jdat", "jeat", "jem", "noise", "normal", "pgd-at", "prejeat", "trades"]
+ALL = ["eb-jdat", "eb-jdat-sadajem", "jeat", "jem", "jempp", "noise", "normal", "pgd-at", "prejeat", "sadajem",
+       "trades"]
 
 
-def test_all_eight_recipes_are_registered_with_both_presets():
+def test_all_eleven_recipes_are_registered_with_both_presets():
     assert recipe_names() == ALL
     for name in ALL:
         presets = get_recipe(name).presets()
@@ -116,7 +117,7 @@ def test_noise_recipe_perturbs_with_sigma(trained_model):
     assert (noisy - x).std().item() == pytest.approx(16 / 255, rel=0.02)
 
 
-@pytest.mark.parametrize("recipe", ["jem", "jeat", "eb-jdat"])
+@pytest.mark.parametrize("recipe", ["jem", "jeat", "eb-jdat", "jempp", "sadajem", "eb-jdat-sadajem"])
 def test_exact_resume_at_default_settings(tmp_path, jpeg_tar, recipe):
     """Default run settings (not deterministic mode, two threads) and a small replay buffer, so
     batches draw the same chain twice: a run killed and resumed ends with exactly the weights and
