@@ -32,7 +32,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
              out_dir: str | Path | None = None, device: str = "auto", batch_size: int = 256,
              seed: int = 0, train_data=None, force: bool = False, verbose: bool = False,
              threat_model: str = "Linf", model_dir: str | Path | None = None, nonfinite: str = "refuse",
-             yes: bool = False, **protocol) -> list[dict]:
+             yes: bool = False, purify: int = 0, **protocol) -> list[dict]:
     """Run metrics on any model; returns one record (dict) per metric, as written to out_dir.
 
     Args:
@@ -59,6 +59,9 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
         nonfinite: "refuse" (stop on NaN/inf logits) or "wrong" (count those images wrong in the
             accuracy metrics; the record says how many).
         yes: start an evaluation estimated at over 24 hours (otherwise refused, saying the estimate).
+        purify: evaluate the model behind test-time purification, this many Langevin steps on its
+            energy before it classifies (purify_step_size, purify_noise and purify_chains among
+            the protocol values); recorded in every record. Attack it with the bpda-eot metric.
         **protocol: protocol values, e.g. eps=4/255, step_size=1/255, n_per_class=50, probes=20.
 
     Returns:
@@ -69,7 +72,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
             function's arguments).
     """
     from energybench.core.runtime import resolve_device
-    from energybench.evaluation.protocol import check_param_keys
+    from energybench.evaluation.protocol import check_param_keys, split_purification
     from energybench.evaluation.runner import evaluate as run
     from energybench.metrics import resolve_metrics
 
@@ -81,12 +84,13 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
     modes = [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) else []
     try:
         names = resolve_metrics(list(suites), list(metrics))
+        purification, protocol = split_purification(purify, protocol)
         check_param_keys(names, protocol)
         return run(model, names, data=data, n=n, out_dir=out_dir, device=resolve_device(device),
                    batch_size=batch_size, seed=seed, overrides=protocol, force=force,
                    log=(lambda message: print(render_options(message, argument_word))) if verbose else (lambda message: None), train_data=train_data,
                    threat_model=threat_model, model_dir=model_dir, nonfinite=nonfinite,
-                   confirm_long=lambda line: yes)
+                   confirm_long=lambda line: yes, purification=purification)
     except UserError as exc:
         raise exc.reworded(render_options(exc.template, argument_word)) from None
     finally:

@@ -77,13 +77,14 @@ class Check:
     flag: bool | None
     evidence: dict = field(default_factory=dict)
     note: str = ""  # why it was not assessed, where it was not
+    advice: str = ""  # what to do, where the general ADVICE does not fit the model
 
     def as_record(self) -> dict:
         out = {"title": TITLES[self.name], "flag": self.flag, "evidence": self.evidence}
         if self.note:
             out["note"] = self.note
         if self.flag:
-            out["advice"] = ADVICE[self.name]
+            out["advice"] = self.advice or ADVICE[self.name]
         return out
 
 
@@ -176,9 +177,30 @@ def incomplete_optimisation(margins: torch.Tensor, final: torch.Tensor, survived
                   "share_of_images": _share(count, n), "window_steps": window})
 
 
+PURIFIED_ADVICE = ("the model purifies its input by Langevin dynamics, a randomized defence whose "
+                   "gradients a plain attack cannot use: this number overstates its robustness; evaluate it "
+                   "with the bpda-eot metric (BPDA+EOT, Hill et al. 2021)")
+
+
+def purified_randomness(check: Check) -> Check:
+    """A raised randomized-forward check on a purified model: its advice names BPDA+EOT."""
+    return Check(check.name, check.flag, check.evidence, check.note, PURIFIED_ADVICE if check.flag else "")
+
+
+def expected_randomness(check: Check) -> Check:
+    """The randomized-forward check on a BPDA+EOT record: randomness is what that attack is for
+    (it averages over purifications and confirms every break), so it is recorded, not raised."""
+    if not check.flag:
+        return check
+    return Check(check.name, False, check.evidence,
+                 "randomized, as a purified model is; BPDA+EOT averages its gradients over purifications "
+                 "and confirms every break on the defence's own prediction")
+
+
 def from_record(name: str, stored: dict) -> Check:
     """A check saved with `as_record` (e.g. in AutoAttack's resumable state)."""
-    return Check(name, stored.get("flag"), stored.get("evidence", {}), stored.get("note", ""))
+    return Check(name, stored.get("flag"), stored.get("evidence", {}), stored.get("note", ""),
+                 stored.get("advice", "") if stored.get("advice") != ADVICE.get(name) else "")
 
 
 def not_assessed(name: str, why: str) -> Check:

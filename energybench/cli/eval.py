@@ -60,9 +60,14 @@ from energybench.core.validation import key_value
                    "as wrong in clean, PGD and AutoAttack accuracy (the record says how many)")
 @click.option("--yes", is_flag=True, help="start an evaluation estimated at over 24 hours without asking "
               "(on a terminal it asks; in a script it is refused without this)")
+@click.option("--purify", "purify", type=click.IntRange(min=0), default=0, metavar="STEPS",
+              help="evaluate the model behind test-time purification: STEPS Langevin steps on its energy "
+                   "E(x) before it classifies (--param purify_step_size=0.25, purify_noise=0.005, "
+                   "purify_chains=150: the logits of that many purifications averaged); recorded in every "
+                   "record; attack it with --metric bpda-eot")
 def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, norm, out_dir, device,
              batch_size, seed, force, inception_weights, params, train_data, fmt, entry_name_, authors, venue,
-             architecture, link, nonfinite, yes):
+             architecture, link, nonfinite, yes, purify):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
 
@@ -73,7 +78,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
 
     from energybench.core.atomic import write_json_atomic, write_text_atomic
     from energybench.core.distributed import joined
-    from energybench.evaluation.protocol import check_param_keys
+    from energybench.evaluation.protocol import check_param_keys, split_purification
     from energybench.evaluation.runner import evaluate
     from energybench.metrics import resolve_metrics
     from energybench.records.collection import folder_summary
@@ -93,6 +98,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
             raise UserError(f"--format robustbench needs the clean and autoattack metrics; add "
                             f"--metric {' --metric '.join(missing)}")
     raw = dict(key_value(item, "--param", "n_per_class=50") for item in params)
+    purification, raw = split_purification(purify, raw)
     check_param_keys(names, raw)
     overrides = {**raw, "eps": eps if eps is not None else raw.get("eps"), "norm": norm or raw.get("norm"),
                  "inception_weights": inception_weights}
@@ -105,7 +111,8 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
                            overrides=overrides, force=force, log=say,
                            refused=refused if len(names) > 1 else None, train_data=train_data,
                            threat_model=threat_model, model_dir=model_dir, world=world,
-                           nonfinite=nonfinite, confirm_long=lambda line: yes or _ask(line))
+                           nonfinite=nonfinite, confirm_long=lambda line: yes or _ask(line),
+                           purification=purification)
     if not world.is_main:
         return
     out = Path(records[0]["file"]).parent if records else out_dir

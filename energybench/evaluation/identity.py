@@ -9,6 +9,7 @@ import torch
 from energybench import data as datalib
 from energybench.core.errors import UserError, option
 from energybench.data import to_float
+from energybench.energy.purification import purification_of
 from energybench.handles.checkpoint import LoadedModel
 
 
@@ -34,10 +35,16 @@ def check_classes(loaded: LoadedModel, test: datalib.LabeledImages, device: torc
 
 def record_identity(metric, loaded: LoadedModel, test: datalib.LabeledImages, seed: int,
                     batch_size: int, device: torch.device) -> dict:
-    """Everything a record's number depends on; equal identities share one record file."""
-    return {"metric": metric.name, "metric_version": metric.version, "model_sha256": loaded.sha256,
-            "data": datalib.data_identity(test.source), "n": len(test), "params": metric.protocol(),
-            "seed": seed, "batch_size": batch_size, "device": device.type}
+    """Everything a record's number depends on; equal identities share one record file. A purified
+    model (energybench.energy.purification) adds its purification; a plain one has no such key, as
+    every record made before purification existed."""
+    identity = {"metric": metric.name, "metric_version": metric.version, "model_sha256": loaded.sha256,
+                "data": datalib.data_identity(test.source), "n": len(test), "params": metric.protocol(),
+                "seed": seed, "batch_size": batch_size, "device": device.type}
+    purification = purification_of(loaded.model)
+    if purification is not None:
+        identity["purification"] = purification.record()
+    return identity
 
 
 def describe_model(loaded: LoadedModel) -> dict:
@@ -49,6 +56,9 @@ def describe_model(loaded: LoadedModel) -> dict:
     info = {"path": str(loaded.path.resolve()) if loaded.path is not None else None, "name": loaded.name,
             "sha256": loaded.sha256, "kind": loaded.kind, "recipe": None, "model": None,
             "recipe_params": None, "training": None, "parameters": _parameters(loaded), **loaded.info}
+    purification = purification_of(loaded.model)
+    if purification is not None:
+        info["purification"] = purification.record()
     if ckpt is None:
         return info
     meta, progress = ckpt.get("meta", {}), ckpt.get("progress", {})

@@ -13,6 +13,7 @@ from energybench import data as datalib
 from energybench.attacks.pgd import NORMS, parse_eps
 from energybench.core.errors import UserError, option
 from energybench.core.validation import RangeError
+from energybench.energy.purification import PurificationConfig
 from energybench.handles.zoo import is_zoo_name
 from energybench.metrics import METRICS
 
@@ -119,3 +120,35 @@ def check_param_keys(metrics: list[str], keys) -> None:
     if unknown:
         raise UserError(f"{option('param', ', '.join(unknown))}: no selected metric takes it; they take: "
                         f"{', '.join(sorted(known)) or 'nothing'}")
+
+
+PURIFY_PREFIX = "purify_"  # protocol keys of the model's purification: purify_step_size, _noise, _chains
+
+
+def split_purification(steps: int | None, overrides: dict) -> tuple[PurificationConfig | None, dict]:
+    """The purification the model runs with (`steps` Langevin steps and the purify_* values among
+    the overrides, typed or KEY=VALUE text; None for 0 steps) and the remaining overrides. A
+    purify_* value without steps is refused: it would change nothing."""
+    from energybench.training.config import parse_field
+
+    given = {k: v for k, v in overrides.items() if k.startswith(PURIFY_PREFIX)}
+    rest = {k: v for k, v in overrides.items() if not k.startswith(PURIFY_PREFIX)}
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
+        raise UserError(f"{option('purify')} must be a number of steps, got {steps!r}")
+    if not steps:
+        if given:
+            raise UserError(f"{option('param', sorted(given)[0])} sets the purification, which is off; "
+                            f"give it steps with {option('purify', 'STEPS')}")
+        return None, rest
+    known = {f.name for f in dataclasses.fields(PurificationConfig)} - {"steps"}
+    values = {}
+    for key, value in given.items():
+        name = key[len(PURIFY_PREFIX):]
+        if name not in known:
+            raise UserError(f"{option('param', key)}: the purification takes "
+                            f"{', '.join(PURIFY_PREFIX + k for k in sorted(known))}")
+        values[name] = parse_field(PurificationConfig, name, value) if isinstance(value, str) else value
+    try:
+        return PurificationConfig(steps=steps, **values), rest
+    except RangeError as exc:
+        raise exc.renamed("purification steps" if exc.field == "steps" else PURIFY_PREFIX + exc.field) from None

@@ -22,6 +22,7 @@ from energybench.core.errors import UserError, option
 from energybench.core.runtime import environment_info, exact_float32, float32_precision_now
 from energybench.data import to_float
 from energybench.energy.energies import NONFINITE_POLICIES
+from energybench.energy.purification import PurificationConfig, PurifiedClassifier
 from energybench.evaluation import costs
 from energybench.evaluation.identity import check_classes, describe_model, record_identity
 from energybench.evaluation.protocol import attack_norms, check_call_arguments, metric_params
@@ -58,6 +59,7 @@ def evaluate(
     world: World = World(),
     nonfinite: str = "refuse",
     confirm_long: Callable[[str], bool] | None = None,
+    purification: PurificationConfig | None = None,
 ) -> list[dict]:
     """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
     with `file`, the path it is stored at.
@@ -72,7 +74,9 @@ def evaluate(
     rank runs this with the same arguments: per-image metrics are split over the ranks and rank 0
     writes one record equal to a single process's (see `compute_metric`). `nonfinite`: what the
     accuracy metrics (clean, PGD, AutoAttack) do with images whose logits are NaN or infinite:
-    'refuse' (stop with one line) or 'wrong' (count them wrong; the record says how many)."""
+    'refuse' (stop with one line) or 'wrong' (count them wrong; the record says how many).
+    `purification` (energybench.energy.purification): evaluate the model behind test-time Langevin
+    purification; it is part of every record's identity and model description."""
     check_call_arguments(n, batch_size, seed, data, train_data)
     if nonfinite not in NONFINITE_POLICIES:
         raise UserError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
@@ -86,6 +90,8 @@ def evaluate(
     chosen = _inputs_checked([METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics],
                              refused, log)
     loaded: LoadedModel = open_model(model, device, threat_model=threat_model, model_dir=model_dir)
+    if purification is not None and purification.active:
+        loaded = dataclasses.replace(loaded, model=PurifiedClassifier(loaded.model, purification))
     test = datalib.as_split(data if data is not None else loaded.train_source, "test")
     if test is None:
         raise UserError(f"{loaded.name} does not say what data it was trained on; pass {option('data')}")

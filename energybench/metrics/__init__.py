@@ -1,8 +1,8 @@
 """Metric registry and suites. Each metric writes one JSON record (see energybench.records.store)."""
 
 from energybench.metrics import (  # noqa: F401  (registers)
-    accuracy, attack_sanity, autoattack_metric, fisher, generative, landscape, memorization, robust_curve,
-    robustness,
+    accuracy, attack_sanity, autoattack_metric, bpda_eot, fisher, generative, landscape, memorization,
+    robust_curve, robustness,
 )
 from energybench.metrics.base import (
     METRICS, SUITES, EvalContext, Metric, MetricResult, register_metric, register_suite,
@@ -14,6 +14,7 @@ register_suite("generative", ["is", "fid", "kid", "precision", "recall", "memori
 register_suite("landscape", ["jfs", "mfs", "energy-hist", "energy-contour", "energy-dynamics"])
 register_suite("diagnostics", ["attack-sanity", "robust-curve"])
 register_suite("public", ["pgd20-jem-public", "pgd20-ebjdat-public"])
+register_suite("purified", ["clean", "pgd20", "bpda-eot"])
 register_suite("all", SUITES["robust"] + SUITES["generative"] + SUITES["landscape"])
 
 

@@ -33,7 +33,8 @@ class CleanAccuracy(Metric):
     def shard(self, ctx: EvalContext) -> Shard:
         log = OutcomeLog(("nonfinite",))
         for x, y, offset in progress(ctx.batches(), desc="clean", total=len(ctx.batch_offsets())):
-            logits = ctx.model(x)
+            with ctx.batch_randomness(offset):  # a randomized (e.g. purified) model, reproducibly
+                logits = ctx.model(x)
             log.add(index=torch.arange(offset, offset + len(y)), clean_correct=logits.argmax(1) == y,
                     margin=logit_margin(logits, y), nonfinite=~torch.isfinite(logits).all(1))
         return Shard(log.columns())

@@ -14,6 +14,7 @@ the rank, so a sharded run gives the one-process record. `prepare(ctx)` runs on 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import torch.nn as nn
 
 from energybench.core.distributed import World
 from energybench.core.registry import Registry
+from energybench.core.runtime import derive_seed
 from energybench.data import LabeledImages, to_float
 from energybench.records.text import protocol_text
 
@@ -74,6 +76,16 @@ class EvalContext:
             x = to_float(self.data.images[start:start + self.batch_size].to(self.device))
             y = self.data.labels[start:start + self.batch_size].to(self.device)
             yield x, y, start
+
+    @contextlib.contextmanager
+    def batch_randomness(self, offset: int):
+        """Inside, torch's global generator is seeded from (seed, the batch's first image index),
+        in a forked RNG state: a randomized model (test-time purification, random layers) gives the
+        same answers in any process and batch split, and the caller's RNG state is untouched."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(derive_seed(self.seed, offset, 2))
+            yield
 
     def whole(self) -> "EvalContext":
         """The same context over all images (for what one process computes alone)."""

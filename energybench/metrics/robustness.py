@@ -39,6 +39,7 @@ from energybench.core.progress import progress
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import RangeError, check_value
 from energybench.energy.energies import logit_margin, refuse_nonfinite
+from energybench.energy.purification import purification_of
 from energybench.metrics.base import (
     EvalContext, Metric, MetricResult, Shard, binomial_stderr, register_metric,
 )
@@ -86,17 +87,18 @@ def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 
     same in any process, and the caller's RNG state is untouched."""
     model, log = ctx.model, OutcomeLog(SHARD_COLUMNS)
     meta = []
-    devices = [ctx.device] if ctx.device.type == "cuda" else []
     for x, y, offset in progress(ctx.batches(), desc=desc, total=len(ctx.batch_offsets())):
         index = torch.arange(offset, offset + len(y))
         if noise_sigma > 0:
             x = test_noise(x, index, noise_sigma, ctx.seed)
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(derive_seed(ctx.seed, offset, 2))
+        with ctx.batch_randomness(offset):
             with torch.no_grad():
                 logits = model(x)
             if offset == 0:
-                meta.append({"randomized_forward": diagnostics.randomized_forward(model, x, logits).as_record()})
+                randomized = diagnostics.randomized_forward(model, x, logits)
+                if purification_of(model) is not None:
+                    randomized = diagnostics.purified_randomness(randomized)
+                meta.append({"randomized_forward": randomized.as_record()})
             trace = AttackTrace()
             x_adv = pgd(model, x, y, cfg, trace=trace, image_seeds=image_seeds(ctx.seed, index))
             with torch.no_grad():

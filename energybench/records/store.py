@@ -116,6 +116,8 @@ def record_inconsistency(record: dict, path: str | os.PathLike) -> str | None:
         return f"its metric {record.get('metric')!r} is not the one its identity names"
     if identity.get("model_sha256") != (record.get("model") or {}).get("sha256"):
         return "its model's sha256 is not the one its identity names"
+    if identity.get("purification") != (record.get("model") or {}).get("purification"):
+        return "its model's purification is not the one its identity names"
     source = (record.get("data") or {}).get("source")
     if isinstance(source, dict) and data_identity(source) != identity.get("data"):
         return "its test data description is not the data its identity names"

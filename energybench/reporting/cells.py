@@ -64,6 +64,16 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def entry_purification(entry: dict) -> dict | None:
+    """The test-time purification an entry's model is evaluated behind (its `purification`: steps
+    and any other energybench.energy.purification values), written out as records name it; None
+    for a plain model."""
+    from energybench.energy.purification import PurificationConfig
+
+    given = entry.get("purification")
+    return None if not given else PurificationConfig(**given).record()
+
+
 def entry_protocol(entry: dict, measure: dict) -> dict:
     """What an entry changes in a measure's protocol (e.g. the sampler the paper used for that
     row: `"protocol": {"is": {"mode": "conditional"}}` in the entry)."""
@@ -102,6 +112,8 @@ def matches(record: dict, entry: dict, measure: dict, protocol: dict | None = No
         return False
     params = model.get("recipe_params") or {}
     if any(k not in params or not _same(params[k], v) for k, v in entry.get("params", {}).items()):
+        return False
+    if (record.get("identity") or {}).get("purification") != entry_purification(entry):
         return False
     protocol = cell_protocol(measure, entry) if protocol is None else protocol
     return all(k in record["params"] and _same(record["params"][k], v) for k, v in protocol.items())

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from energybench.core.errors import UserError, option
 from energybench.metrics import SUITES, figure_metrics
-from energybench.reporting.cells import entry_protocol
+from energybench.reporting.cells import entry_protocol, entry_purification
 from energybench.reporting.table_specs import load_table, run_name
 from energybench.training.recipes import recipe_names
 
@@ -37,13 +37,14 @@ PRESETS = {
         "ci", "smoke",
         ("data.train_subset=1000", "optim.epochs=2", "data.eval_subset=0", "run.deterministic=true",
          "run.dynamics_probe=0"),
-        {"default": 300, "autoattack": 48, "jfs": 100, "mfs": 100},
-        {"jfs": {"probes": 4}, "mfs": {"probes": 4}, "attack-sanity": {"max_images": 32, "square_queries": 300}},
+        {"default": 300, "autoattack": 48, "jfs": 100, "mfs": 100, "bpda-eot": 48},
+        {"jfs": {"probes": 4}, "mfs": {"probes": 4}, "attack-sanity": {"max_images": 32, "square_queries": 300},
+         "bpda-eot": {"steps": 5, "eot": 2}},
         summary="CPU, minutes: the regression fixture CI re-runs (1,000 images, 2 epochs)"),
     "smoke": ReproductionPreset(
         "smoke", "smoke", (),  # the recipes' smoke preset as it is: 5,000 images, 6 epochs
-        {"default": 500, "autoattack": 100, "jfs": 200, "mfs": 200},
-        {"attack-sanity": {"max_images": 100}},
+        {"default": 500, "autoattack": 100, "jfs": 200, "mfs": 200, "bpda-eot": 100},
+        {"attack-sanity": {"max_images": 100}, "bpda-eot": {"steps": 20, "eot": 5}},
         figures=True, seeds=3,
         summary="CPU, about two hours of training and evaluation on 2 cores (tiny-cnn, 5,000 images, 6 epochs, 3 seeds)"),
     "paper": ReproductionPreset(
@@ -66,10 +67,14 @@ GALLERY = {"n_per_class": 10, "mode": "joint", "init": "class-gaussian", "steps"
            "step_size": 0.25, "noise": 0.005}
 
 
+PURIFICATION_KEY = "purification"  # in an evaluation's protocol: the model is evaluated behind it
+
+
 @dataclass
 class RunPlan:
     """One model to train and the evaluations the tables need from it: (metric, the entry's own
-    protocol values for it, e.g. the sampler a paper used for that row)."""
+    protocol values for it, e.g. the sampler a paper used for that row, and under PURIFICATION_KEY
+    the test-time purification a row evaluates the model behind)."""
 
     name: str
     recipe: str
@@ -95,7 +100,8 @@ def plan(tables: list[str], only: list[str] | None = None) -> list[RunPlan]:
                                                dict(entry.get("params", {})), []))
             if (run.recipe, run.dataset, run.params) != (entry["recipe"], entry["dataset"], entry.get("params", {})):
                 raise ValueError(f"table {name}: run {key} means two different models")
-            wanted = [(m["metric"], entry_protocol(entry, m)) for m in spec["measures"]]
+            purified = {PURIFICATION_KEY: entry_purification(entry)} if entry_purification(entry) else {}
+            wanted = [(m["metric"], {**entry_protocol(entry, m), **purified}) for m in spec["measures"]]
             wanted += [(m["public"]["metric"], {}) for m in spec["measures"]
                        if m.get("public") and entry["key"] in m["public"]["entries"]]
             if any(m in ROBUSTNESS_METRICS for m, _ in wanted):

@@ -25,6 +25,7 @@ from energybench import data as datalib
 from energybench.core.atomic import check_writable_dir, write_json_atomic, write_text_atomic
 from energybench.core.distributed import World
 from energybench.core.errors import UserError, render_options
+from energybench.energy.purification import PurificationConfig
 from energybench.evaluation.runner import evaluate
 from energybench.records.figures import read_raw, save
 from energybench.records.outcomes import outcomes_path
@@ -37,7 +38,8 @@ from energybench.training.recipes import preset_config
 from energybench.training.run import train
 from energybench.workflows.index_page import index_page, train_seconds
 from energybench.workflows.plan import (
-    FIGURE_METRICS, GALLERY, ReproductionPreset, RunPlan, base_run_name, parse_only, plan, preset_of, seeded,
+    FIGURE_METRICS, GALLERY, PURIFICATION_KEY, ReproductionPreset, RunPlan, base_run_name, parse_only, plan,
+    preset_of, seeded,
 )
 from energybench.workflows.sample import sample_model
 
@@ -119,10 +121,13 @@ def evaluate_run(p: ReproductionPreset, ckpt: Path, evaluations, run_dir: Path, 
               refused: dict, log, world: World) -> list[dict]:
     records = []
     for metric, protocol in evaluations:  # one call each: its own n and protocol overrides
+        protocol = dict(protocol)
+        purification = protocol.pop(PURIFICATION_KEY, None)
         records += evaluate(ckpt, [metric], n=p.n_for(metric), out_dir=run_dir / "eval", device=device,
                             overrides={"inception_weights": inception_weights,
                                        **p.metric_params.get(metric, {}), **protocol},
-                            refused=refused, log=log, world=world)
+                            refused=refused, log=log, world=world,
+                            purification=PurificationConfig(**purification) if purification else None)
     return records
 
 

@@ -82,6 +82,22 @@ def test_sharded_evaluation_equals_one_process(tmp_path, exact_npz, jpeg_tar):
     assert two.stdout.count("| pgd20 |") == 1  # one summary, from rank 0
 
 
+def test_sharded_bpda_on_a_purified_model_equals_one_process(tmp_path, exact_npz):
+    """A randomized (purified) model: its noise is seeded per batch, so 2 ranks give 1 process's records."""
+    args = ["eval", "--model", REPO / "checkpoints" / "jem-smoke.pt", "--images", 32, "--batch-size", 8,
+            "--device", "cpu", "--data", exact_npz, "--purify", 2, "--param", "purify_chains=3",
+            "--metric", "clean", "--metric", "bpda-eot", "--param", "steps=3", "--param", "eot=2"]
+    one = _run([*args, "--out", tmp_path / "one"], tmp_path, nproc=None)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = _run([*args, "--out", tmp_path / "two"], tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _records(tmp_path / "one"), _records(tmp_path / "two")
+    assert set(a) == set(b) == {"clean", "bpda-eot"}
+    for metric in a:
+        _same_record(a[metric], b[metric])
+        assert b[metric]["world_size"] == 2 and b[metric]["identity"]["purification"]["steps"] == 2
+
+
 def _pid_of_rank(rank: int, launcher: int) -> int | None:
     """The worker process of `rank` that the torchrun process `launcher` started."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
