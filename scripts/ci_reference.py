@@ -54,7 +54,8 @@ def values(out: Path) -> dict:
     result = {}
     for f in sorted((out / "records").rglob("*.json")):
         r = json.loads(f.read_text())
-        result[f"{f.parent.name}/{r['metric']}"] = {"value": r["value"], "n": r["n"], "unit": r["unit"]}
+        purified = "+purified" if (r.get("identity") or {}).get("purification") else ""
+        result[f"{f.parent.name}{purified}/{r['metric']}"] = {"value": r["value"], "n": r["n"], "unit": r["unit"]}
     return result
 
 
@@ -113,7 +114,8 @@ def main():
         "made_by": "python scripts/ci_reference.py", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "variants": VARIANTS, "factor": FACTOR, "spread": spread, "tolerances": tolerances}, indent=1) + "\n")
     lines = ["# CI regression reference", "",
-             "The records and tables of `energybench reproduce --preset ci` (10 tiny-cnn models, 1,000 "
+             f"The records and tables of `energybench reproduce --preset ci` "
+             f"({len(list((REFERENCE / 'records').iterdir()))} tiny-cnn models, 1,000 "
              "training images of CIFAR-10 (JPEG q75 copy), 2 epochs, deterministic, CPU) and one tolerance "
              "per metric. Made by `python scripts/ci_reference.py`; checked by "
              "`tests/test_table_regression.py`.", "",

@@ -49,6 +49,9 @@ class BPDAEOT(Metric):
     norms = NORMS
     shardable = True
     uncounted = "the purification steps of every gradient and confirmation"
+    # more steps and EOT copies tighten the same upper bound on robust accuracy: a table cell takes a
+    # record at any value of them and prints them beside the number (a reproduction preset scales them)
+    estimator_params = ("steps", "eot")
 
     def shard(self, ctx: EvalContext) -> Shard:
         cfg, log, meta = self.params, OutcomeLog(("candidates",)), []

@@ -23,7 +23,11 @@ SMOKE_REPORT = Path(__file__).resolve().parents[2] / "reports" / "reproduce-smok
 
 
 def values_by_run(records_dir: Path) -> dict[tuple[str, str], dict]:
-    return {(Path(r["_file"]).parent.name, r["metric"]): r for r in collect_records([records_dir])}
+    """{(run, metric): record}; a run's records behind test-time purification are the run '<run>+purified'."""
+    def run(r):
+        return Path(r["_file"]).parent.name + ("+purified" if (r.get("identity") or {}).get("purification") else "")
+
+    return {(run(r), r["metric"]): r for r in collect_records([records_dir])}
 
 
 def out_of_tolerance(new: dict, reference: dict, tolerances: dict) -> list[str]:

@@ -61,7 +61,7 @@ def test_measured_cells_name_their_scale_and_mark_a_scale_unlike_the_papers():
     text = render(build(load_table("jeat-t3"), records), "md")
     assert "[a†]" in row_of(text, "JEAT")[2]
     assert "tiny-cnn (210,922 parameters), 2 epochs on 1,000 training images of CIFAR-10 (JPEG q75 copy)" in text
-    paper_like = copy.deepcopy([r for r in records if r["model"]["recipe"] == "jeat" and r["metric"] == "clean"])
+    paper_like = copy.deepcopy([r for r in records if r["model"]["recipe"] == "jeat" and r["metric"] == "clean" and "purification" not in r["identity"]])
     paper_like[0]["model"]["model"]["name"] = "wrn-28-10"
     paper_like[0]["n"] = 10000
     paper_like[0]["data"]["label"] = "CIFAR-10"
@@ -80,7 +80,7 @@ def test_recipe_parameters_select_the_noise_runs():
 
 def test_two_different_records_for_one_cell_is_an_error(tmp_path):
     records = collect_records([RECORDS])
-    twin = copy.deepcopy(next(r for r in records if r["model"]["recipe"] == "jem" and r["metric"] == "clean"))
+    twin = copy.deepcopy(next(r for r in records if r["model"]["recipe"] == "jem" and r["metric"] == "clean" and "purification" not in r["identity"]))
     twin["n"], twin["identity"]["n"], twin["_file"] = 50, 50, "other/clean.json"
     with pytest.raises(UserError, match="different records fit 'JEM'.*differ in number of test images"):
         build(load_table("jeat-t3"), records + [twin])
@@ -118,7 +118,7 @@ def test_report_writes_all_tables_to_a_file(run_cli, tmp_path):
 def test_the_reproduction_plan_is_read_off_the_tables():
     runs = {r.name: r for r in plan(table_names())}
     assert set(runs) == {"normal", "normal-cifar100", "pgd-at", "trades", "jem", "jeat", "eb-jdat",
-                         "noise-s8", "noise-s16", "noise-s24"}
+                         "jempp", "sadajem", "eb-jdat-sadajem", "noise-s8", "noise-s16", "noise-s24"}
     assert set(runs["normal"].metrics) == {"clean", "pgd20", "pgd20-energy", "jfs", "mfs", "is", "fid",
                                            "attack-sanity"}
     assert "pgd20-ebjdat-public" in runs["eb-jdat"].metrics and "pgd20-ebjdat-public" not in runs["jeat"].metrics
@@ -126,6 +126,9 @@ def test_the_reproduction_plan_is_read_off_the_tables():
     assert set(runs["eb-jdat"].metrics) == {"clean", "pgd20", "autoattack", "fid", "is", "pgd20-ebjdat-public",
                                             "attack-sanity"}
     assert {r.name for r in plan(table_names(), parse_only("jem, noise"))} == {"jem", "noise-s8", "noise-s16", "noise-s24"}
+    # the purification table evaluates the same jem and jeat models behind purification, as well as plain
+    purified = [p for m, p in runs["jem"].evaluations if m == "bpda-eot"]
+    assert {} in purified and {"purification": {"steps": 10, "step_size": 0.25, "noise": 0.005, "chains": 20}} in purified
 
 
 def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
