@@ -25,7 +25,7 @@ from energybench.core.hashing import file_sha256  # noqa: E402
 from energybench.evaluation.runner import evaluate  # noqa: E402
 from energybench.handles.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 
-RUNS = ("normal", "pgd-at", "trades", "jem", "jeat", "eb-jdat")
+RUNS = ("normal", "pgd-at", "trades", "jem", "jeat", "eb-jdat", "jempp", "sadajem", "eb-jdat-sadajem")
 DATA = "../shared/data/cifar10-jpeg75.tar.gz"  # relative to the repository root
 
 

@@ -24,7 +24,8 @@ def committed_records(ckpt: Path) -> dict[str, dict]:
 
 def test_the_smoke_reproductions_recipes_are_shipped():
     assert {p.name for p in SHIPPED} == {f"{r}-smoke.pt" for r in
-                                         ("normal", "pgd-at", "trades", "jem", "jeat", "eb-jdat")}
+                                         ("normal", "pgd-at", "trades", "jem", "jeat", "eb-jdat", "jempp",
+                                          "sadajem", "eb-jdat-sadajem")}
 
 
 @pytest.mark.parametrize("ckpt", SHIPPED, ids=lambda p: p.name)

@@ -39,7 +39,7 @@ def test_dict_round_trip():
 
 
 def test_unknown_recipe_and_preset():
-    with pytest.raises(UserError, match="unknown recipe .nope.; known recipes: eb-jdat, jeat"):
+    with pytest.raises(UserError, match="unknown recipe .nope.; known recipes: eb-jdat, eb-jdat-sadajem, jeat"):
         preset_config("nope", "smoke")
     with pytest.raises(UserError, match="unknown preset 'huge'"):
         preset_config("normal", "huge")
