@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from energybench.attacks.pgd import PGDConfig, ascent_step, image_noise, project, start_delta
+from energybench.core.progress import set_detail
 from energybench.core.runtime import eval_mode, inner_loop
 from energybench.energy.purification import purification_of, purify
 
@@ -61,6 +62,7 @@ def bpda_eot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: PGDConfig,
         else:
             x_adv = x.clone()
         for step in range(cfg.steps + 1):
+            set_detail(f"BPDA step {step}/{cfg.steps}")
             copies = x_adv.repeat(eot, *([1] * (x.dim() - 1)))
             purified = purify(base, copies, purification) if purification is not None else copies
             purified.requires_grad_(True)

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from energybench.core.errors import UserError
+from energybench.core.progress import set_detail
 from energybench.core.runtime import derive_seed, eval_mode, inner_loop, make_generator
 from energybench.core.validation import Checked, check_value, parse_number
 from energybench.energy.energies import joint_energy, logit_margin
@@ -248,6 +249,7 @@ def _single_run(model, x, y, cfg: PGDConfig, generator, loss_fn, x_init, trace=N
     else:
         x_adv = x.clone()
     for step in range(cfg.steps):
+        set_detail(f"attack step {step + 1}/{cfg.steps}")
         x_adv.requires_grad_(True)
         loss, margin, grad = _input_gradient(model, x_adv, y, cfg, loss_fn, trace is not None)
         if trace is not None:

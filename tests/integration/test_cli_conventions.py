@@ -103,3 +103,46 @@ def test_autoattack_reports_each_attack_as_it_ends(monkeypatch, capsys):
         logging.getLogger("auto-attack").info("robust accuracy after APGD-CE: 31.25% (total time 2.4 s)")
     assert log.after == {"apgd-ce": 0.3125}
     assert capsys.readouterr().err.strip() == "autoattack: robust accuracy after APGD-CE: 31.25% (total time 2.4 s)"
+
+
+def test_a_long_item_gets_heartbeats_that_say_where_it_is(monkeypatch, capsys):
+    """An item that keeps a progress display silent for its period gets a line from the heartbeat
+    thread, with the detail the work inside it set (an attack's step)."""
+    import time
+
+    from energybench.core import progress as progress_module
+
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS_SECONDS", "0.2")
+    for _ in progress_module.progress(range(2), desc="batches"):
+        progress_module.set_detail("attack step 3/20")
+        time.sleep(0.8)
+    lines = capsys.readouterr().err.strip().splitlines()
+    beats = [line for line in lines if "working on item 1: attack step 3/20" in line]
+    assert beats and all(line.startswith("batches: 0/2 (0%)") for line in beats), lines
+    assert lines[-1].startswith("batches: 2/2 (100%)")
+
+
+def test_an_evaluation_of_one_batch_is_not_silent(monkeypatch, capsys, exact_npz, tmp_path):
+    """PGD on fewer images than one batch used to print nothing until the end: the heartbeat
+    names the attack's step while it runs."""
+    import time
+
+    import torch.nn as nn
+
+    from energybench.api import evaluate
+
+    class Slow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3 * 32 * 32, 10)
+
+        def forward(self, x):
+            time.sleep(0.02)
+            return self.linear(x.flatten(1))
+
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS_SECONDS", "0.3")
+    evaluate(Slow(), str(exact_npz), ["pgd20"], n=8, out_dir=tmp_path, verbose=True)
+    err = capsys.readouterr().err
+    assert "pgd20: 0/1 (0%)" in err and "working on item 1: attack step " in err, err
