@@ -58,7 +58,8 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
         model_dir: where RobustBench models are kept.
         nonfinite: "refuse" (stop on NaN/inf logits) or "wrong" (count those images wrong in the
             accuracy metrics; the record says how many).
-        yes: start an evaluation estimated at over 24 hours (otherwise refused, saying the estimate).
+        yes: start an evaluation estimated at over 24 hours, or at an L-inf eps beyond 16/255 (otherwise
+            refused in one line, saying why).
         purify: evaluate the model behind test-time purification, this many Langevin steps on its
             energy before it classifies (purify_step_size, purify_noise and purify_chains among
             the protocol values); recorded in every record. Attack it with the bpda-eot metric.

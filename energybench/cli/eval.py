@@ -58,8 +58,9 @@ from energybench.core.validation import key_value
 @click.option("--nonfinite", type=click.Choice(["refuse", "wrong"]), default="refuse", show_default=True,
               help="images whose logits are NaN or infinite: stop the metric (refuse), or count them "
                    "as wrong in clean, PGD and AutoAttack accuracy (the record says how many)")
-@click.option("--yes", is_flag=True, help="start an evaluation estimated at over 24 hours without asking "
-              "(on a terminal it asks; in a script it is refused without this)")
+@click.option("--yes", is_flag=True, help="start without asking an evaluation estimated at over 24 hours, "
+              "or one at an L-inf eps beyond 16/255 (on a terminal it asks; in a script it is refused "
+              "without this)")
 @click.option("--purify", "purify", type=click.IntRange(min=0), default=0, metavar="STEPS",
               help="evaluate the model behind test-time purification: STEPS Langevin steps on its energy "
                    "E(x) before it classifies (--param purify_step_size=0.25, purify_noise=0.005, "
@@ -142,10 +143,10 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         echo(f"RobustBench leaderboard entry: {path}")
 
 
-def _ask(plan: str) -> bool:
-    """On a terminal, whether the user wants the long run `plan` describes; in a script, no."""
+def _ask(question: str) -> bool:
+    """On a terminal, the user's answer to `question` (a long run, an unusual budget); in a script, no."""
     import sys
 
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return False
-    return click.confirm(cli_text(plan) + "\nThat is over 24 hours. Start it?", default=False, err=True)
+    return click.confirm(cli_text(question), default=False, err=True)

@@ -110,6 +110,7 @@ def evaluate(
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
     created = not out_dir.exists()
     if world.is_main:
+        confirm_unusual_budget(chosen, confirm_long, world)
         announce_costs(chosen, loaded, test, seed, batch_size, device, out_dir, force, log, nonfinite,
                        confirm_long, world)
     try:
@@ -137,6 +138,24 @@ def _inputs_checked(chosen: list, refused: dict | None, log) -> list:
     return kept
 
 
+LARGEST_PUBLISHED_LINF = 16 / 255  # the largest L-inf budget CIFAR-10 papers report robustness at
+
+
+def confirm_unusual_budget(chosen, confirm: Callable[[str], bool] | None, world: World = World()) -> None:
+    """An L-inf budget beyond any published one (eps 0.5 meant as an L2 length is the usual slip)
+    starts only when `confirm(question)` says yes; refused in one line otherwise (None: refuse)."""
+    for metric in chosen:
+        eps, norm = getattr(metric.params, "eps", None), getattr(metric.params, "norm", "Linf")
+        if norm != "Linf" or not isinstance(eps, float) or eps <= LARGEST_PUBLISHED_LINF + 1e-12:
+            continue
+        line = (f"{metric.name}: L-inf eps {eps:g} ({eps * 255:g}/255) is beyond any published CIFAR-10 budget "
+                f"(at most 16/255); a length like 0.5 is an L2 budget")
+        if world.enabled or (confirm and confirm(f"{line}.\nIs the L-inf budget meant?")):
+            return
+        raise UserError(f"{line}: for L2 add {option('norm', 'L2')}; for this L-inf budget confirm with "
+                        f"{option('yes')}")
+
+
 ANNOUNCE_PASSES = 20_000  # below this many image gradient passes nothing is timed or said
 ANNOUNCE_SECONDS = 60.0  # the plan is said when the estimate is longer than this
 LONG_RUN_HOURS = 24  # a single-process evaluation estimated beyond this starts only when confirmed
@@ -147,7 +166,7 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
                    world: World = World()) -> None:
     """Before a long evaluation, one line saying what will run (the metrics not already recorded,
     images, gradient passes) and a time estimate from a short timed warm-up (energybench.evaluation.costs).
-    Beyond LONG_RUN_HOURS a single process asks `confirm_long(line)` and refuses in one line unless
+    Beyond LONG_RUN_HOURS a single process asks `confirm_long(question)` and refuses in one line unless
     it says yes (None: refuse); a torchrun job, launched as the large job it is, is only told."""
     pending = [m for m in chosen if force or not _reusable(m, loaded, test, seed, batch_size, device, out_dir,
                                                            nonfinite)]
@@ -156,7 +175,8 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
         return
     x = to_float(test.images[:min(32, n)].to(device))
     line, seconds = costs.plan_line(pending, n, classes, costs.seconds_per_pass(loaded.model, x))
-    if seconds > LONG_RUN_HOURS * 3600 and not world.enabled and not (confirm_long and confirm_long(line)):
+    if seconds > LONG_RUN_HOURS * 3600 and not world.enabled and not (
+            confirm_long and confirm_long(f"{line}\nThat is over {LONG_RUN_HOURS} hours. Start it?")):
         raise UserError(f"{line}: beyond the {LONG_RUN_HOURS} hours an evaluation starts without asking; "
                         f"lower {option('n')} or the protocol's steps, or confirm with {option('yes')}")
     if seconds > ANNOUNCE_SECONDS:

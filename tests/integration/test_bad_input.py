@@ -350,6 +350,9 @@ CASES = [
     ("eval-eps-integer", EVAL + ["--eps", "8"], r"out of range.*8/255"),
     ("eval-eps-twice", EVAL + ["--eps", "0.125", "--eps", "0.25"], r"--eps given 2 times \(0.125, 0.25\); give one budget"),
     ("eval-eps-zero", EVAL + ["--eps", "0"], r"eps 0 is out of range"),
+    ("eval-eps-l2-length-as-linf", EVAL + ["--metric", "pgd20", "--eps", "0.5"],
+     r"pgd20: L-inf eps 0\.5 \(127\.5/255\) is beyond any published CIFAR-10 budget \(at most 16/255\); a length "
+     r"like 0\.5 is an L2 budget: for L2 add --norm L2; for this L-inf budget confirm with --yes"),
     ("eval-eps-negative", EVAL + ["--eps", "-1/255"], r"out of range"),
     ("eval-eps-text", EVAL + ["--eps", "small"], r"cannot read eps 'small'"),
     ("eval-eps-div-zero", EVAL + ["--eps", "8/0"], r"cannot read eps '8/0'"),

@@ -65,3 +65,20 @@ def test_the_command_line_asks_on_a_terminal_and_refuses_in_a_script(tmp_path, m
     assert code == 2 and "confirm with --yes" in err and len(err.strip().splitlines()) == 1, err
     code, out, err = run_cli(*args, "--yes")
     assert code == 0, err
+
+
+def test_an_linf_budget_beyond_any_published_one_needs_confirming(tmp_path):
+    """eps 0.5 (an L2 length) given to an L-inf attack is 127.5/255: refused in one line that
+    names both ways out; confirmed, it runs at the budget given; 16/255 runs without asking."""
+    data = synthetic_npz(tmp_path / "data.npz")
+    run = dict(metrics=["pgd20"], out_dir=tmp_path / "out", device="cpu", steps=1)
+    with pytest.raises(UserError) as caught:
+        energybench.evaluate(seeded_model(), str(data), eps=0.5, **run)
+    message = str(caught.value)
+    assert "127.5/255" in message and "norm=L2" in message and "yes=True" in message, message
+    (record,) = energybench.evaluate(seeded_model(), str(data), eps=0.5, yes=True, **run)
+    assert record["params"]["eps"] == 0.5
+    (usual,) = energybench.evaluate(seeded_model(), str(data), eps=16 / 255, **run)
+    assert usual["params"]["eps"] == 16 / 255
+    (l2,) = energybench.evaluate(seeded_model(), str(data), eps=0.5, norm="L2", **run)
+    assert l2["params"]["norm"] == "L2"
