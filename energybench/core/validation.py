@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import ClassVar
 
 from energybench.core.errors import UserError
@@ -78,6 +78,27 @@ class Checked:
                     check_value(f.name, v, spec)
                 elif isinstance(v, float) and not math.isfinite(v):
                     raise RangeError(f.name, f"must be a finite number, got {v}")
+
+
+def describe_fields(cls) -> dict[str, dict]:
+    """A dataclass's fields as a user sets them: {name: {"default", "type", and "range" (from LIMITS)
+    or "choices" (from CHOICES) where declared}}; defaults that are not JSON numbers, text, booleans
+    or None are written as text."""
+    out = {}
+    for f in fields(cls):
+        if f.name.startswith("_") or not f.init:
+            continue
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        if not (default is None or isinstance(default, (bool, int, float, str))):
+            default = str(default)
+        entry = {"default": default, "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))}
+        if f.name in getattr(cls, "CHOICES", {}):
+            entry["choices"] = list(cls.CHOICES[f.name])
+        elif f.name in getattr(cls, "LIMITS", {}):
+            entry["range"] = cls.LIMITS[f.name]
+        out[f.name] = entry
+    return out
 
 
 ASCII_NUMBER = re.compile(r"[+-]?[0-9.]+([eE][+-]?[0-9]+)?(\s*/\s*[+-]?[0-9.]+([eE][+-]?[0-9]+)?)?\Z")

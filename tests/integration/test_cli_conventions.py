@@ -3,6 +3,7 @@ and progress lines without a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -52,6 +53,18 @@ def test_list_and_eval_print_json(tmp_path, run_cli):
     code, out, _ = run_cli("list", "--json")
     listing = json.loads(out)
     assert code == 0 and "jeat" in listing["recipes"] and "autoattack" in listing["metrics"]
+    # every metric's --param keys with their defaults and ranges or choices, as the protocol declares them
+    from energybench.attacks.pgd import PGDConfig
+    from energybench.metrics import METRICS
+
+    params = listing["metric_params"]
+    assert set(params) == set(listing["metrics"])
+    for name, keys in params.items():
+        assert set(keys) == {f.name for f in dataclasses.fields(METRICS.get(name).Params)}, name
+    assert params["pgd20"]["steps"] == {"default": 20, "type": "int", "range": PGDConfig.LIMITS["steps"]}
+    assert params["pgd20"]["norm"]["choices"] == ["Linf", "L2"] and params["autoattack"]["version"]["default"] == "standard"
+    code, out, _ = run_cli("list", "metrics")
+    assert "--param eps=auto, step_size=auto, steps=20, restarts=1" in out
     model = seeded_model()
     program = torch.export.export(model, (torch.rand(2, 3, 32, 32),),
                                   dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
