@@ -43,8 +43,12 @@ def cached_decode(source: Source) -> tuple[dict[str, np.ndarray], dict]:
                         waiting=f"waiting for another process to decode {source.path.name}"):
             found = _read_cache(cache) or _decode_into_cache(source, key, cache)
     arrays, meta = found
-    # the entry is shared by every copy of the same content: the path is the one given this time
-    return arrays, {**meta, "provenance": {**meta["provenance"], "path": str(source.path.resolve())}}
+    # the entry is shared by every copy of the same content: the path is the one given this time,
+    # and a known source's label is today's (an entry decoded by an older version keeps its arrays)
+    provenance = {**meta["provenance"], "path": str(source.path.resolve())}
+    if key in KNOWN_SOURCES:
+        provenance["label"] = KNOWN_SOURCES[key]
+    return arrays, {**meta, "provenance": provenance}
 
 
 def _array_sha256(arr: np.ndarray) -> str:

@@ -28,9 +28,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 # Sources whose bytes we know: sha256 -> human label that results must carry.
 KNOWN_SOURCES = {
     "b27b0ac43712cda5a4f8785e9cf7526458ddd8b3685d1e891a6f795bf4ef5c8e": "CIFAR-10 (JPEG q75 copy)",
-    "4c7117781c9b83912783d20bddb037d5b4ddb449294bb795258504e67e83de31": (
-        "CIFAR-10 test, exact pixels, first 1,017 images"
-    ),
+    # the file's size stays out of its label: a record's n says how many of its images were used
+    "4c7117781c9b83912783d20bddb037d5b4ddb449294bb795258504e67e83de31": "CIFAR-10 test, exact pixels",
 }
 
 
