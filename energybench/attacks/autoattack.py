@@ -24,12 +24,12 @@ import torch.nn.functional as F
 
 from energybench.attacks import diagnostics
 from energybench.attacks.diagnostics import Check
-from energybench.attacks.pgd import check_eps
+from energybench.attacks.pgd import check_eps, default_step
 from energybench.core.atomic import write_json_atomic
 from energybench.core.errors import UserError, option
 from energybench.core.hashing import json_key
-from energybench.core.progress import progress, say_progress
-from energybench.core.runtime import eval_mode
+from energybench.core.progress import progress, say_progress, set_detail
+from energybench.core.runtime import derive_seed, eval_mode
 from energybench.energy.energies import logit_margin, refuse_nonfinite
 
 STATE_FORMAT = "energybench-autoattack-state"
@@ -54,6 +54,7 @@ class AutoAttackResult:
     grad_nonfinite: torch.Tensor | None = None  # bool (N,): NaN/inf in that gradient
     probability_rows: int = 0  # clean logit rows that look like probabilities
     randomized: Check | None = None  # two forwards of the first batch compared
+    gradient_direction: Check | None = None  # whether the first batch's gradient helps (deterministic models)
     robust_after: dict[str, int] = field(default_factory=dict)  # images still robust after each attack
     nonfinite: torch.Tensor | None = None  # bool (N,): NaN/inf logits on the clean or the returned image
 
@@ -65,10 +66,12 @@ class _LogCollector(logging.Handler):
         super().__init__(logging.DEBUG)
         self.after: dict[str, float] = {}
         self.warnings: list[str] = []
+        self.last = "starting"  # AutoAttack's latest message, for the heartbeat
 
     def emit(self, record):
         message = record.getMessage()
         say_progress(f"autoattack: {message.strip()}")  # per attack and batch, as AutoAttack prints it
+        self.last = message.strip().splitlines()[0][:80] if message.strip() else self.last
         match = _AFTER_RE.search(message)
         if match:
             self.after[match[1].lower()] = float(match[2]) / 100.0
@@ -185,6 +188,33 @@ def _clean_pass(model, x, y, batch_size, device):
     return torch.cat(right), torch.cat(zero), torch.cat(nonfinite), rows, torch.cat(bad)
 
 
+@contextlib.contextmanager
+def _calls_said(model: nn.Module, log: _LogCollector):
+    """Counts the model's forward passes while AutoAttack runs and hands the count (with its
+    latest message) to the progress heartbeat: APGD can run for many minutes between messages."""
+    calls = [0]
+
+    def count(module, inputs):
+        calls[0] += 1
+        set_detail(f"{calls[0]} model calls since: {log.last}")
+
+    handle = model.register_forward_pre_hook(count)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def _clean_bits_agree(model, x, y, chunk: dict, batch_size: int, device) -> bool:
+    """Whether a saved chunk's per-image clean flags are what the model predicts on its images
+    x (n, C, H, W) now: a resumed chunk is re-derived where that is cheap (one forward)."""
+    with eval_mode(model):
+        logits = torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(y), batch_size)])
+    right = (logits.argmax(1) == y) & torch.isfinite(logits).all(1)
+    return _bits(right) == chunk["clean"]
+
+
 def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool,
                   nonfinite: str | None = "refuse", norm: str = "Linf") -> dict:
     """One fresh AutoAttack run on x (N, C, H, W) in [0, 1]. Images with NaN/inf clean logits stop
@@ -192,7 +222,7 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
     from pyautoattack import AutoAttack
 
     start = time.perf_counter()
-    with _collect_log() as log, eval_mode(model), _parameters_frozen(model):
+    with _collect_log() as log, eval_mode(model), _parameters_frozen(model), _calls_said(model, log):
         randomized = None
         if first:
             probe = x[:batch_size].to(device)
@@ -226,6 +256,10 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
              "nonfinite": _bits(bad | ~torch.isfinite(adv_logits).all(1))}
     if randomized is not None:
         chunk["randomized"] = randomized
+        if not randomized["flag"]:  # after the attack, which seeds itself: its draws stay as they were
+            chunk["gradient_direction"] = diagnostics.gradient_direction(
+                model, probe, y[:batch_size].to(device), default_step(eps), norm, "ce",
+                derive_seed(seed, 0, 2)).as_record()
     return chunk
 
 
@@ -286,6 +320,12 @@ def run_autoattack(
     wanted = list(range(len(starts))) if chunk_ids is None else sorted(chunk_ids)
     saved = _read_state(Path(state_path), key) if state_path is not None else {}
     chunks = {c: saved[c] for c in wanted if c in saved}
+    for c in list(chunks):
+        start, stop = starts[c], min(starts[c] + chunk_size, len(y))
+        if not _clean_bits_agree(model, x[start:stop], y[start:stop], chunks[c], batch_size, device):
+            say_progress(f"AutoAttack state {state_path}: chunk {c}'s saved clean predictions are not the "
+                         f"model's (edited, or another device's rounding); attacking it again")
+            del chunks[c]
     resumed = len(chunks)
     todo = [c for c in wanted if c not in chunks]
     for c in progress(todo, desc="autoattack chunks", total=len(todo)):
@@ -316,6 +356,7 @@ def combine_chunks(chunks: list[dict], resumed: int = 0) -> AutoAttackResult:
             per_attack[attack] = per_attack.get(attack, 0) + count
     warnings = list(dict.fromkeys(w for chunk in chunks for w in chunk["warnings"]))
     randomized = next((c["randomized"] for c in chunks if "randomized" in c), None)
+    direction = next((c["gradient_direction"] for c in chunks if "gradient_direction" in c), None)
     return AutoAttackResult(
         clean / n, int(flags.sum()) / n, flags, {a: c / n for a, c in per_attack.items()}, warnings,
         len(chunks), resumed, clean_flags=_flags("".join(c["clean"] for c in chunks)),
@@ -326,4 +367,5 @@ def combine_chunks(chunks: list[dict], resumed: int = 0) -> AutoAttackResult:
         grad_nonfinite=_flags("".join(c["grad_nonfinite"] for c in chunks)),
         probability_rows=sum(c["probability_rows"] for c in chunks),
         randomized=None if randomized is None else diagnostics.from_record("randomized_forward", randomized),
+        gradient_direction=None if direction is None else diagnostics.from_record("gradient_direction", direction),
         robust_after=per_attack, nonfinite=_flags("".join(c["nonfinite"] for c in chunks)))

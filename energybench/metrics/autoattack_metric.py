@@ -79,7 +79,20 @@ class AutoAttackMetric(Metric):
                 "state_file": self.state_file(ctx).name}
         if result.randomized is not None:
             meta["randomized_forward"] = result.randomized.as_record()
+        if result.gradient_direction is not None:
+            meta["gradient_direction"] = result.gradient_direction.as_record()
         return Shard(log.columns(), [meta])
+
+    @staticmethod
+    def _gradient_direction(randomized, meta) -> diagnostics.Check:
+        if randomized.flag:
+            return diagnostics.not_assessed("gradient_direction", "the forward is randomized: one forward's "
+                                            "loss along a direction is noise")
+        stored = next((m["gradient_direction"] for m in meta if "gradient_direction" in m), None)
+        if stored is None:
+            return diagnostics.not_assessed("gradient_direction", "the first chunk was attacked before this "
+                                            "check existed (its state was resumed)")
+        return diagnostics.from_record("gradient_direction", stored)
 
     def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
         c, meta = dict(shard.columns), shard.meta
@@ -101,7 +114,8 @@ class AutoAttackMetric(Metric):
                                                     torch.from_numpy(c["grad_nonfinite"]),
                                                     torch.from_numpy(c["robust"])),
                   diagnostics.not_assessed("incomplete_optimisation", "AutoAttack reports no trajectory "
-                                           "(its APGD adapts its step and restarts from the best point)")]
+                                           "(its APGD adapts its step and restarts from the best point)"),
+                  self._gradient_direction(randomized, meta)]
         states = [m["state_file"] for m in meta]
         acc = robust / n
         return MetricResult(acc, n, binomial_stderr(acc, n),

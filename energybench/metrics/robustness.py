@@ -45,6 +45,7 @@ from energybench.metrics.base import (
 )
 from energybench.records.outcomes import OutcomeLog, write_outcomes
 
+PROBE_STREAM = 2  # the gradient-direction probe's random steps: stream 2 of image 0's seed
 JEM_TEST_NOISE = 0.03 / 2  # sigma 0.03 on [-1, 1] inputs, in [0, 1] pixel units
 
 
@@ -80,7 +81,8 @@ def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 
               robust_needs_clean: bool = True) -> Shard:
     """PGD over this process's batches: per-image outcomes and what the diagnostics need (the
     attack's margin path (N, steps), start-gradient flags, probability-like rows); the process
-    that has the first batch also compares two forwards of it (meta).
+    that has the first batch also compares two forwards of it and, for a deterministic model,
+    probes whether its gradient helps the attack (meta).
 
     A randomized model draws its randomness from torch's global generator, which is seeded per
     batch from (seed, first image index) inside a forked RNG state: records are reproducible, the
@@ -103,6 +105,9 @@ def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 
             x_adv = pgd(model, x, y, cfg, trace=trace, image_seeds=image_seeds(ctx.seed, index))
             with torch.no_grad():
                 adv_logits = model(x_adv)
+            if offset == 0 and not randomized.flag:  # after the attack: its draws stay as they were
+                meta[0]["gradient_direction"] = diagnostics.gradient_direction(
+                    model, x, y, cfg.step, cfg.norm, cfg.objective, derive_seed(ctx.seed, 0, PROBE_STREAM)).as_record()
         right_clean = logits.argmax(1) == y
         right_adv = adv_logits.argmax(1) == y
         log.add(index=index, clean_correct=right_clean, adv_correct=right_adv,
@@ -135,6 +140,12 @@ def pgd_result(shard: Shard, cfg: PGDConfig, name: str = "PGD", nonfinite: str |
     else:
         checks.append(diagnostics.incomplete_optimisation(torch.from_numpy(c["margin_path"]).T,
                                                           torch.from_numpy(c["margin"]), survived))
+    if randomized.flag:
+        checks.append(diagnostics.not_assessed(
+            "gradient_direction", "the forward is randomized: one forward's loss along a direction is noise"))
+    else:
+        checks.append(next(diagnostics.from_record("gradient_direction", m["gradient_direction"])
+                           for m in shard.meta if "gradient_direction" in m))
     outcomes = {k: v for k, v in c.items() if k not in SHARD_COLUMNS}
     return PGDRun(len(survived), int(c["clean_correct"].sum()), int(c["robust"].sum()), outcomes, checks,
                   counted_wrong)

@@ -25,3 +25,26 @@ def test_adapter_matches_pyautoattack_and_resumes(trained_model, exact_test, tmp
     again = run_autoattack(trained_model, x, y, eps=eps, seed=0, batch_size=24,
                            state_path=tmp_path / "aa.json")
     assert again.robust_accuracy == result.robust_accuracy
+
+
+def test_a_resumed_chunk_whose_clean_flags_are_not_the_models_is_attacked_again(trained_model, exact_test, tmp_path):
+    """An edit that keeps the state's structure and recomputes its digest (which anyone can) is
+    caught where re-deriving is cheap: each resumed chunk's clean flags against one forward."""
+    import json
+
+    from energybench.attacks.autoattack import _state_digest
+
+    x, y = exact_test.images[:16].float() / 255, exact_test.labels[:16]
+    state = tmp_path / "aa.json"
+    kwargs = dict(eps=1 / 255, seed=0, batch_size=8, chunk_size=8, state_path=state)
+    result = run_autoattack(trained_model, x, y, **kwargs)
+    saved = json.loads(state.read_text())
+    edited = saved["chunks"]["1"]
+    assert edited["clean"] != "1" * 8, "the edit must change something"
+    edited["clean"] = "1" * 8
+    saved["digest"] = _state_digest(saved["key"], saved["chunks"])
+    state.write_text(json.dumps(saved))
+    again = run_autoattack(trained_model, x, y, **kwargs)
+    assert again.chunks_resumed == 1  # chunk 0 taken as saved, chunk 1 attacked again
+    assert torch.equal(again.robust_flags, result.robust_flags)
+    assert torch.equal(again.clean_flags, result.clean_flags)
