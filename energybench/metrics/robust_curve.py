@@ -1,5 +1,6 @@
-"""robust-curve: PGD-20 accuracy against the attack budget (a grid of eps), its normalised area,
-and its figure.
+"""robust-curve: PGD-20 accuracy against the attack budget (a grid of eps), the normalised area
+under that curve (the mean robust accuracy over the budgets, with a bootstrap standard error over
+images), and its figure.
 """
 
 from __future__ import annotations
@@ -71,42 +72,68 @@ def normalised_area(grid, accuracy) -> float:
     return area / (grid[-1] - grid[0])
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_area_stderr(grid, correct: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> float:
+    """The standard error of `normalised_area` over images: correct (N, len(grid)) bool, whether
+    each image is classified right at each budget; the areas of `resamples` resamples of the N
+    images with replacement (drawn from `seed`), their standard deviation. The area is linear in
+    the per-budget accuracies, so each resample's area is the mean of the images' own areas."""
+    grid = np.asarray(grid, dtype=np.float64)
+    weights = np.diff(grid)
+    right = np.asarray(correct, dtype=np.float64)  # bool + bool would be a logical or
+    per_image = ((right[:, 1:] + right[:, :-1]) * weights).sum(1) / 2 / (grid[-1] - grid[0])
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(per_image), size=(resamples, len(per_image)))
+    return float(per_image[draws].mean(1).std(ddof=1))
+
+
 @torch.no_grad()
-def clean_correct(ctx: EvalContext) -> int:
-    return sum(int((ctx.model(x).argmax(1) == y).sum()) for x, y, _ in ctx.batches())
+def clean_flags(ctx: EvalContext) -> np.ndarray:
+    """Whether each test image is classified right, (N,) bool."""
+    return np.concatenate([(ctx.model(x).argmax(1) == y).cpu().numpy() for x, y, _ in ctx.batches()])
 
 
 @register_metric
 class RobustCurve(Metric):
     """PGD accuracy at each eps of a grid (eps 0 is clean accuracy; step = step_ratio * eps).
-    value: the normalised area under the curve (mean accuracy over [0, max eps], trapezoid rule);
-    the record's extra and raw data hold every point with its standard error."""
+    value: the normalised area under the curve, i.e. the mean robust accuracy over [0, max eps]
+    (trapezoid rule), in [0, 1]; stderr: its bootstrap standard error over the test images. The
+    record's extra and raw data hold every point with its standard error."""
 
     name = "robust-curve"
     draw = staticmethod(robust_curve)
-    summary = "PGD-20 robust accuracy against eps (0 to 16/255): normalised area under the curve, and its figure"
+    summary = ("area under the PGD-20 robustness curve: mean robust accuracy over eps from 0 to 16/255 "
+               "(L2: 0 to 1), bootstrap standard error over images; and its figure")
+    summary_head = "area under the PGD-20 robustness curve"
+    unit = "area"
+    version = 2  # 2: a bootstrap standard error over images (1: none)
     Params = CurveParams
     norms = NORMS
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         p = self.params
         grid = sorted(set(p.eps_grid))
-        accuracy, checks = [], {}
+        correct, checks = [], {}
         for eps in grid:
             if eps == 0:
-                accuracy.append(clean_correct(ctx) / len(ctx.data))
+                correct.append(clean_flags(ctx))
                 continue
             cfg = PGDConfig(eps=eps, step_size=p.step_ratio * eps, steps=p.steps, objective=p.objective,
                             norm=p.norm)
             run = run_pgd(ctx, cfg, f"{self.name} {budget_text(eps, p.norm)}")
-            accuracy.append(run.robust / run.n)
+            correct.append(np.asarray(run.outcomes["robust"], dtype=bool))
             _merge(checks, run.checks, eps)
+        correct = np.stack(correct, 1)  # (N, budgets)
         n = len(ctx.data)
+        accuracy = [float(a) for a in correct.mean(0)]
         stderr = [binomial_stderr(a, n) for a in accuracy]
         checks["budget_monotone"] = diagnostics.budget_monotone(_budget_points(grid, accuracy, stderr, p.norm))
         raw = ctx.artifact("npz")
         write_npz_atomic(raw, eps=np.array(grid), accuracy=np.array(accuracy), stderr=np.array(stderr))
-        return MetricResult(normalised_area(grid, accuracy), n, None,
+        return MetricResult(normalised_area(grid, accuracy), n, bootstrap_area_stderr(grid, correct, ctx.seed),
                             {"eps": grid, "accuracy": accuracy, "stderr": stderr, "raw": raw.name,
+                             "spread": f"bootstrap over images, {BOOTSTRAP_RESAMPLES} resamples",
                              **({"norm": p.norm} if p.norm != "Linf" else {})},
                             checks_record(checks.values()))

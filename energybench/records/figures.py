@@ -91,9 +91,12 @@ def save_sample_grids(images: torch.Tensor, labels: torch.Tensor, classes, out: 
 
 
 def model_label(record: dict) -> str:
-    """How a title names the model: recipe, architecture and the checkpoint's file name (its run
-    folder too where the file is last.pt or best.pt), or its handle's name."""
+    """How a title names the model: the record's `display_label` where the user gave one; else
+    recipe, architecture and the checkpoint's file name (its run folder too where the file is
+    last.pt or best.pt), or its handle's name."""
     model = record.get("model", {})
+    if record.get("display_label"):  # given by the user (plot --label)
+        return record["display_label"]
     if model.get("recipe"):
         which = (model.get("checkpoint") or {}).get("which", "")
         sigma = (model.get("recipe_params") or {}).get("sigma")  # the noise study's one variable
@@ -181,12 +184,14 @@ def read_raw(record_file: Path, record: dict):
 
 
 def draw_record(record_file: str | Path, drawer: Callable | None, out_dir: str | Path | None = None,
-                formats=FORMATS) -> list[Path]:
+                formats=FORMATS, label: str | None = None) -> list[Path]:
     """Redraw a record's figure from its raw data with `drawer(record, raw) -> figure` (its metric's
     `Metric.draw`); returns the files written (none when the metric has no figure). out_dir
-    defaults to the record's folder."""
+    defaults to the record's folder; `label` names the model in the figure and caption."""
     record_file = Path(record_file)
     record = load_record(record_file)
+    if label:
+        record = {**record, "display_label": label}
     if drawer is None:
         return []
     raw = read_raw(record_file, record)

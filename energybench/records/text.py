@@ -32,10 +32,18 @@ def protocol_text(record: dict) -> str:
     pixel = {"eps", "radius", "flat_radius", step}
     parts = [f"{label} {budget_text(params[key], norm)}" for key, label in (("eps", "eps"), (step, "step"))
              if key in params and params[key] is not None]
+    grid = params.get("eps_grid")
+    if isinstance(grid, (list, tuple)) and len(grid) > 1:  # a curve over budgets: its range and size
+        grid_norm = norm or "Linf"
+        parts.append(f"eps {budget_text(min(grid), grid_norm)} to {budget_text(max(grid), grid_norm)} "
+                     f"({len(set(grid))} budgets)")
+        norm = grid_norm
+        if "step_ratio" in params:
+            parts.append(f"step {params['step_ratio']:g} eps")
     if parts and norm is not None:
         parts[0] = f"{NORM_TEXT.get(norm, norm)} {parts[0]}"
     parts += [f"{key} {budget_text(value, norm) if key in pixel else value}"
-              for key, value in changed.items() if key not in ("eps", step, "norm")]
+              for key, value in changed.items() if key not in ("eps", step, "norm", "eps_grid", "step_ratio")]
     return ", ".join(parts) or "default"
 
 

@@ -14,9 +14,9 @@ import numpy as np
 from energybench.core.errors import UserError, option
 from energybench.core.stats import wilson_interval
 from energybench.metrics.landscape_figures import hist_panel
-from energybench.metrics.robust_curve_figure import curve, curve_axes
+from energybench.metrics.robust_curve_figure import curve, curve_axes, curve_legend
 from energybench.records.figures import FORMATS, SERIES, model_label, natural_key, pyplot, read_raw, save
-from energybench.records.store import load_record
+from energybench.records.store import load_record, protocol_norm
 
 
 def curve_comparison(curves: dict[str, tuple[dict, dict]]):
@@ -28,8 +28,8 @@ def curve_comparison(curves: dict[str, tuple[dict, dict]]):
         curve(ax, record, raw, f"{name} (n = {record['n']:,})")
         first = first or record
     curve_axes(ax, first)
-    ax.legend(frameon=False, loc="upper right", fontsize=6)
-    ax.set_title(f"Robustness curves, {first['data'].get('label') or 'test data'} (95% Wilson intervals)")
+    curve_legend(ax, fontsize=6)
+    ax.set_title(f"Robustness curves on {first['data'].get('label') or 'test data'}", fontsize=8)
     return fig
 
 
@@ -108,17 +108,61 @@ def robustness_scatter(points: list[dict], data: str | None = None):
     return fig
 
 
-# metrics whose records `plot --compare` draws together (curves overlaid, histograms side by side)
+def budget_sweep(records: list[dict]):
+    """Records of one accuracy metric at several budgets (e.g. pgd20 at --eps 2/255, 4/255, 8/255)
+    as curves: accuracy against eps per model, with 95% Wilson bands; one norm per figure."""
+    plt = pyplot()
+    norms = {protocol_norm(r.get("params") or {}) or "Linf" for r in records}
+    if len(norms) != 1:
+        raise UserError(f"{option('compare')} draws budgets of one threat model per figure; got {', '.join(sorted(norms))}")
+    l2 = norms == {"L2"}
+    fig, ax = plt.subplots(figsize=(3.6, 2.7), constrained_layout=True)
+    by_model: dict[str, list[dict]] = {}
+    for r in records:
+        by_model.setdefault(model_label(r), []).append(r)
+    for name, rows in by_model.items():
+        rows = sorted(rows, key=lambda r: r["params"]["eps"])
+        eps = np.array([r["params"]["eps"] * (1 if l2 else 255) for r in rows])
+        acc = np.array([r["value"] for r in rows])
+        low, high = zip(*(wilson_interval(r["value"], r["n"]) for r in rows))
+        ns = sorted({r["n"] for r in rows})
+        line, = ax.plot(eps, 100 * acc, "o-", markersize=3, linewidth=1.2,
+                        label=f"{name} (n = {'/'.join(f'{k:,}' for k in ns)})")
+        ax.fill_between(eps, 100 * np.array(low, dtype=float), 100 * np.array(high, dtype=float),
+                        color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xlabel("L2 budget eps" if l2 else "L-inf budget eps (/255)")
+    ax.set_ylabel(f"{records[0]['metric']} accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3, linewidth=0.5)
+    curve_legend(ax)
+    ax.set_title(f"{records[0]['metric']} against the budget on "
+                 f"{(records[0].get('data') or {}).get('label') or 'test data'}", fontsize=8)
+    return fig
+
+
+def sweepable(record: dict) -> bool:
+    """An accuracy record with a budget: several of them, at different eps, make a curve."""
+    return record.get("unit") == "fraction" and isinstance((record.get("params") or {}).get("eps"), float)
+
+
+# metrics whose records `plot --compare` draws together (curves overlaid, histograms side by side);
+# records of any other accuracy metric with an eps are drawn against their budgets (`budget_sweep`)
 COMPARISONS = {"robust-curve": curve_comparison, "energy-hist": hist_comparison}
 
 
-def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS, shared_x: bool = False) -> list[Path]:
-    """One figure of the given records (all of one metric in COMPARISONS), named by model;
-    `shared_x` puts energy histograms on one energy axis."""
-    records = [(Path(f), load_record(Path(f))) for f in record_files]
+def draw_comparison(record_files: list[Path], out_stem: Path, formats=FORMATS, shared_x: bool = False,
+                    labels: dict | None = None) -> list[Path]:
+    """One figure of the given records (all of one metric in COMPARISONS), named by model (or by
+    `labels`, {record file: name}); `shared_x` puts energy histograms on one energy axis."""
+    labels = {Path(k): v for k, v in (labels or {}).items()}
+    records = [(Path(f), {**load_record(Path(f)), **({"display_label": labels[Path(f)]} if Path(f) in labels else {})})
+               for f in record_files]
     metrics = {r["metric"] for _, r in records}
+    if len(metrics) == 1 and next(iter(metrics)) not in COMPARISONS and all(sweepable(r) for _, r in records):
+        return save(budget_sweep([r for _, r in records]), out_stem, formats)
     if len(metrics) != 1 or next(iter(metrics)) not in COMPARISONS:
-        raise UserError(f"{option('compare')} overlays records of one metric among {', '.join(COMPARISONS)}; got "
+        raise UserError(f"{option('compare')} overlays records of one metric among {', '.join(COMPARISONS)}, or "
+                        f"records of one accuracy metric at several budgets; got "
                         f"{', '.join(sorted(metrics))}")
     curves = {}
     for f, r in records:

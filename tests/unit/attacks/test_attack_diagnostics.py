@@ -1,10 +1,11 @@
 """Robustness numbers that cannot be fooled: per-image outcomes, the indicators of attack failure,
 EOT-PGD for randomized models, the public codes' evaluation protocols, and the robustness curve.
 
-Three deliberately broken models each raise their indicator and no other: a non-differentiable
-quantising input layer (unavailable gradients), fresh input noise on every forward (randomized
-forward; EOT-PGD then finds a lower accuracy), a softmax output (probability output). The shipped
-checkpoints raise none, and the unbounded attack reaches 0% on each.
+Deliberately broken models each raise their indicator: a non-differentiable quantising input
+layer (unavailable gradients), fresh input noise on every forward (randomized forward; EOT-PGD
+then finds a lower accuracy), a softmax output (probability output), an input gradient replaced by
+noise of its own scale (gradient direction). The shipped checkpoints raise none, and the unbounded
+attack reaches 0% on each.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from energybench.reporting.table_specs import load_table
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((REPO / "checkpoints").glob("*-smoke.pt"))
-ALWAYS_ON = {"randomized_forward", "probability_output", "unavailable_gradients", "incomplete_optimisation"}
+ALWAYS_ON = {"randomized_forward", "probability_output", "unavailable_gradients", "incomplete_optimisation",
+             "gradient_direction"}
 
 
 class Quantised(nn.Module):
@@ -53,6 +55,28 @@ class FreshNoise(nn.Module):
     def forward(self, x):
         g = self.gain * torch.randn_like(x)
         return self.model(x + self.sigma * torch.randn_like(x) + g * x - g * x.detach())
+
+
+class _NoiseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.randn_like(grad) * grad.abs().mean()
+
+
+class NoiseGradient(nn.Module):
+    """A deterministic forward whose input gradient is noise of the true gradient's scale: never
+    zero, never NaN, and useless to an attack (masked gradients that pass the zero-gradient check)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(_NoiseGradient.apply(x))
 
 
 class Softmaxed(nn.Module):
@@ -89,6 +113,19 @@ def test_a_broken_model_raises_its_indicator_and_no_other(wrapper, expected, bas
     assert "⚑ 1 raised" in text and f"⚑ pgd20: {check['title']}" in text
 
 
+def test_a_noise_gradient_is_caught_by_the_always_on_direction_check(base, exact_npz, tmp_path):
+    """The gradient-direction check alone separates it from the honest model (the noise walk also
+    leaves images still moving at the end, which incomplete optimisation may notice)."""
+    (record,) = evaluate(NoiseGradient(base), ["pgd20"], data=str(exact_npz), n=128, out_dir=tmp_path,
+                         log=lambda m: None)
+    assert {"gradient_direction"} <= _flags(record) <= {"gradient_direction", "incomplete_optimisation"}
+    evidence = record["diagnostics"]["gradient_direction"]["evidence"]
+    assert evidence["considered"] >= 8 and 2 * evidence["gradient_beats_every_random_step"] < evidence["considered"]
+    assert "gradient-free" in record["diagnostics"]["gradient_direction"]["advice"]
+    (honest,) = evaluate(base, ["pgd20"], data=str(exact_npz), n=128, out_dir=tmp_path / "honest", log=lambda m: None)
+    assert honest["diagnostics"]["gradient_direction"]["flag"] is False
+
+
 def test_eot_pgd_breaks_more_of_the_randomized_model(base, exact_npz, tmp_path):
     model = FreshNoise(base)
     (plain,) = evaluate(model, ["pgd20"], data=str(exact_npz), n=500, out_dir=tmp_path, log=lambda m: None)
@@ -98,6 +135,7 @@ def test_eot_pgd_breaks_more_of_the_randomized_model(base, exact_npz, tmp_path):
     assert eot["value"] < plain["value"] - 0.02, (plain["value"], eot["value"])
     assert "eot=10" in plain["diagnostics"]["randomized_forward"]["advice"]
     assert plain["diagnostics"]["incomplete_optimisation"]["flag"] is None  # not assessed on noise
+    assert plain["diagnostics"]["gradient_direction"]["flag"] is None
 
 
 def test_tiny_steps_raise_incomplete_optimisation(base, exact_npz, tmp_path):
@@ -264,13 +302,49 @@ def test_robust_curve_is_monotone_with_its_area_and_figure(base, exact_npz, tmp_
     assert eps[0] == 0 and np.all(np.diff(acc) <= 0.02)
     assert record["value"] == pytest.approx(np.trapezoid(acc, eps) / eps[-1])
     assert record["diagnostics"]["budget_monotone"]["flag"] is False
+    assert record["unit"] == "area" and 0 < record["stderr"] < 0.1  # a bootstrap over images
     assert Path(record["file"]).with_suffix(".png").exists()
+    caption = Path(record["file"]).with_suffix(".caption.txt").read_text()
+    assert "L-inf eps 0/255 to 16/255 (5 budgets), step 0.25 eps" in caption and "n = 100" in caption
+    # the legend explains the band and the dotted line; --label names the model
+    from energybench.metrics.robust_curve_figure import robust_curve
+    from energybench.records.figures import read_raw
+
+    fig = robust_curve(record, read_raw(Path(record["file"]), record))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("95% Wilson" in t for t in legend) and any("standard budget (8/255)" in t for t in legend)
+    assert "first 1,017" not in fig.axes[0].get_title() and "(n = 100)" in legend[0]
+    code, out, err = run_cli("plot", record["file"], "--label", "my model", "--out", tmp_path / "named")
+    assert code == 0, err
+    assert (tmp_path / "named" / Path(record["file"]).with_suffix(".caption.txt").name).read_text().startswith(
+        "robust-curve of my model")
     (other,) = evaluate(REPO / "checkpoints" / "normal-smoke.pt", ["robust-curve"], data=str(exact_npz), n=100,
                         out_dir=tmp_path / "normal", log=lambda m: None,
                         overrides={"eps_grid": "0,2/255,4/255,8/255,16/255"})
     code, out, err = run_cli("plot", record["file"], other["file"], "--compare", "curves", "--out", tmp_path / "fig")
     assert code == 0, err
     assert (tmp_path / "fig" / "curves.png").exists() and (tmp_path / "fig" / "curves.pdf").exists()
+
+
+def test_pgd20_records_at_several_budgets_plot_as_a_curve(base, exact_npz, tmp_path, run_cli):
+    """An eps sweep made one run per budget (the way --eps works) is drawn by plot --compare as
+    accuracy against eps, one curve per model, its points the records' own values."""
+    out = tmp_path / "sweep"
+    values = {}
+    for eps in (2 / 255, 4 / 255, 8 / 255):
+        (record,) = evaluate(base, ["pgd20"], data=str(exact_npz), n=40, out_dir=out, log=lambda m: None,
+                             overrides={"eps": eps})
+        values[eps] = record["value"]
+    code, printed, err = run_cli("plot", out, "--compare", "sweep", "--out", tmp_path / "fig")
+    assert code == 0, err
+    assert (tmp_path / "fig" / "sweep.png").exists()
+    from energybench.reporting.plotting import budget_sweep
+    from energybench.records.store import load_record
+
+    fig = budget_sweep([load_record(f) for f in sorted(out.glob("pgd20-*.json"))])
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "o"]
+    assert list(line.get_xdata()) == pytest.approx([2, 4, 8])
+    assert list(line.get_ydata()) == pytest.approx([100 * values[e] for e in (2 / 255, 4 / 255, 8 / 255)])
 
 
 @pytest.mark.parametrize("args, message", [
