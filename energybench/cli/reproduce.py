@@ -29,32 +29,46 @@ from energybench.core.errors import UserError
 @click.option("--seeds", type=POSITIVE, default=None,
               help="training seeds per run (default: ci 1, smoke 3, paper 5); tables give mean ± std")
 @click.option("--plan", "make_plan", is_flag=True,
-              help="write OUT/plan.json (the independent jobs) and OUT/slurm.sh (a SLURM array running "
-                   "each under torchrun) instead of running anything")
+              help="write OUT/plan.json (the independent jobs and what each needs), OUT/slurm.sh (run it on a "
+                   "SLURM login node: it submits the trainings, then each run's evaluations once its "
+                   "training succeeded, then the tables) and OUT/task.sbatch, instead of running anything; "
+                   "the data need not be on the planning machine")
+@click.option("--slurm", "slurm", multiple=True, metavar="KEY=VALUE",
+              help="with --plan: SLURM settings, repeatable: KIND.time, KIND.mem, KIND.cpus, KIND.gpus "
+                   "(KIND: train, eval, figures, tables; e.g. train.time=3-00:00:00, eval.gpus=2), "
+                   "partition, account, throttle (most tasks of an array at once, default 16)")
 @click.option("--job", "job_id", default=None, metavar="ID",
               help="run one job of the plan (with the plan's --preset, --only, --seeds, --out, --runs)")
 def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights, seeds,
-              make_plan, job_id):
+              make_plan, slurm, job_id):
     """Train the tables' models, evaluate them and render every table and figure with an index.
     Under torchrun, training is data parallel and evaluation split over the processes."""
     from energybench.core.distributed import joined
     from energybench.data import resolve_source
+    from energybench.core.validation import key_value
     from energybench.workflows.jobs import run_job, write_plan
+    from energybench.workflows.slurm import SlurmOptions
     from energybench.workflows.reproduce import reproduce as run_reproduction
 
-    if data_cifar100 != "cifar100":  # given explicitly: it must exist (the default may be absent)
+    if data_cifar100 != "cifar100" and not make_plan:  # given explicitly: it must exist (the default may be absent)
         resolve_source(data_cifar100)
+    if slurm and not make_plan:
+        raise UserError("--slurm sets the SLURM scripts of a plan; add --plan")
     out_dir = out_dir or Path(f"reports/reproduce-{preset}")
     runs_dir = runs_dir or Path(f"runs/reproduce-{preset}")
     data = {"cifar10": data_spec, "cifar100": data_cifar100}
     if make_plan:
         if job_id is not None:
             raise UserError("--plan writes the jobs; --job runs one: give one of them")
-        resolve_source(data_spec)
         arguments = _plan_arguments(preset, out_dir, runs_dir, data, only, seeds, inception_weights, device)
+        options = SlurmOptions().with_settings([key_value(item, "--slurm", "train.time=3-00:00:00")
+                                                for item in slurm])
         path = write_plan(preset, out_dir, lambda job: arguments + ([] if job is None else ["--job", job]),
-                          only=only, seeds=seeds)
-        echo(f"plan: {path}\nSLURM array: {path.parent / 'slurm.sh'}")
+                          only=only, seeds=seeds, slurm=options)
+        if not Path(str(data_spec)).exists() and data_spec not in ("cifar10", "cifar100"):
+            echo(f"--data {data_spec} is not on this machine: the plan gives it to the cluster's jobs as written",
+                 err=True)
+        echo(f"plan: {path}\nsubmit on a SLURM login node: bash {path.parent / 'slurm.sh'}")
         return
     with joined(device) as (world, dev):
         say = (lambda m: echo(m, err=True)) if world.is_main else (lambda m: None)

@@ -1,12 +1,11 @@
-"""A reproduction as independent jobs for a cluster: plan.json (each job and its command), a SLURM
-array script over them, and `run_job` (one job, in any order: a job trains its run first unless
-another job is training it).
+"""A reproduction as independent jobs for a cluster: plan.json (each job, its command and the jobs
+it needs), the SLURM scripts that submit and run them (energybench.workflows.slurm), and `run_job`
+(one job, in any order: a job trains its run first unless another job is training it).
 """
 
 from __future__ import annotations
 
 import difflib
-import shlex
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +16,7 @@ from energybench.core.hashing import json_key
 from energybench.reporting.table_specs import table_names
 from energybench.workflows.plan import parse_only, plan, preset_of, seeded
 from energybench.workflows.reproduce import draw_run_figures, ensure_trained, evaluate_run, publish, reproduce
+from energybench.workflows.slurm import SlurmOptions, environment_bin, submit_script, task_script
 
 
 def _job_id(kind: str, run: str, metric: str = "", protocol: dict | None = None) -> str:
@@ -47,11 +47,12 @@ def job_plan(preset: str, tables: list[str] | None = None, only: str | None = No
 
 
 def write_plan(preset: str, out_dir: Path, command: Callable[[str | None], list[str]], only: str | None = None,
-               tables: list[str] | None = None, seeds: int | None = None) -> Path:
-    """OUT/plan.json (the jobs and the command that runs each) and OUT/slurm.sh (a SLURM array
-    over the jobs but the last, each under torchrun; the tables job after them). `command(job id)`
-    is the argument list that runs one job (None: the tables), as the face that plans words it.
-    Returns plan.json."""
+               tables: list[str] | None = None, seeds: int | None = None,
+               slurm: SlurmOptions = SlurmOptions()) -> Path:
+    """OUT/plan.json (the jobs and the command that runs each), OUT/slurm.sh (submits them to SLURM
+    along their `needs`) and OUT/task.sbatch (one job per array task, under torchrun):
+    energybench.workflows.slurm. `command(job id)` is the argument list that runs one job (None:
+    the tables), as the face that plans words it. Returns plan.json."""
     check_writable_dir(out_dir)
     p = preset_of(preset, seeds)
     jobs = job_plan(preset, tables, only, seeds)
@@ -63,44 +64,9 @@ def write_plan(preset: str, out_dir: Path, command: Callable[[str | None], list[
     path = out_dir / "plan.json"
     write_json_atomic({"format": "energybench-reproduction-plan", "preset": preset, "seeds": p.seeds,
                        "jobs": jobs}, path)
-    write_text_atomic(slurm_script(path, jobs), out_dir / "slurm.sh")
+    write_text_atomic(task_script(path, environment_bin()), out_dir / "task.sbatch")
+    write_text_atomic(submit_script(out_dir, jobs, slurm), out_dir / "slurm.sh")
     return path
-
-
-# The arguments of array task i (argv[2]) from the plan (argv[1]), NUL-separated; a task id that is
-# not one of the plan's array tasks is one line on stderr and no arguments. No single quote inside:
-# the script passes this to python -c in single quotes.
-TASK_ARGUMENTS = """import json, sys
-jobs = json.load(open(sys.argv[1]))["jobs"][:-1]
-task = sys.argv[2]
-if not (task.isdigit() and int(task) < len(jobs)):
-    sys.exit(f"energybench: error: SLURM_ARRAY_TASK_ID {task!r} is not a task of this plan (0-{len(jobs) - 1}); "
-             f"submit slurm.sh with its own --array=0-{len(jobs) - 1}")
-sys.stdout.write("\\0".join(jobs[int(task)]["command"][1:]) + "\\0")"""
-
-
-def slurm_script(plan_path: Path, jobs: list[dict]) -> str:
-    """A SLURM array script: task i runs the command of job i of the plan (read from plan.json at
-    run time, never pasted into the script) under torchrun (GPUS_PER_NODE processes, default 1);
-    the tables job is submitted after the array."""
-    return f"""#!/bin/bash
-# energybench reproduction as a SLURM job array: {len(jobs) - 1} jobs, then the tables.
-#   sbatch slurm.sh                       # the array: one job per task, in any order
-#   then the tables, after the array: the "tables" job's command in plan.json, e.g.
-#   sbatch --dependency=afterok:<array job id> --wrap "energybench reproduce ..."
-# Each task trains its run first if no other task has (and waits for one that is training it),
-# so tasks may run in any order and in parallel; rerunning a task resumes it.
-# Edit the resources below: each task runs its job under torchrun, one process per GPU.
-#SBATCH --job-name=energybench-reproduce
-#SBATCH --array=0-{len(jobs) - 2}
-#SBATCH --nodes=1
-#SBATCH --gpus-per-node=1
-set -euo pipefail
-PLAN={shlex.quote(str(plan_path.resolve()))}
-mapfile -d '' ARGS < <(python -c '{TASK_ARGUMENTS}' "$PLAN" "${{SLURM_ARRAY_TASK_ID:-}}")
-[ "${{#ARGS[@]}}" -gt 0 ] || exit 2
-torchrun --standalone --nproc_per_node "${{SLURM_GPUS_ON_NODE:-1}}" -m energybench "${{ARGS[@]}}"
-"""
 
 
 def run_job(job_id: str, preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], device,

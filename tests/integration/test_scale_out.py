@@ -179,7 +179,7 @@ def test_the_reproduction_plan_runs_in_any_order(tmp_path, jpeg_tar, monkeypatch
     jobs = [j["id"] for j in plan["jobs"]]
     assert jobs[-1] == "tables" and {"train/normal", "eval/normal/clean", "eval/normal/pgd20"} <= set(jobs)
     assert all("--job" in j["command"] for j in plan["jobs"][:-1])
-    assert "#SBATCH --array=0-" in (path.parent / "slurm.sh").read_text()
+    assert "submit --job-name=eb-train --array=" in (path.parent / "slurm.sh").read_text()
     order = jobs[:-1]
     random.Random(3).shuffle(order)
     assert order.index("train/normal") > 0  # some evaluation runs before its training job
