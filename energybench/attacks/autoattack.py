@@ -216,7 +216,7 @@ def _clean_bits_agree(model, x, y, chunk: dict, batch_size: int, device) -> bool
 
 
 def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool,
-                  nonfinite: str | None = "refuse", norm: str = "Linf") -> dict:
+                  nonfinite: str | None = "refuse", norm: str = "Linf", custom_attacks: tuple | None = None) -> dict:
     """One fresh AutoAttack run on x (N, C, H, W) in [0, 1]. Images with NaN/inf clean logits stop
     it, unless `nonfinite` is 'wrong': then only the others are attacked and those count wrong."""
     from pyautoattack import AutoAttack
@@ -234,7 +234,8 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
         clean = clean & answered
         x_adv, attacks = x.clone(), []
         if bool(answered.any()):
-            adversary = AutoAttack(model, norm=norm, eps=eps, version=version, seed=seed, device=device)
+            adversary = AutoAttack(model, norm=norm, eps=eps, version=version, seed=seed, device=device,
+                                   attacks=list(custom_attacks) if version == "custom" else None)
             attacked, _ = adversary.run_standard_evaluation(x[answered], y[answered], batch_size=batch_size)
             x_adv[answered] = attacked.to(x_adv.device)
             attacks = list(adversary.attacks_to_run)
@@ -293,13 +294,15 @@ def run_autoattack(
     device: torch.device | str = "cpu",
     state_path: Path | None = None,
     version: str = "standard",
+    custom_attacks: tuple | None = None,
     chunk_size: int | None = None,
     key: dict | None = None,
     chunk_ids: list[int] | None = None,
     nonfinite: str | None = "refuse",
     norm: str = "Linf",
 ) -> AutoAttackResult:
-    """Standard AutoAttack in `norm` ('Linf' or 'L2') on x (N, C, H, W) float32 in [0, 1], y (N,) int64.
+    """Standard AutoAttack in `norm` ('Linf' or 'L2') on x (N, C, H, W) float32 in [0, 1], y (N,) int64
+    (or `version` plus/rand, or custom with the `custom_attacks` named, in their order).
 
     Chunks of `chunk_size` images (default `batch_size`) are attacked one after another (only
     `chunk_ids`, when given: a torchrun rank's share); with a `state_path`, each finished chunk is
@@ -315,7 +318,8 @@ def run_autoattack(
     check_eps(eps, "eps", norm)
     chunk_size = chunk_size or batch_size
     key = dict(key or {}, eps=eps, seed=seed, version=version, chunk_size=chunk_size, n=len(y),
-               state_version=STATE_VERSION, **({"norm": norm} if norm != "Linf" else {}))
+               state_version=STATE_VERSION, **({"norm": norm} if norm != "Linf" else {}),
+               **({"attacks": list(custom_attacks)} if version == "custom" else {}))
     starts = list(range(0, len(y), chunk_size))
     wanted = list(range(len(starts))) if chunk_ids is None else sorted(chunk_ids)
     saved = _read_state(Path(state_path), key) if state_path is not None else {}
@@ -331,7 +335,8 @@ def run_autoattack(
     for c in progress(todo, desc="autoattack chunks", total=len(todo)):
         start, stop = starts[c], min(starts[c] + chunk_size, len(y))
         chunks[c] = _attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size, device,
-                                  version, first=c == 0, nonfinite=nonfinite, norm=norm)
+                                  version, first=c == 0, nonfinite=nonfinite, norm=norm,
+                                  custom_attacks=custom_attacks)
         if state_path is not None:
             saved_chunks = {str(i): chunks[i] for i in sorted(chunks)}
             write_json_atomic({"format": STATE_FORMAT, "key": key, "chunks": saved_chunks,

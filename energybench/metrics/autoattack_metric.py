@@ -13,7 +13,7 @@ import torch
 from energybench.attacks import diagnostics
 from energybench.attacks.autoattack import chunk_index, run_autoattack
 from energybench.attacks.pgd import NORMS
-from energybench.core.validation import Checked
+from energybench.core.validation import Checked, RangeError
 from energybench.data import to_float
 from energybench.energy.energies import refuse_nonfinite
 from energybench.metrics.base import (
@@ -23,21 +23,37 @@ from energybench.metrics.robustness import checks_record, settle_budget
 from energybench.records.outcomes import OutcomeLog, write_outcomes
 
 
+CUSTOM_ATTACKS = ("apgd-ce", "apgd-t", "apgd-dlr", "fab", "fab-t", "square")  # pyautoattack's names
+
+
 @dataclass(frozen=True)
 class AutoAttackParams(Checked):
     LIMITS = {"max_images": "[1, 10000000]", "chunk_size": "[1, 100000]"}
-    CHOICES = {"version": ("standard", "plus", "rand"), "norm": NORMS}
-    IMPLICIT: ClassVar[dict] = {"norm": "Linf"}  # as PGDConfig's
+    CHOICES = {"version": ("standard", "plus", "rand", "custom"), "norm": NORMS}
+    IMPLICIT: ClassVar[dict] = {"norm": "Linf", "attacks": None}  # left out of records at these values
 
     eps: float | None = None  # None: the norm's standard budget (8/255 L-inf, 0.5 L2)
-    version: str = "standard"  # APGD-CE, APGD-T, FAB-T, Square; 'rand' (APGD with EOT) for randomized models
+    # APGD-CE, APGD-T, FAB-T, Square; 'rand' (APGD with EOT) for randomized models; 'custom': `attacks`
+    version: str = "standard"
     max_images: int = 1000  # the first images of --n (AutoAttack is slow); full test set at paper scale
     chunk_size: int = 250  # images per resumable unit; each chunk's result is saved when it ends
     norm: str = "Linf"  # the threat model: "Linf" or "L2"
+    attacks: tuple[str, ...] | None = None  # with version 'custom': the attacks to run, in order
 
     def __post_init__(self):
         settle_budget(self)
         super().__post_init__()
+        if self.version == "custom":
+            if not self.attacks:
+                raise RangeError("attacks", f"must name the attacks of version custom, e.g. apgd-ce,square "
+                                            f"(of {', '.join(CUSTOM_ATTACKS)})")
+            unknown = [a for a in self.attacks if a not in CUSTOM_ATTACKS]
+            if unknown or len(set(self.attacks)) != len(self.attacks):
+                raise RangeError("attacks", f"must be distinct names among {', '.join(CUSTOM_ATTACKS)}, got "
+                                            f"{', '.join(self.attacks)}")
+        elif self.attacks is not None:
+            raise RangeError("attacks", f"chooses the attacks of version custom only; version {self.version} "
+                                        f"runs its own")
 
 
 @register_metric
@@ -66,6 +82,7 @@ class AutoAttackMetric(Metric):
         y = ctx.data.labels[:n]
         result = run_autoattack(ctx.model, x, y, eps=p.eps, seed=ctx.seed, batch_size=ctx.batch_size,
                                 device=ctx.device, state_path=self.state_file(ctx), version=p.version,
+                                custom_attacks=p.attacks,
                                 chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine,
                                 nonfinite=ctx.nonfinite, norm=p.norm)
         log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite"))

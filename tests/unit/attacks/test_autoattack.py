@@ -48,3 +48,40 @@ def test_a_resumed_chunk_whose_clean_flags_are_not_the_models_is_attacked_again(
     assert again.chunks_resumed == 1  # chunk 0 taken as saved, chunk 1 attacked again
     assert torch.equal(again.robust_flags, result.robust_flags)
     assert torch.equal(again.clean_flags, result.clean_flags)
+
+
+def test_a_custom_attack_list_runs_those_attacks_as_pyautoattack_does(trained_model, exact_test, exact_npz, tmp_path):
+    """version=custom with attacks (pyautoattack's attacks_to_run): the record names them, runs
+    only them, and equals pyautoattack's own custom run; standard records keep no attacks key."""
+    from pyautoattack import AutoAttack
+
+    from energybench.api import evaluate
+
+    (record,) = evaluate(trained_model, str(exact_npz), ["autoattack"], n=16, out_dir=tmp_path, device="cpu",
+                         batch_size=16, eps=1 / 255, version="custom", attacks="apgd-ce,square")
+    assert list(record["params"]["attacks"]) == ["apgd-ce", "square"] and set(record["extra"]["per_attack"]) <= {
+        "apgd-ce", "square"}
+    x, y = exact_test.images[:16].float() / 255, exact_test.labels[:16]
+    direct = AutoAttack(trained_model, norm="Linf", eps=1 / 255, version="custom", attacks=["apgd-ce", "square"],
+                        seed=0, device="cpu")
+    x_adv, _ = direct.run_standard_evaluation(x, y, batch_size=16)
+    with torch.no_grad():
+        robust = ((trained_model(x_adv).argmax(1) == y) & (trained_model(x).argmax(1) == y)).float().mean()
+    assert record["value"] == pytest.approx(float(robust))
+    from energybench.metrics import METRICS
+
+    metric = METRICS.get("autoattack")
+    assert "attacks" not in metric(metric.Params()).protocol()  # standard records keep their identity
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"version": "custom"}, r"attacks must name the attacks of version custom"),
+    ({"version": "custom", "attacks": ("apgd-ce", "pgd")}, r"attacks must be distinct names among apgd-ce"),
+    ({"version": "standard", "attacks": ("square",)}, r"attacks chooses the attacks of version custom only"),
+])
+def test_custom_attack_lists_are_checked(values, message):
+    from energybench.core.validation import RangeError
+    from energybench.metrics.autoattack_metric import AutoAttackParams
+
+    with pytest.raises(RangeError, match=message):
+        AutoAttackParams(**values)
