@@ -88,7 +88,8 @@ def registry_names(kind: str) -> list[str]:
     if kind in ("tables", "tables+all"):
         from energybench.reporting.table_specs import table_names
 
-        return table_names() + (["all"] if kind == "tables+all" else [])
+        # "own": a table of the given records' own models (energybench.reporting.own_table)
+        return table_names() + (["own", "all"] if kind == "tables+all" else [])
     from energybench.models import MODELS
 
     return MODELS.names()

@@ -17,7 +17,8 @@ DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "reports" / "reproduce-s
 
 @click.command()
 @click.option("--table", "tables", multiple=True, required=True, type=registry_choice("tables+all"),
-              help="table name (see `energybench list tables`), or 'all'; repeatable")
+              help="table name (see `energybench list tables`), 'own' (your records: every model x every "
+                   "metric and protocol, with spreads and significance marks), or 'all'; repeatable")
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help=f"folders or files of result records (default {DEFAULT_RESULTS} if present); repeatable")
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "tex", "csv"]))
@@ -30,13 +31,15 @@ def report(tables, results, fmt, out_file, data_label):
     """A paper table with published numbers beside measured ones."""
     from energybench.core.atomic import check_writable_dir, write_text_atomic
     from energybench.reporting.cells import collect_records, select_data
+    from energybench.reporting.own_table import OWN_TABLE, own_table
     from energybench.reporting.render import render
     from energybench.reporting.report import build
     from energybench.reporting.table_specs import load_table, table_names
 
     names = table_names() if "all" in tables else list(tables)
     for name in names:
-        load_table(name)  # unknown names fail before anything else is said
+        if name != OWN_TABLE:
+            load_table(name)  # unknown names fail before anything else is said
     if out_file is not None:
         if out_file.is_dir():
             raise UserError(f"--out {out_file} is a folder; give a file name, e.g. {out_file / 'table.md'}")
@@ -49,7 +52,12 @@ def report(tables, results, fmt, out_file, data_label):
     records = collect_records(results)
     if data_label is not None:
         records = select_data(records, data_label)
-    text = "\n".join(render(build(load_table(name), records), fmt) for name in names)
+    text = "\n".join(render(build(own_table(records) if name == OWN_TABLE else load_table(name), records), fmt)
+                     for name in names)
+    foreign = {r["model"].get("sha256") for r in records if not r["model"].get("recipe")}
+    if foreign and OWN_TABLE not in names:
+        echo(f"note: {len(foreign)} model(s) in the results are no energybench recipe and fill no paper table; "
+             f"see them with --table {OWN_TABLE}", err=True)
     if out_file is None:
         echo(text, nl=False)
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from energybench.records.store import attack_step_key, read_record, record_problem
+from energybench.records.store import attack_step_key, protocol_norm, read_record, record_problem
 from energybench.records.text import format_summary, protocol_text
 
 
@@ -27,8 +27,10 @@ def folder_summary(folder: str | os.PathLike, title: str) -> str:
 
 def load_records(paths) -> "pandas.DataFrame":  # noqa: F821  (pandas is imported lazily)
     """Records from files or folders (recursively *.json) as a DataFrame, one row per record:
-    metric, value, stderr, n, eps and step_size (where the metric has them), `protocol` (text),
-    one `params.<key>` column per protocol value, model, recipe, data, seed, device, file."""
+    metric, value, stderr, n, eps and step_size (where the metric has them), `norm` ('Linf' or
+    'L2' for every attack record, L-inf ones included, whose records leave it implicit; None for
+    metrics without a threat model), `protocol` (text), one `params.<key>` column per protocol
+    value, model, recipe, data, seed, device, file."""
     import pandas as pd
 
     rows = []
@@ -46,6 +48,7 @@ def load_records(paths) -> "pandas.DataFrame":  # noqa: F821  (pandas is importe
                 "step_size": params.get(step) if step else None,
                 "protocol": protocol_text(record),
                 **{f"params.{k}": v for k, v in params.items()},
+                "norm": protocol_norm(params),
                 "model": record["model"].get("path"), "model_sha256": record["model"].get("sha256"),
                 "recipe": record["model"].get("recipe"), "data": record["data"].get("label"),
                 "seed": record.get("seed"), "device": record.get("device"),

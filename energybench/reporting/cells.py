@@ -103,16 +103,22 @@ def matches(record: dict, entry: dict, measure: dict, protocol: dict | None = No
     from energybench.metrics import METRICS
 
     model = record["model"]
-    if record["metric"] != measure["metric"] or model.get("recipe") != entry["recipe"]:
+    if record["metric"] != measure["metric"]:
         return False
     if record_metric_version(record) != METRICS.get(measure["metric"]).version:
         return False
-    classes = ((model.get("model") or {}).get("kwargs") or {}).get("num_classes")
-    if classes != DATASET_CLASSES[entry.get("dataset", "cifar10")]:
-        return False
-    params = model.get("recipe_params") or {}
-    if any(k not in params or not _same(params[k], v) for k, v in entry.get("params", {}).items()):
-        return False
+    if "model_sha256" in entry:  # a table of the user's own models: the model file itself
+        if model.get("sha256") != entry["model_sha256"]:
+            return False
+    else:
+        if model.get("recipe") != entry["recipe"]:
+            return False
+        classes = ((model.get("model") or {}).get("kwargs") or {}).get("num_classes")
+        if classes != DATASET_CLASSES[entry.get("dataset", "cifar10")]:
+            return False
+        params = model.get("recipe_params") or {}
+        if any(k not in params or not _same(params[k], v) for k, v in entry.get("params", {}).items()):
+            return False
     if (record.get("identity") or {}).get("purification") != entry_purification(entry):
         return False
     protocol = cell_protocol(measure, entry) if protocol is None else protocol
@@ -248,7 +254,7 @@ def measured_cell(records: list[dict], entry: dict, measure: dict, paper: dict) 
     training = [r["model"].get("training") or {} for r in unique]
     checks = tuple(dict.fromkeys(c for r in unique for c in attack_checks(r, records)))
     return Measured(statistics.fmean(values), spread, scale,
-                    tuple(scale.differences(paper, entry.get("dataset", "cifar10"))), first["_file"],
+                    tuple(scale.differences(paper, entry.get("dataset", "cifar10"))) if paper else (), first["_file"],
                     sum(t.get("rollbacks", 0) for t in training), min(t.get("lr_scale", 1.0) for t in training),
                     checks, tuple(unique), tuple(training_seed(r) for r in unique))
 

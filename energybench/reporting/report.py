@@ -94,7 +94,7 @@ def _public_text(records, entry: dict, measure: dict, public: dict, paper: dict,
 
 def _cell(spec: dict, records: list[dict], entry: dict, measure: dict, notes: _Notes) -> tuple[tuple, dict]:
     """One (entry, measure) cell: (published text, measured text) and its tidy CSV row."""
-    paper = spec["paper_scale"]
+    paper = spec.get("paper_scale")
     secondary = set(spec.get("secondary", []))
     published = spec["published"].get(entry["key"], {}).get(measure["key"])
     pub_text = NOT_REPORTED if published is None else published + ("§" if entry["key"] in secondary else "")
@@ -105,7 +105,7 @@ def _cell(spec: dict, records: list[dict], entry: dict, measure: dict, notes: _N
            "metric": measure["metric"], "published": published,
            "published_source": None if published is None else
            ("secondary" if entry["key"] in secondary else "paper")}
-    if entry["recipe"] is None:
+    if entry["recipe"] is None and "model_sha256" not in entry:  # a paper's model energybench cannot train
         row.update(measured=None, stderr=None, scale=None, differs_from_paper=None)
         return (pub_text, NO_RECIPE), row
     m = measured_cell(records, entry, measure, paper)
@@ -121,7 +121,7 @@ def _cell(spec: dict, records: list[dict], entry: dict, measure: dict, notes: _N
 
 
 def _footnotes(spec: dict, notes: _Notes, same: list, untested: list) -> list[str]:
-    paper = spec["paper_scale"]
+    paper = spec.get("paper_scale")
     lines = [f"[{label}] {scale.describe()}." for scale, label in notes.scales.items()]
     if notes.any_differs:
         lines.append(f"† measured at a scale that differs from the paper's ({paper['model']}, "
@@ -145,8 +145,12 @@ def _footnotes(spec: dict, notes: _Notes, same: list, untested: list) -> list[st
                      f"published number came from; the first number uses energybench's standard protocol.")
     if spec.get("secondary"):
         lines.append("§ published value taken from secondary notes of the paper, not its text.")
-    lines.append(f"Published: {spec['paper']}. {NOT_REPORTED}: not reported. Measured: value ± standard "
-                 f"error. {MISSING}: no record in the given results. {NO_RECIPE}: not an energybench recipe.")
+    if spec.get("paper") is None:
+        lines.append(f"Value ± standard error over test images (robust-curve: bootstrap; several training seeds: "
+                     f"their std). {MISSING}: no record of that model under that protocol.")
+    else:
+        lines.append(f"Published: {spec['paper']}. {NOT_REPORTED}: not reported. Measured: value ± standard "
+                     f"error. {MISSING}: no record in the given results. {NO_RECIPE}: not an energybench recipe.")
     return lines + list(spec.get("notes", []))
 
 
@@ -166,12 +170,15 @@ def build(spec: dict, records: list[dict]) -> Grid:
     same, untested, tested = _mark_indistinguishable(spec, notes.measured_cells, cells, tidy)
     by_entry = spec["rows_are"] == "entries"
     outer, inner = (spec["entries"], spec["measures"]) if by_entry else (spec["measures"], spec["entries"])
-    header = ["Model" if by_entry else ""] + [f"{i['label']} ({side})" for i in inner for side in ("paper", "measured")]
+    sides = ("measured",) if spec.get("paper") is None else ("paper", "measured")
+    header = ["Model" if by_entry else ""] + [f"{i['label']} ({side})" if len(sides) > 1 else i["label"]
+                                              for i in inner for side in sides]
     rows = []
     for o in outer:
         row = [o["label"]]
         for i in inner:
-            row.extend(cells[(o["key"], i["key"]) if by_entry else (i["key"], o["key"])])
+            published, measured = cells[(o["key"], i["key"]) if by_entry else (i["key"], o["key"])]
+            row.extend([published, measured] if len(sides) > 1 else [measured])
         rows.append(row)
     return Grid(spec["title"], header, rows, _footnotes(spec, notes, same, untested), tidy, tested)
 

@@ -29,7 +29,7 @@ def test_train_eval_json(tmp_path, run_cli, jpeg_tar):
     assert pgd["params"] == {"eps": 8 / 255, "step_size": 2 / 255, "steps": 20, "restarts": 1,
                              "objective": "ce", "random_start": True, "eot": 1}
     assert set(pgd["diagnostics"]) == {"randomized_forward", "probability_output", "unavailable_gradients",
-                                       "incomplete_optimisation"}
+                                       "incomplete_optimisation", "gradient_direction"}
     assert pgd["value"] <= clean["value"]
     for key in ("seed", "device", "dtype", "versions", "wall_seconds", "model", "data", "identity"):
         assert key in pgd
@@ -70,6 +70,7 @@ def test_records_are_keyed_by_protocol(tmp_path, run_cli, trained_run):
     frame = load_records([out])
     pairs = sorted(zip((frame["eps"] * 255).round(6), (frame["step_size"] * 255).round(6)))
     assert pairs == [(2, 0.5), (2, 1), (8, 2)]
+    assert list(frame["norm"]) == ["Linf"] * 3  # explicit, though L-inf records leave it out of params
 
 
 def test_list_shows_registries(run_cli):

@@ -222,3 +222,44 @@ def test_summary_spreads_use_significant_digits_and_wilson_intervals():
         text = spread_text({"value": k / n, "stderr": 0.0, "n": n, "unit": "fraction"})
         assert text == f"95% CI {100 * max(0.0, float(low)):.1f}–{100 * min(1.0, float(high)):.1f}"
         assert "-0.0" not in text  # a bound rounding leaves at -1e-17 is shown as 0.0
+
+
+def test_your_own_models_get_a_table_of_their_own(tmp_path, run_cli, jpeg_tar):
+    """A model that is no recipe fills no paper table: report says so and --table own shows it
+    beside the recipe models, each cell its record's value ± standard error, with ≈ marks from the
+    same paired tests."""
+    import torch.nn as nn
+
+    from energybench.api import evaluate
+    from energybench.handles.checkpoint import load_model
+    from energybench.reporting.own_table import own_table
+
+    shipped = Path(__file__).resolve().parents[3] / "checkpoints"
+    mine = tmp_path / "mine"
+    base = load_model(shipped / "pgd-at-smoke.pt").model
+
+    class Mine(nn.Module):  # the same weights behind a wrapper: a model no recipe made
+        def __init__(self):
+            super().__init__()
+            self.inner = base
+
+        def forward(self, x):
+            return self.inner(x)
+
+    (record,) = evaluate(Mine(), str(jpeg_tar), ["clean"], n=500, out_dir=mine)
+    assert record["model"].get("recipe") is None
+    results = [str(shipped / "records" / "pgd-at"), str(shipped / "records" / "normal"), str(mine)]
+    code, out, err = run_cli("report", "--table", "jeat-t1", *[a for r in results for a in ("--results", r)])
+    assert code == 0 and "1 model(s) in the results are no energybench recipe" in err and "--table own" in err, err
+    code, out, err = run_cli("report", "--table", "own", *[a for r in results for a in ("--results", r)])
+    assert code == 0, err
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    ours = next(v for k, v in rows.items() if "Mine" in k or "module" in k)
+    assert f"{100 * record['value']:.2f} ± {100 * record['stderr']:.2f}" in ours, out
+    assert "| Model | clean | pgd20 (L-inf eps 8/255, step 2/255) |" in out
+    # the same weights answer the same on every image: its clean accuracy equals pgd-at's, marked ≈
+    pgd_at = next(v for k, v in rows.items() if k.startswith("pgd-at"))
+    assert pgd_at.split(" | ")[1].split(" [")[0] == ours.split(" | ")[1].split(" [")[0] and "≈" in ours
+    assert "–" in ours.split(" | ")[2] or "missing" in ours.split(" | ")[2]  # no pgd20 record of it
+    spec = own_table(collect_records(results))
+    assert {e["model_sha256"] for e in spec["entries"]} == {r["model"]["sha256"] for r in collect_records(results)}
