@@ -3,8 +3,10 @@ forward + backward of one image) and a time estimate from a short timed warm-up 
 
 Each metric counts its own passes (`Metric.gradient_passes`, from its protocol: PGD steps x
 restarts x EOT samples, SGLD steps of generated samples, Hutchinson probes, robustness-curve
-budgets) and names the work it cannot count (`Metric.uncounted`: AutoAttack, which stops on broken
-images, attack-sanity's Square queries, the SSIM search, Inception features); the plan says so.
+budgets, AutoAttack's first attack, attack-sanity's attacks and Square queries) and names the work
+it cannot count (`Metric.uncounted`: AutoAttack's later attacks, which stop on broken images, the
+SSIM search, Inception features); the plan says so. A long plan names a smaller n that fits
+QUICK_LOOK_SECONDS (`smaller_n`).
 """
 
 from __future__ import annotations
@@ -50,3 +52,18 @@ def plan_line(metrics: list, n: int, num_classes: int, per_pass: float) -> tuple
     return (f"plan: {', '.join(m.name for m in metrics)} on {n:,} images: about {passes:,.0f} image "
             f"gradient passes, roughly {duration_text(seconds)} from a timed warm-up"
             + (f" (not counted: {', '.join(left_out)})" if left_out else "")), seconds
+
+
+QUICK_LOOK_SECONDS = 15 * 60  # what a first look at a model should take
+QUICK_SIZES = (5000, 2000, 1000, 500, 200, 100)
+
+
+def smaller_n(metrics: list, n: int, num_classes: int, per_pass: float) -> tuple[int, float] | None:
+    """The largest of QUICK_SIZES below n whose estimate fits QUICK_LOOK_SECONDS, and that estimate;
+    None when none does (or n is already that small)."""
+    for size in QUICK_SIZES:
+        if size < n:
+            seconds = sum(m.gradient_passes(size, num_classes) for m in metrics) * per_pass
+            if seconds <= QUICK_LOOK_SECONDS:
+                return size, seconds
+    return None

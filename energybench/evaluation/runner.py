@@ -174,7 +174,11 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
     if not pending or sum(m.gradient_passes(n, classes) for m in pending) < ANNOUNCE_PASSES:
         return
     x = to_float(test.images[:min(32, n)].to(device))
-    line, seconds = costs.plan_line(pending, n, classes, costs.seconds_per_pass(loaded.model, x))
+    per_pass = costs.seconds_per_pass(loaded.model, x)
+    line, seconds = costs.plan_line(pending, n, classes, per_pass)
+    quick = costs.smaller_n(pending, n, classes, per_pass) if seconds > costs.QUICK_LOOK_SECONDS else None
+    if quick is not None:
+        line += f"; a first look with {option('n', quick[0])} takes about {costs.duration_text(quick[1])}"
     if seconds > LONG_RUN_HOURS * 3600 and not world.enabled and not (
             confirm_long and confirm_long(f"{line}\nThat is over {LONG_RUN_HOURS} hours. Start it?")):
         raise UserError(f"{line}: beyond the {LONG_RUN_HOURS} hours an evaluation starts without asking; "

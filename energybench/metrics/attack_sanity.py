@@ -38,6 +38,13 @@ class SanityParams(Checked):
         settle_budget(self)
         super().__post_init__()
 
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """On its min(n, max_images) images: five PGD-20 runs (eps/2, eps, 2 eps, unbounded, margin
+        loss), PGD with more_steps, PGD-20 with restarts, and Square's forward-only queries."""
+        images = min(n, self.max_images)
+        return images * (5 * (20 + 2 / 3) + self.more_steps + 2 / 3 + 20 * self.restarts + 2 / 3
+                         + self.square_queries / 3)
+
 
 def unbounded_eps(norm: str, image_shape) -> float:
     """A budget that reaches every image in [0, 1]: 1 for L-inf, the cube's diagonal sqrt(C*H*W) for L2."""
@@ -56,7 +63,6 @@ class AttackSanity(Metric):
     ~30 PGD-20 runs on max_images = 200 images."""
 
     name = "attack-sanity"
-    uncounted = "attack-sanity's Square queries"
     summary = ("sanity of the attack (diagnostics suite, 200 images): unbounded PGD reaches 0%, "
                "accuracy monotone in eps, steps and restarts, Square does not beat PGD; value = checks raised")
     Params = SanityParams

@@ -40,6 +40,12 @@ class AutoAttackParams(Checked):
     norm: str = "Linf"  # the threat model: "Linf" or "L2"
     attacks: tuple[str, ...] | None = None  # with version 'custom': the attacks to run, in order
 
+    def gradient_passes(self, n: int, num_classes: int) -> float:
+        """What AutoAttack surely spends on its min(n, max_images) images: its first attack's 100
+        iterations on every image (APGD-CE; for version rand, 20 EOT samples of it). The later
+        attacks run only on images still robust (Metric.uncounted)."""
+        return min(n, self.max_images) * (100 + 2 / 3) * (20 if self.version == "rand" else 1)
+
     def __post_init__(self):
         settle_budget(self)
         super().__post_init__()
@@ -59,7 +65,8 @@ class AutoAttackParams(Checked):
 @register_metric
 class AutoAttackMetric(Metric):
     name = "autoattack"
-    uncounted = "AutoAttack"  # adaptive: it stops on broken images
+    # adaptive: the attacks after the first run only on the images still robust (up to ~40x the first)
+    uncounted = "AutoAttack's attacks after its first, which run only on images still robust"
     summary = ("robust accuracy under standard AutoAttack (pyautoattack), first 1,000 images: L-inf 8/255 "
                "(norm L2: 0.5)")
     Params = AutoAttackParams
