@@ -4,8 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-DATA=${ENERGYBENCH_QUICKSTART_DATA:-../shared/data/cifar10-jpeg75.tar.gz}
-[ -e "$DATA" ] || DATA=cifar10   # elsewhere: the data home (see README, "Data")
+if [ -n "${ENERGYBENCH_QUICKSTART_DATA:-}" ]; then
+  DATA=$ENERGYBENCH_QUICKSTART_DATA   # given: used as given (a wrong path is an error, not a fallback)
+else
+  DATA=../shared/data/cifar10-jpeg75.tar.gz
+  [ -e "$DATA" ] || DATA=cifar10   # elsewhere: the data home (see README, "Data")
+fi
 RUN=${ENERGYBENCH_QUICKSTART_RUN:-runs/quickstart}
 EB=.venv/bin/energybench
 if [ -f "$RUN/last.pt" ]; then RESUME=--resume; else RESUME=; fi
