@@ -32,7 +32,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
              out_dir: str | Path | None = None, device: str = "auto", batch_size: int = 256,
              seed: int = 0, train_data=None, force: bool = False, verbose: bool = False,
              threat_model: str = "Linf", model_dir: str | Path | None = None, nonfinite: str = "refuse",
-             yes: bool = False, purify: int = 0, **protocol) -> list[dict]:
+             yes: bool = False, purify: int = 0, save_adversarial: bool = False, **protocol) -> list[dict]:
     """Run metrics on any model; returns one record (dict) per metric, as written to out_dir.
 
     Args:
@@ -60,6 +60,8 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
             accuracy metrics; the record says how many).
         yes: start an evaluation estimated at over 24 hours, or at an L-inf eps beyond 16/255 (otherwise
             refused in one line, saying why).
+        save_adversarial: the PGD metrics write their adversarial examples beside their records
+            (<record>.adversarial.npz: images float32 (N, C, H, W) in [0, 1], index, adv_correct).
         purify: evaluate the model behind test-time purification, this many Langevin steps on its
             energy before it classifies (purify_step_size, purify_noise and purify_chains among
             the protocol values); recorded in every record. Attack it with the bpda-eot metric.
@@ -91,7 +93,7 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
                    batch_size=batch_size, seed=seed, overrides=protocol, force=force,
                    log=(lambda message: print(render_options(message, argument_word))) if verbose else (lambda message: None), train_data=train_data,
                    threat_model=threat_model, model_dir=model_dir, nonfinite=nonfinite,
-                   confirm_long=lambda line: yes, purification=purification)
+                   confirm_long=lambda line: yes, purification=purification, save_adversarial=save_adversarial)
     except UserError as exc:
         raise exc.reworded(render_options(exc.template, argument_word)) from None
     finally:

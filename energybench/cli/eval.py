@@ -61,6 +61,10 @@ from energybench.core.validation import key_value
 @click.option("--yes", is_flag=True, help="start without asking an evaluation estimated at over 24 hours, "
               "or one at an L-inf eps beyond 16/255 (on a terminal it asks; in a script it is refused "
               "without this)")
+@click.option("--save-adversarial", is_flag=True,
+              help="write the PGD metrics' adversarial examples beside their records (<record>.adversarial.npz: "
+                   "images as float32 in [0, 1], exactly as attacked, with each image's index); a record "
+                   "kept without them is computed again")
 @click.option("--purify", "purify", type=click.IntRange(min=0), default=0, metavar="STEPS",
               help="evaluate the model behind test-time purification: STEPS Langevin steps on its energy "
                    "E(x) before it classifies (--param purify_step_size=0.25, purify_noise=0.005, "
@@ -68,7 +72,7 @@ from energybench.core.validation import key_value
                    "record; attack it with --metric bpda-eot")
 def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics, eps, norm, out_dir, device,
              batch_size, seed, force, inception_weights, params, train_data, fmt, entry_name_, authors, venue,
-             architecture, link, nonfinite, yes, purify):
+             architecture, link, nonfinite, yes, save_adversarial, purify):
     """Evaluate a model; one JSON record per metric, then a summary table."""
     import json
 
@@ -113,7 +117,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
                            refused=refused if len(names) > 1 else None, train_data=train_data,
                            threat_model=threat_model, model_dir=model_dir, world=world,
                            nonfinite=nonfinite, confirm_long=lambda line: yes or _ask(line),
-                           purification=purification)
+                           purification=purification, save_adversarial=save_adversarial)
     if not world.is_main:
         return
     out = Path(records[0]["file"]).parent if records else out_dir

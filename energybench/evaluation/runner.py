@@ -60,9 +60,11 @@ def evaluate(
     nonfinite: str = "refuse",
     confirm_long: Callable[[str], bool] | None = None,
     purification: PurificationConfig | None = None,
+    save_adversarial: bool = False,
 ) -> list[dict]:
     """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
-    with `file`, the path it is stored at.
+    with `file`, the path it is stored at. `save_adversarial`: the attacks that make adversarial
+    examples (the PGD metrics) write them beside their records (<stem>.adversarial.npz).
 
     model: any model handle (`energybench.handles.model_handle.open_model`: .pt, .pt2, robustbench:NAME, an
     nn.Module); data: a data spec or `LabeledImages` (default: the data a checkpoint was trained
@@ -104,7 +106,8 @@ def evaluate(
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(loaded)
     check_writable_dir(out_dir)
     ctx = EvalContext(loaded.model, test, device, batch_size, seed, out_dir, loaded,
-                      train_data=datalib.as_split(train_data, "train", "training images given in memory"), world=world, nonfinite=nonfinite)
+                      train_data=datalib.as_split(train_data, "train", "training images given in memory"), world=world,
+                      nonfinite=nonfinite, save_adversarial=save_adversarial)
     model_info = describe_model(loaded)
     spec = data if isinstance(data, (str, Path)) else (loaded.train_source if data is None else "in memory")
     data_info = {"spec": str(spec), "label": test.source.get("label"), "source": test.source}
@@ -223,6 +226,10 @@ def _run_metrics(chosen, ctx, loaded, test, seed, batch_size, device, out_dir: P
         if stored is not None and old is None and same_inputs(stored, identity) and record_inconsistency(stored, path):
             log(f"{name}: the stored record {path.name} is not what was written "
                 f"({record_inconsistency(stored, path)}); computing it again")
+        wanted = ctx.save_adversarial and metric.saves_adversarial
+        if old is not None and wanted and not path.with_suffix(".adversarial.npz").exists():
+            log(f"{name}: recorded in {path.name} without its adversarial examples; computing it again to keep them")
+            old = None
         if old is not None and not force:
             log(f"{name}: already recorded in {path} (use {option('force')} to recompute)")
             if figure_drawer(name) and not path.with_suffix(".png").exists():

@@ -57,6 +57,9 @@ class EvalContext:
     # give the same number whenever every logit is finite, and a reused record that counted some
     # as wrong is not reused under 'refuse'.
     nonfinite: str = "refuse"
+    # write each attacked image's adversarial example beside the record (<stem>.adversarial.npz) where
+    # the metric makes them (Metric.saves_adversarial); an output, not part of a record's identity
+    save_adversarial: bool = False
 
     def artifact(self, suffix: str) -> Path:
         """Where this record's figure or raw data goes: OUT/<stem>.<suffix> (e.g. 'png', 'npz'),
@@ -139,6 +142,7 @@ class Metric(abc.ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     Params: ClassVar[type]
+    saves_adversarial: ClassVar[bool] = False  # writes <stem>.adversarial.npz when asked (EvalContext)
     unit: ClassVar[str] = "fraction"  # how `value` reads: fraction (accuracy), or a raw quantity
     version: ClassVar[int] = 1
     estimator_params: ClassVar[tuple[str, ...]] = ()

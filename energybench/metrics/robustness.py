@@ -29,12 +29,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from energybench.attacks import diagnostics
 from energybench.attacks.pgd import (
     BUDGET_RANGE, DEFAULT_EPS, NORMS, AttackTrace, PGDConfig, per_example_loss, pgd,
 )
+from energybench.core.atomic import write_npz_atomic
 from energybench.core.progress import progress
 from energybench.core.runtime import derive_seed, make_generator
 from energybench.core.validation import RangeError, check_value
@@ -59,6 +61,7 @@ class PGDRun:
     outcomes: dict
     checks: list
     counted_wrong: int = 0  # images with NaN/inf logits counted as wrong (policy 'wrong')
+    adversarial: object = None  # np.ndarray (N, C, H, W) float32 when the examples were kept
 
 
 def image_seeds(seed: int, index: torch.Tensor) -> torch.Tensor:
@@ -75,6 +78,7 @@ def test_noise(x: torch.Tensor, index: torch.Tensor, sigma: float, seed: int) ->
 
 
 SHARD_COLUMNS = ("margin_path", "grad_zero", "grad_nonfinite", "probability_like", "nonfinite")
+ADVERSARIAL = "adversarial"  # (N, C, H, W) float32 in [0, 1], collected when EvalContext.save_adversarial
 
 
 def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.0,
@@ -87,7 +91,7 @@ def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 
     A randomized model draws its randomness from torch's global generator, which is seeded per
     batch from (seed, first image index) inside a forked RNG state: records are reproducible, the
     same in any process, and the caller's RNG state is untouched."""
-    model, log = ctx.model, OutcomeLog(SHARD_COLUMNS)
+    model, log = ctx.model, OutcomeLog(SHARD_COLUMNS + (ADVERSARIAL,))
     meta = []
     for x, y, offset in progress(ctx.batches(), desc=desc, total=len(ctx.batch_offsets())):
         index = torch.arange(offset, offset + len(y))
@@ -116,6 +120,8 @@ def pgd_shard(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 
                 margin_path=trace.margin_trajectory().T, grad_zero=trace.grad_zero,
                 grad_nonfinite=trace.grad_nonfinite, probability_like=diagnostics.probability_like(logits),
                 nonfinite=~(torch.isfinite(logits).all(1) & torch.isfinite(adv_logits).all(1)))
+        if ctx.save_adversarial:
+            log.add(**{ADVERSARIAL: x_adv.float()})
     return Shard(log.columns(), meta)
 
 
@@ -146,9 +152,9 @@ def pgd_result(shard: Shard, cfg: PGDConfig, name: str = "PGD", nonfinite: str |
     else:
         checks.append(next(diagnostics.from_record("gradient_direction", m["gradient_direction"])
                            for m in shard.meta if "gradient_direction" in m))
-    outcomes = {k: v for k, v in c.items() if k not in SHARD_COLUMNS}
+    outcomes = {k: v for k, v in c.items() if k not in SHARD_COLUMNS and k != ADVERSARIAL}
     return PGDRun(len(survived), int(c["clean_correct"].sum()), int(c["robust"].sum()), outcomes, checks,
-                  counted_wrong)
+                  counted_wrong, c.get(ADVERSARIAL))
 
 
 def run_pgd(ctx: EvalContext, cfg: PGDConfig, desc: str, noise_sigma: float = 0.0,
@@ -162,9 +168,19 @@ def checks_record(checks) -> dict:
     return {c.name: c.as_record() for c in checks}
 
 
+def write_adversarial(path, images, outcomes: dict) -> None:
+    """<stem>.adversarial.npz: `images` (N, C, H, W) float32 in [0, 1], the adversarial example of
+    each attacked image (exactly as attacked, not rounded to 8 bits), with `index` (N,), the
+    image's index in the test split, and `adv_correct` (N,), whether the model was right on it."""
+    write_npz_atomic(path, images=np.asarray(images, dtype=np.float32), index=outcomes["index"],
+                     adv_correct=outcomes["adv_correct"])
+
+
 class PGDRobustAccuracy(Metric):
     """Accuracy on PGD adversarial examples; the image counts as robust only if the model is
     right on the clean image too (its adversarial example starts inside the eps-ball)."""
+
+    saves_adversarial = True
 
     Params = PGDConfig  # the protocol: eps 8/255, step 2/255, 20 steps, random start, CE
     norms = NORMS
@@ -183,6 +199,9 @@ class PGDRobustAccuracy(Metric):
         write_outcomes(ctx.artifact("outcomes.npz"), run.outcomes)
         acc = run.robust / run.n
         extra = {"clean_accuracy": run.clean / run.n, "outcomes": ctx.artifact("outcomes.npz").name}
+        if run.adversarial is not None:
+            write_adversarial(ctx.artifact("adversarial.npz"), run.adversarial, run.outcomes)
+            extra["adversarial"] = ctx.artifact("adversarial.npz").name
         if run.counted_wrong:
             extra["nonfinite_counted_wrong"] = run.counted_wrong
         return MetricResult(acc, run.n, binomial_stderr(acc, run.n), extra, checks_record(run.checks))

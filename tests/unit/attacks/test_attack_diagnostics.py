@@ -361,3 +361,33 @@ def test_bad_diagnostic_options_get_one_line(args, message, run_cli, tmp_path):
     code, out, err = run_cli("eval", "--model", REPO / "checkpoints" / "jeat-smoke.pt", "--data", data,
                              "--device", "cpu", "--out", tmp_path / "out", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+
+
+def test_saved_adversarial_examples_are_the_ones_the_record_counts(base, exact_npz, tmp_path, run_cli):
+    """--save-adversarial writes each image's adversarial example: inside the eps-ball around its
+    exact-pixel image and in [0, 1], and the model's answers on them are the record's adv_correct;
+    a record kept without them is computed again when they are asked for."""
+    from energybench.data import load_split
+    from energybench.records.outcomes import read_outcomes
+
+    args = ["eval", "--ckpt", REPO / "checkpoints" / "pgd-at-smoke.pt", "--data", exact_npz, "--n", 40,
+            "--metric", "pgd20", "--out", tmp_path, "--device", "cpu"]
+    code, out, err = run_cli(*args)
+    assert code == 0 and not list(tmp_path.glob("*.adversarial.npz")), err
+    code, out, err = run_cli(*args, "--save-adversarial")
+    assert code == 0 and "computing it again to keep them" in err, err
+    (saved,) = tmp_path.glob("pgd20-*.adversarial.npz")
+    adv = np.load(saved)
+    record = json.loads(saved.with_name(saved.name.replace(".adversarial.npz", ".json")).read_text())
+    assert record["extra"]["adversarial"] == saved.name
+    clean = load_split(exact_npz, "test").subset(40)
+    x = clean.images.permute(0, 3, 1, 2).float() / 255 if clean.images.shape[-1] == 3 else clean.images.float() / 255
+    images = torch.from_numpy(adv["images"])
+    assert images.shape == (40, 3, 32, 32) and images.dtype == torch.float32
+    assert (images - x[adv["index"]]).abs().max() <= 8 / 255 + 1e-6 and images.min() >= 0 and images.max() <= 1
+    with torch.no_grad():
+        right = (base(images).argmax(1) == clean.labels[adv["index"]]).numpy()
+    outcomes = read_outcomes(record | {"file": str(saved.with_name(saved.name.replace(".adversarial.npz", ".json")))})
+    assert (right == outcomes["adv_correct"]).all() and (adv["adv_correct"] == outcomes["adv_correct"]).all()
+    code, out, err = run_cli(*args, "--save-adversarial")
+    assert "already recorded" in err  # kept with its examples now: reused
