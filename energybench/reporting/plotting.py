@@ -74,6 +74,28 @@ def _interval(p: float, n: int | None):
     return [[100 * (p - float(low))], [100 * (float(high) - p)]]
 
 
+def label_points(ax, points: list[tuple[float, float, str]], fontsize: float = 6, gap: float = 7.5) -> None:
+    """Label each point (x, y, text) to its upper right, moving labels apart vertically (in
+    typographic points) where two would overlap: labels whose anchors lie within a label's width
+    of each other are stacked at least `gap` points apart, in the order of their points' heights."""
+    fig = ax.figure
+    fig.canvas.draw()  # the data-to-display transform of the final limits
+    to_points = 72 / fig.dpi
+    placed: list[tuple[float, float, float]] = []  # (x, y, width) of labels already put, in points
+    for x, y, text in sorted(points, key=lambda p: -p[1]):
+        px, py = (v * to_points for v in ax.transData.transform((x, y)))
+        width = 0.55 * fontsize * len(text)
+        ly = py + 3
+        for qx, qy, qw in placed:
+            if abs((px + 4) - qx) < max(width, qw) and abs(ly - qy) < gap:
+                ly = qy - gap
+        placed.append((px + 4, ly, width))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, ly - py), fontsize=fontsize,
+                    annotation_clip=True, zorder=4,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+                    arrowprops={"arrowstyle": "-", "linewidth": 0.3, "color": "grey"} if ly - py < -2 else None)
+
+
 def robustness_scatter(points: list[dict], data: str | None = None):
     """Robust vs clean accuracy, one labelled point per model: {name, clean, pgd20, autoattack,
     n_clean, n_pgd20, n_autoattack} (accuracies as fractions; autoattack and the n's optional),
@@ -84,8 +106,6 @@ def robustness_scatter(points: list[dict], data: str | None = None):
         x_err = _interval(p["clean"], p.get("n_clean") or p.get("n_pgd20"))
         ax.errorbar(100 * p["clean"], 100 * p["pgd20"], xerr=x_err, yerr=_interval(p["pgd20"], p.get("n_pgd20")),
                     color="tab:red", marker="o", markersize=3.5, linewidth=0.7, capsize=1.5, zorder=3)
-        ax.annotate(p["name"], (100 * p["clean"], 100 * p["pgd20"]), textcoords="offset points",
-                    xytext=(4, 3), fontsize=6, annotation_clip=True)
         if p.get("autoattack") is not None:
             ax.errorbar(100 * p["clean"], 100 * p["autoattack"], yerr=_interval(p["autoattack"], p.get("n_autoattack")),
                         color="tab:blue", marker="x", markersize=3.5, linewidth=0.7, capsize=1.5, zorder=3)
@@ -95,12 +115,14 @@ def robustness_scatter(points: list[dict], data: str | None = None):
         ns = sorted({p[f"n_{key}"] for p in points if p.get(f"n_{key}")})
         return f" ({'/'.join(map(str, ns))} images)" if ns else ""
 
-    ax.scatter([], [], color="tab:red", marker="o", s=18, label="PGD-20" + images("pgd20"))
+    ax.scatter([], [], color="tab:red", marker="o", s=18, label="PGD-20" + images("pgd20") + ", labelled")
     if any(p.get("autoattack") is not None for p in points):
-        ax.scatter([], [], color="tab:blue", marker="x", s=18, label="AutoAttack" + images("autoattack"))
+        ax.scatter([], [], color="tab:blue", marker="x", s=18,
+                   label="AutoAttack" + images("autoattack") + "; grey line to its model")
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("robust accuracy (%), L-inf 8/255")
     ax.margins(x=0.18, y=0.12)  # room for the point labels inside the axes
+    label_points(ax, [(100 * p["clean"], 100 * p["pgd20"], p["name"]) for p in points])
     ax.legend(frameon=False, loc="upper left", fontsize=6)
     ax.grid(alpha=0.3, linewidth=0.5)
     ax.set_title("Robust vs clean accuracy (error bars: 95% Wilson intervals)"

@@ -140,3 +140,20 @@ def test_plot_compare_energy_histograms_with_a_shared_axis(figure_records, run_c
                              "--out", str(tmp_path / "cmp"))
     assert code == 0, err
     assert (tmp_path / "cmp" / "hists.png").exists() and (tmp_path / "cmp" / "hists.pdf").exists()
+
+
+def test_labels_of_close_points_do_not_overlap():
+    """Two models at nearly the same accuracies (as noise-s8 and normal were) get labels that do
+    not overlap on the page."""
+    from energybench.reporting.plotting import robustness_scatter
+
+    points = [{"name": "noise-s8", "clean": 0.445, "pgd20": 0.012}, {"name": "normal", "clean": 0.448, "pgd20": 0.014},
+              {"name": "eb-jdat", "clean": 0.286, "pgd20": 0.134, "autoattack": 0.1}]
+    figure = robustness_scatter(points)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in figure.axes[0].texts]
+    assert len(boxes) == 3
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
