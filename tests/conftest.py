@@ -96,10 +96,23 @@ REAL_DATA_FIXTURES = {"jpeg_tar", "exact_npz", "trained_run", "trained_model", "
 def pytest_collection_modifyitems(config, items):
     """Two tiers: tests that use the CIFAR-10 copies in ../shared/data (directly or through a
     fixture) are marked real_data; every other test needs no real data and is marked synthetic,
-    so `pytest -m synthetic` runs on a fresh clone alone."""
+    so `pytest -m synthetic` runs on a fresh clone alone.
+
+    Then the files run fast to slow, whole files together (their module fixtures are built once):
+    files of synthetic tests only, then unit and security files that use real data, then
+    integration files, files with a test marked slow last; the order of the rest is kept."""
     for item in items:
         uses = set(getattr(item, "fixturenames", ())) & REAL_DATA_FIXTURES
         if uses or item.get_closest_marker("real_data"):
             item.add_marker(pytest.mark.real_data)
         else:
             item.add_marker(pytest.mark.synthetic)
+    rank: dict = {}
+    for item in items:
+        path = str(item.path)
+        real = item.get_closest_marker("real_data") is not None
+        slow = item.get_closest_marker("slow") is not None
+        tier = 0 if not real else (2 if "/integration/" in path else 1)
+        old_tier, old_slow = rank.get(path, (0, False))
+        rank[path] = (max(tier, old_tier), slow or old_slow)
+    items.sort(key=lambda item: (rank[str(item.path)][1], rank[str(item.path)][0]))

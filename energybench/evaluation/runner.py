@@ -63,8 +63,7 @@ def evaluate(
     save_adversarial: bool = False,
 ) -> list[dict]:
     """Evaluate `metrics` on the first n test images; returns the records (new and reused), each
-    with `file`, the path it is stored at. `save_adversarial`: the attacks that make adversarial
-    examples (the PGD metrics) write them beside their records (<stem>.adversarial.npz).
+    with `file`, the path it is stored at.
 
     model: any model handle (`energybench.handles.model_handle.open_model`: .pt, .pt2, robustbench:NAME, an
     nn.Module); data: a data spec or `LabeledImages` (default: the data a checkpoint was trained
@@ -78,16 +77,10 @@ def evaluate(
     accuracy metrics (clean, PGD, AutoAttack) do with images whose logits are NaN or infinite:
     'refuse' (stop with one line) or 'wrong' (count them wrong; the record says how many).
     `purification` (energybench.energy.purification): evaluate the model behind test-time Langevin
-    purification; it is part of every record's identity and model description."""
+    purification, part of every record's identity. `save_adversarial`: the PGD metrics write their
+    adversarial examples beside their records (<stem>.adversarial.npz)."""
     check_call_arguments(n, batch_size, seed, data, train_data)
-    if nonfinite not in NONFINITE_POLICIES:
-        raise UserError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
-    if n is not None and n < 1:
-        raise UserError(f"{option('n')} must be at least 1, got {n}")
-    if batch_size < 1:
-        raise UserError(f"{option('batch_size')} must be at least 1, got {batch_size}")
-    if seed < 0:
-        raise UserError(f"{option('seed')} must be >= 0, got {seed}")
+    _check_counts(n, batch_size, seed, nonfinite)
     per_metric = attack_norms(metrics, overrides or {}, model, threat_model)
     chosen = _inputs_checked([METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics],
                              refused, log)
@@ -122,6 +115,17 @@ def evaluate(
     finally:
         if world.is_main and created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # every metric refused: leave no empty folder behind
+
+
+def _check_counts(n, batch_size: int, seed: int, nonfinite: str) -> None:
+    if nonfinite not in NONFINITE_POLICIES:
+        raise UserError(f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
+    if n is not None and n < 1:
+        raise UserError(f"{option('n')} must be at least 1, got {n}")
+    if batch_size < 1:
+        raise UserError(f"{option('batch_size')} must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise UserError(f"{option('seed')} must be >= 0, got {seed}")
 
 
 def _inputs_checked(chosen: list, refused: dict | None, log) -> list:
@@ -177,7 +181,7 @@ def announce_costs(chosen, loaded: LoadedModel, test, seed, batch_size, device, 
     if not pending or sum(m.gradient_passes(n, classes) for m in pending) < ANNOUNCE_PASSES:
         return
     x = to_float(test.images[:min(32, n)].to(device))
-    per_pass = costs.seconds_per_pass(loaded.model, x)
+    per_pass = costs.seconds_per_pass(loaded.model, x, min(batch_size, n))
     line, seconds = costs.plan_line(pending, n, classes, per_pass)
     quick = costs.smaller_n(pending, n, classes, per_pass) if seconds > costs.QUICK_LOOK_SECONDS else None
     if quick is not None:

@@ -52,7 +52,7 @@ def test_autoattack_counts_its_first_attack_and_names_the_rest():
 
 def test_a_long_plan_names_a_smaller_n(exact_npz, tmp_path, monkeypatch, run_cli):
     """PGD-20 on 1,017 images at 0.06 s a pass is 21 minutes: the plan says --n 500 takes 10."""
-    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x: 0.06)
+    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x, batch=None: 0.06)
     code, out, err = run_cli("eval", "--ckpt", REPO / "checkpoints" / "normal-smoke.pt", "--data", exact_npz,
                              "--metric", "pgd20", "--out", tmp_path, "--device", "cpu")
     assert code == 0, err

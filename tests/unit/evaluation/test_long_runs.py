@@ -19,7 +19,7 @@ SLOW = 10.0  # seconds per image gradient pass: 24 images x 1,000 steps = 24,000
 
 @pytest.fixture
 def slow_machine(monkeypatch):
-    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x: SLOW)
+    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x, batch=None: SLOW)
 
 
 def _run(tmp_path, **kwargs):
@@ -40,7 +40,7 @@ def test_a_run_beyond_the_bound_is_refused_with_its_estimate_before_anything_run
 def test_yes_starts_it(tmp_path, monkeypatch):
     # the estimate is beyond the bound, but the real work is 1,000 PGD steps
     # of a small net on 24 images: seconds
-    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x: SLOW)
+    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x, batch=None: SLOW)
     (record,) = _run(tmp_path, yes=True)
     assert record["metric"] == "pgd20" and record["n"] == 24
 
@@ -54,7 +54,7 @@ def test_the_plan_says_durations_in_units_a_person_reads():
 
 def test_the_command_line_asks_on_a_terminal_and_refuses_in_a_script(tmp_path, monkeypatch, run_cli):
     monkeypatch.setattr(runner, "ANNOUNCE_PASSES", 0)  # so that a one-step attack is costed at all
-    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x: 20_000.0)  # 24 passes: 5.6 days
+    monkeypatch.setattr(costs, "seconds_per_pass", lambda model, x, batch=None: 20_000.0)  # 24 passes: 5.6 days
     data = synthetic_npz(tmp_path / "data.npz")
     program = torch.export.export(seeded_model().eval(), (torch.rand(2, 3, 32, 32),),
                                   dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}})
