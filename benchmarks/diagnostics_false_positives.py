@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from benchmarks._common import REPO, SHARED_DATA, write_report
 
@@ -33,29 +32,6 @@ SIZES = (32, 64, 128)
 NORMS = ("Linf", "L2")
 CALIBRATION = 1024
 OLD_SHARE = 0.01  # the rule replaced: raised when one image or more exceeded 1% of the images
-
-
-class _NoiseGradient(torch.autograd.Function):
-    """Identity forward; the backward hands back Gaussian noise of the incoming gradient's scale."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.randn_like(grad) * grad.abs().mean()
-
-
-class NoiseGradient(nn.Module):
-    """A deterministic model whose input gradient is non-zero, finite and useless."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(_NoiseGradient.apply(x))
 
 
 def _split(path: Path, split: str):
@@ -93,6 +69,7 @@ def _flags(run) -> dict:
 
 
 def main():
+    from energybench.attacks.broken_models import NoiseGradient
     from energybench.attacks.diagnostics import HONEST_RISING_RATE
     from energybench.attacks.pgd import DEFAULT_EPS, PGDConfig
     from energybench.core.progress import progress

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from energybench.attacks.broken_models import FreshNoise, NoiseGradient, Quantised, Softmaxed
 from energybench.core.errors import UserError
 from energybench.evaluation.runner import evaluate
 from energybench.handles.checkpoint import load_model
@@ -31,61 +32,6 @@ REPO = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((REPO / "checkpoints").glob("*-smoke.pt"))
 ALWAYS_ON = {"randomized_forward", "probability_output", "unavailable_gradients", "incomplete_optimisation",
              "gradient_direction"}
-
-
-class Quantised(nn.Module):
-    """Rounds its input to 8 bits first: torch.round has a zero gradient everywhere."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(torch.round(x * 255) / 255)
-
-
-class FreshNoise(nn.Module):
-    """Adds fresh noise to its input on every forward, with a random gain on the input gradient
-    (as randomized preprocessing defences do): one sample's gradient is mostly noise."""
-
-    def __init__(self, model, sigma=0.01, gain=3.0):
-        super().__init__()
-        self.model, self.sigma, self.gain = model, sigma, gain
-
-    def forward(self, x):
-        g = self.gain * torch.randn_like(x)
-        return self.model(x + self.sigma * torch.randn_like(x) + g * x - g * x.detach())
-
-
-class _NoiseGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.randn_like(grad) * grad.abs().mean()
-
-
-class NoiseGradient(nn.Module):
-    """A deterministic forward whose input gradient is noise of the true gradient's scale: never
-    zero, never NaN, and useless to an attack (masked gradients that pass the zero-gradient check)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(_NoiseGradient.apply(x))
-
-
-class Softmaxed(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return torch.softmax(self.model(x), 1)
 
 
 @pytest.fixture(scope="module")

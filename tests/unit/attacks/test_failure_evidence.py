@@ -10,6 +10,7 @@ import torch.nn as nn
 from scipy.stats import binom
 
 from energybench.attacks import diagnostics
+from energybench.attacks.broken_models import NoiseGradient
 
 pytestmark = pytest.mark.synthetic
 
@@ -51,25 +52,6 @@ class Linear(nn.Module):
 
     def forward(self, x):
         return x.flatten(1) @ self.weight.T
-
-
-class _Noise(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.randn_like(grad) * grad.abs().mean()
-
-
-class NoiseGradient(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(_Noise.apply(x))
 
 
 class Flat(nn.Module):
