@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from energybench.attacks.pgd import per_example_loss
+from energybench.attacks.pgd import ascent_step, per_example_loss
 from energybench.core.runtime import eval_mode, make_generator
 
 # A gradient check is raised when its share of the considered images exceeds GRADIENT_SHARE (and
@@ -207,20 +207,12 @@ def incomplete_optimisation(margins: torch.Tensor, final: torch.Tensor, survived
 
 
 def _random_directions(shape: torch.Size, count: int, norm: str, seed: int) -> torch.Tensor:
-    """(count, N, ...) unit steps drawn on CPU from `seed`: random signs (Linf, the same size as a
-    gradient sign step) or Gaussian directions scaled to L2 length 1 per image (L2)."""
+    """(count, N, ...) random directions drawn on CPU from `seed`, as `ascent_step` takes a gradient:
+    random signs (Linf) or Gaussian directions, which it scales to the step's L2 length (L2)."""
     gen = make_generator(seed)
     if norm == "L2":
-        d = torch.randn((count, *shape), generator=gen)
-        return d / d.flatten(2).norm(dim=2).view(count, shape[0], *([1] * (len(shape) - 1))).clamp_min(1e-12)
+        return torch.randn((count, *shape), generator=gen)
     return torch.randint(0, 2, (count, *shape), generator=gen).float().mul_(2).sub_(1)
-
-
-def _unit_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    """The attack's step direction from a gradient (N, ...): its sign (Linf) or unit L2 length."""
-    if norm == "L2":
-        return grad / grad.flatten(1).norm(dim=1).view(-1, *([1] * (grad.dim() - 1))).clamp_min(1e-12)
-    return grad.sign()
 
 
 def gradient_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: float, norm: str = "Linf",
@@ -242,10 +234,11 @@ def gradient_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step:
     with torch.no_grad(), eval_mode(model):
         base = loss.detach()
 
-        def rise(direction):
-            return per_example_loss(model((x + step * direction).clamp(0.0, 1.0)), y, objective) - base
+        def rise(direction):  # one attack step from x, as PGD takes it, kept in [0, 1]
+            moved = ascent_step(x.clone(), direction, step, norm).clamp_(0.0, 1.0)
+            return per_example_loss(model(moved), y, objective) - base
 
-        along = rise(_unit_step(grad, norm))
+        along = rise(grad)
         randoms = torch.stack([rise(d.to(x.device, x.dtype))
                                for d in _random_directions(x.shape, PROBE_DIRECTIONS, norm, seed)])
     flat = grad.flatten(1)

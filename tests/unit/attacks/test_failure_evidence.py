@@ -85,11 +85,16 @@ def test_the_probe_does_not_judge_zero_gradients(batch):
 
 
 def test_the_probes_random_steps_have_the_gradient_steps_size():
+    """Each random direction, stepped as PGD steps a gradient, moves the image as far as the
+    gradient's step: every pixel by exactly the step (L-inf), or the step's L2 length (L2)."""
+    from energybench.attacks.pgd import ascent_step
+
     shape = torch.Size((4, 3, 8, 8))
-    signs = diagnostics._random_directions(shape, 5, "Linf", 0)
-    assert set(signs.unique().tolist()) == {-1.0, 1.0}
-    unit = diagnostics._random_directions(shape, 5, "L2", 0)
-    assert torch.allclose(unit.flatten(2).norm(dim=2), torch.ones(5, 4))
-    g = torch.randn(shape)
-    assert torch.allclose(diagnostics._unit_step(g, "L2").flatten(1).norm(dim=1), torch.ones(4))
-    assert torch.equal(diagnostics._unit_step(g, "Linf"), g.sign())
+    x = torch.zeros(shape)
+    for norm, step in (("Linf", 2 / 255), ("L2", 0.125)):
+        for d in list(diagnostics._random_directions(shape, 5, norm, 0)) + [torch.randn(shape)]:
+            moved = ascent_step(x.clone(), d, step, norm) - x
+            if norm == "Linf":
+                assert torch.allclose(moved.abs(), torch.full(shape, step))
+            else:
+                assert torch.allclose(moved.flatten(1).norm(dim=1), torch.full((4,), step))
