@@ -11,6 +11,7 @@ import click
 from energybench.cli.options import POSITIVE, SEED, cli_text, echo, model_options, registry_choice
 from energybench.core.errors import SomeNotComputed, UserError
 from energybench.core.validation import key_value
+from energybench.handles.reference import check_model_reference
 
 
 @click.command("eval")
@@ -80,6 +81,7 @@ def eval_cmd(model_spec, threat_model, model_dir, data_spec, n, suites, metrics,
         raise UserError(f"--eps given {len(eps)} times ({', '.join(eps)}); give one budget per run (a curve "
                         f"over budgets is --metric robust-curve with --param eps_grid=...)")
     eps = eps[0] if eps else None
+    check_model_reference(model_spec)  # before torch loads: a mistyped path costs no wait
 
     from energybench.core.atomic import write_json_atomic, write_text_atomic
     from energybench.core.distributed import joined

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from energybench.core.errors import render_options
+from energybench.core.registry import declared_names
 
 
 class FiniteFloat(click.ParamType):
@@ -73,23 +74,41 @@ def registry_choice(kind: str) -> RegistryChoice:
     return RegistryChoice(kind)
 
 
+# Where each kind of name is registered, and how (core.registry.declared_names reads them from the
+# source, so a misspelt name is refused before torch loads; a registry is imported only if needed).
+DECLARED = {"recipes": ("energybench.training.recipes", "register_recipe"),
+            "metrics": ("energybench.metrics", "register_metric"),
+            "suites": ("energybench.metrics", "register_suite"),
+            "models": ("energybench.models", "MODELS.register")}
+
+
 def registry_names(kind: str) -> list[str]:
     """The registered names of a kind: recipes, metrics, suites, tables, presets or models."""
-    if kind in ("recipes", "presets"):
-        from energybench.training.recipes import RECIPES
-
-        if kind == "recipes":
-            return RECIPES.names()
-        return sorted({p for n in RECIPES.names() for p in RECIPES.get(n).presets()})
-    if kind in ("metrics", "suites"):
-        from energybench.metrics import METRICS, SUITES
-
-        return METRICS.names() if kind == "metrics" else sorted(SUITES)
+    if kind in DECLARED:
+        names = declared_names(*DECLARED[kind])
+        if names is not None:
+            return names
+        return imported_registry_names(kind)
     if kind in ("tables", "tables+all"):
         from energybench.reporting.table_specs import table_names
 
         # "own": a table of the given records' own models (energybench.reporting.own_table)
         return table_names() + (["own", "all"] if kind == "tables+all" else [])
+    from energybench.training.recipes import RECIPES
+
+    return sorted({p for n in RECIPES.names() for p in RECIPES.get(n).presets()})
+
+
+def imported_registry_names(kind: str) -> list[str]:
+    """The names of a registry as importing its package registers them (torch loads)."""
+    if kind == "recipes":
+        from energybench.training.recipes import RECIPES
+
+        return RECIPES.names()
+    if kind in ("metrics", "suites"):
+        from energybench.metrics import METRICS, SUITES
+
+        return METRICS.names() if kind == "metrics" else sorted(SUITES)
     from energybench.models import MODELS
 
     return MODELS.names()

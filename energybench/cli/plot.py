@@ -28,11 +28,6 @@ from energybench.core.errors import UserError
 def plot(records, out_dir, formats, compare, shared_x, labels):
     """Redraw the figures of RECORDS (record .json files or folders of them) from their saved raw
     data, without recomputing anything."""
-    from energybench.core.atomic import check_writable_dir
-    from energybench.metrics import figure_drawer, figure_metrics
-    from energybench.records.figures import FORMATS, draw_record
-    from energybench.reporting.plotting import COMPARISONS, draw_comparison
-
     files = []
     for item in records:
         if item.is_dir():
@@ -41,6 +36,11 @@ def plot(records, out_dir, formats, compare, shared_x, labels):
             files.append(item)
         else:
             raise UserError(f"{item} does not exist; give record .json files or folders of them")
+    from energybench.core.atomic import check_writable_dir
+    from energybench.metrics import figure_drawer, figure_metrics
+    from energybench.records.figures import FORMATS, draw_record
+    from energybench.reporting.plotting import COMPARISONS, draw_comparison
+
     metric_of = {f: _metric_of(f) for f in files}  # None: other JSON (e.g. AutoAttack state), skipped
     drawable = [f for f in files if figure_drawer(metric_of[f] or "")]
     comparable = [f for f in files if metric_of[f] in COMPARISONS or (metric_of[f] and _sweepable(f))]

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from energybench.cli.options import POSITIVE, SEED, FiniteFloat, echo, model_options
+from energybench.handles.reference import check_model_reference
 
 
 @click.command()
@@ -31,6 +32,7 @@ def sample(model_spec, threat_model, model_dir, n_per_class, mode, init, steps, 
            out_dir, device, seed):
     """Generate images by SGLD: samples.npz, one PNG grid per class, and grid.png/.pdf (a row per
     class, named)."""
+    check_model_reference(model_spec)  # before torch loads: a mistyped path costs no wait
     from energybench.core.distributed import joined
     from energybench.workflows.sample import sample_model
 

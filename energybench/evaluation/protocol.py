@@ -14,7 +14,7 @@ from energybench.attacks.pgd import NORMS, parse_eps
 from energybench.core.errors import UserError, option
 from energybench.core.validation import RangeError
 from energybench.energy.purification import PurificationConfig
-from energybench.handles.zoo import is_zoo_name
+from energybench.handles.reference import is_zoo_name
 from energybench.metrics import METRICS
 
 

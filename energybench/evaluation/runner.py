@@ -31,6 +31,7 @@ from energybench.evaluation.sharding import (
 )
 from energybench.handles.checkpoint import LoadedModel
 from energybench.handles.model_handle import default_out_dir, open_model
+from energybench.handles.reference import check_model_reference
 from energybench.metrics import METRICS, EvalContext, figure_drawer
 from energybench.records.figures import draw_record
 from energybench.records.outcomes import outcomes_sha256
@@ -81,6 +82,7 @@ def evaluate(
     adversarial examples beside their records (<stem>.adversarial.npz)."""
     check_call_arguments(n, batch_size, seed, data, train_data)
     _check_counts(n, batch_size, seed, nonfinite)
+    check_model_reference(model)  # a missing file is told before any metric's own checks
     per_metric = attack_norms(metrics, overrides or {}, model, threat_model)
     chosen = _inputs_checked([METRICS.get(name)(metric_params(name, per_metric[name])) for name in metrics],
                              refused, log)

@@ -20,8 +20,8 @@ import torch.nn as nn
 from energybench.core.errors import UserError
 from energybench.core.hashing import file_sha256, tensors_sha256, text_sha256
 from energybench.handles.checkpoint import LoadedModel, load_model
+from energybench.handles.reference import MODEL_HELP, check_model_reference, is_zoo_name
 
-MODEL_HELP = "an energybench checkpoint (.pt), a torch.export program (.pt2) or robustbench:NAME"
 
 
 def module_sha256(module: nn.Module) -> str:
@@ -44,7 +44,7 @@ def open_model(model, device: torch.device | str = "cpu", threat_model: str = "L
                            name=f"module:{cls.__module__}.{cls.__qualname__}")
     from energybench.handles import zoo
 
-    if zoo.is_zoo_name(model):
+    if is_zoo_name(model):
         net, weights, info = zoo.load_zoo_model(model, threat_model, model_dir, dataset)
         sha = file_sha256(weights) if weights is not None else module_sha256(net)
         # a zoo model was trained on its dataset: its test split (from the data home) is the default
@@ -52,6 +52,7 @@ def open_model(model, device: torch.device | str = "cpu", threat_model: str = "L
                            data_spec=info["dataset"])
     if not isinstance(model, (str, os.PathLike)):
         raise UserError(f"a model is {MODEL_HELP}, or an nn.Module; got a {type(model).__name__}")
+    check_model_reference(model)
     return load_model(model, device)  # named by its path
 
 

@@ -27,17 +27,13 @@ from pathlib import Path
 import torch.nn as nn
 
 from energybench.core.errors import UserError, option
+from energybench.handles.reference import PREFIX, is_zoo_name
 
-PREFIX = "robustbench:"
 THREAT_MODELS = ("Linf", "L2", "corruptions")
 DATASETS = {"cifar10": 10, "cifar100": 100}
 # RobustBench's leaderboard entry (robustbench.utils.ModelInfo; model_info/<dataset>/<threat>/*.json)
 LEADERBOARD_EPS = {"Linf": "8/255", "L2": "0.5"}
 LEADERBOARD_BUDGET = {"Linf": 8 / 255, "L2": 0.5}
-
-
-def is_zoo_name(spec) -> bool:
-    return isinstance(spec, str) and spec.startswith(PREFIX)
 
 
 @contextlib.contextmanager

@@ -307,7 +307,7 @@ CASES = [
     ("recipe-ebjdat-weight", ["train", "eb-jdat", "--out", "{out}"] + _set("recipe.w_pxadv=-0.1"), r"recipe\.w_pxadv must be in \[0, 1000000\], got \-0\.1"),
     # ---- eval: checkpoints
     ("eval-ckpt-missing", ["eval", "--ckpt", "{root}/none.pt"], r"checkpoint not found"),
-    ("eval-ckpt-folder", ["eval", "--ckpt", "{a_folder}"], r"checkpoint not found"),
+    ("eval-ckpt-folder", ["eval", "--ckpt", "{a_folder}"], r"is a folder, not a model file"),
     ("eval-ckpt-truncated", ["eval", "--ckpt", "{truncated_ckpt}"], r"corrupt or truncated checkpoint"),
     ("eval-ckpt-noise", ["eval", "--ckpt", "{noise_ckpt}"], r"is not a PyTorch file \(it starts with '[0-9a-f]{8}'"),
     ("eval-ckpt-empty", ["eval", "--ckpt", "{empty_ckpt}"], r"checkpoint .*empty.pt is empty \(0 bytes\)"),
