@@ -60,8 +60,9 @@ def evaluate(model, data=None, metrics=("clean",), *, suites=(), n: int | None =
             accuracy metrics; the record says how many).
         yes: start an evaluation estimated at over 24 hours, or at an L-inf eps beyond 16/255 (otherwise
             refused in one line, saying why).
-        save_adversarial: the PGD metrics write their adversarial examples beside their records
-            (<record>.adversarial.npz: images float32 (N, C, H, W) in [0, 1], index, adv_correct).
+        save_adversarial: the attack metrics (PGD, autoattack, bpda-eot) write their adversarial examples
+            beside their records (<record>.adversarial.npz: images float32 (N, C, H, W) in [0, 1], index,
+            adv_correct).
         purify: evaluate the model behind test-time purification, this many Langevin steps on its
             energy before it classifies (purify_step_size, purify_noise and purify_chains among
             the protocol values); recorded in every record. Attack it with the bpda-eot metric.

@@ -15,9 +15,11 @@ import json
 import logging
 import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,9 +27,9 @@ import torch.nn.functional as F
 from energybench.attacks import diagnostics
 from energybench.attacks.diagnostics import Check
 from energybench.attacks.pgd import check_eps, default_step
-from energybench.core.atomic import write_json_atomic
+from energybench.core.atomic import write_json_atomic, write_npz_atomic
 from energybench.core.errors import UserError, option
-from energybench.core.hashing import json_key
+from energybench.core.hashing import json_key, tensors_sha256
 from energybench.core.progress import progress, say_progress, set_detail
 from energybench.core.runtime import derive_seed, eval_mode
 from energybench.energy.energies import logit_margin, refuse_nonfinite
@@ -57,6 +59,7 @@ class AutoAttackResult:
     gradient_direction: Check | None = None  # whether the first batch's gradient helps (deterministic models)
     robust_after: dict[str, int] = field(default_factory=dict)  # images still robust after each attack
     nonfinite: torch.Tensor | None = None  # bool (N,): NaN/inf logits on the clean or the returned image
+    adversarial: torch.Tensor | None = None  # float32 (N, C, H, W): the returned images (keep_adversarial)
 
 
 class _LogCollector(logging.Handler):
@@ -216,9 +219,12 @@ def _clean_bits_agree(model, x, y, chunk: dict, batch_size: int, device) -> bool
 
 
 def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bool,
-                  nonfinite: str | None = "refuse", norm: str = "Linf", custom_attacks: tuple | None = None) -> dict:
-    """One fresh AutoAttack run on x (N, C, H, W) in [0, 1]. Images with NaN/inf clean logits stop
-    it, unless `nonfinite` is 'wrong': then only the others are attacked and those count wrong."""
+                  nonfinite: str | None = "refuse", norm: str = "Linf",
+                  custom_attacks: tuple | None = None) -> tuple[dict, torch.Tensor]:
+    """One fresh AutoAttack run on x (N, C, H, W) in [0, 1]: the chunk's saved result, and the
+    images AutoAttack returned (N, C, H, W) float32 (an image it did not attack: itself). Images
+    with NaN/inf clean logits stop it, unless `nonfinite` is 'wrong': then only the others are
+    attacked and those count wrong."""
     from pyautoattack import AutoAttack
 
     start = time.perf_counter()
@@ -261,7 +267,7 @@ def _attack_chunk(model, x, y, eps, seed, batch_size, device, version, first: bo
             chunk["gradient_direction"] = diagnostics.gradient_direction(
                 model, probe, y[:batch_size].to(device), default_step(eps), norm, "ce",
                 derive_seed(seed, 0, 2)).as_record()
-    return chunk
+    return chunk, x_adv.float()
 
 
 def run_square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
@@ -300,6 +306,7 @@ def run_autoattack(
     chunk_ids: list[int] | None = None,
     nonfinite: str | None = "refuse",
     norm: str = "Linf",
+    keep_adversarial: bool = False,
 ) -> AutoAttackResult:
     """Standard AutoAttack in `norm` ('Linf' or 'L2') on x (N, C, H, W) float32 in [0, 1], y (N,) int64
     (or `version` plus/rand, or custom with the `custom_attacks` named, in their order).
@@ -310,7 +317,10 @@ def run_autoattack(
     continues with the chunks not yet saved. Each chunk is a fresh AutoAttack run with the same
     seed, so a chunk's result does not depend on which process attacks it or when. The result
     covers the attacked chunks, in chunk order (per-image fields: their images). `nonfinite`:
-    'refuse' (default) stops on NaN/inf clean logits, 'wrong' counts those images wrong."""
+    'refuse' (default) stops on NaN/inf clean logits, 'wrong' counts those images wrong.
+    `keep_adversarial`: the result holds the returned images; with a `state_path` each chunk's are
+    saved beside it (`adversarial_chunk_path`, their digest in the state), and a saved chunk whose
+    images are missing or changed is attacked again."""
     try:
         import pyautoattack  # noqa: F401
     except ImportError:
@@ -330,18 +340,56 @@ def run_autoattack(
             say_progress(f"AutoAttack state {state_path}: chunk {c}'s saved clean predictions are not the "
                          f"model's (edited, or another device's rounding); attacking it again")
             del chunks[c]
+    adversarial: dict[int, torch.Tensor] = {}
+    if keep_adversarial:
+        for c in list(chunks):
+            adversarial[c] = _saved_adversarial(state_path, c, chunks[c])
+            if adversarial[c] is None:
+                say_progress(f"AutoAttack state {state_path}: chunk {c}'s adversarial images are not saved (or "
+                             f"not as attacked); attacking it again to keep them")
+                del chunks[c], adversarial[c]
     resumed = len(chunks)
     todo = [c for c in wanted if c not in chunks]
     for c in progress(todo, desc="autoattack chunks", total=len(todo)):
         start, stop = starts[c], min(starts[c] + chunk_size, len(y))
-        chunks[c] = _attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size, device,
-                                  version, first=c == 0, nonfinite=nonfinite, norm=norm,
-                                  custom_attacks=custom_attacks)
+        chunks[c], x_adv = _attack_chunk(model, x[start:stop], y[start:stop], eps, seed, batch_size, device,
+                                         version, first=c == 0, nonfinite=nonfinite, norm=norm,
+                                         custom_attacks=custom_attacks)
+        if keep_adversarial:
+            adversarial[c] = x_adv
+            chunks[c]["adversarial_sha256"] = tensors_sha256({"images": x_adv})
+            if state_path is not None:  # the images first: a state naming them finds them
+                write_npz_atomic(adversarial_chunk_path(state_path, c), images=x_adv.numpy())
         if state_path is not None:
             saved_chunks = {str(i): chunks[i] for i in sorted(chunks)}
             write_json_atomic({"format": STATE_FORMAT, "key": key, "chunks": saved_chunks,
                                "digest": _state_digest(key, saved_chunks)}, state_path)
-    return combine_chunks([chunks[c] for c in wanted], resumed)
+    result = combine_chunks([chunks[c] for c in wanted], resumed)
+    if keep_adversarial:
+        result.adversarial = torch.cat([adversarial[c] for c in wanted]) if wanted else None
+    return result
+
+
+def adversarial_chunk_path(state_path: Path, chunk: int) -> Path:
+    """Where a chunk's returned images are saved: <state stem>.chunk-<c>.adversarial.npz."""
+    state_path = Path(state_path)
+    return state_path.with_name(f"{state_path.stem}.chunk-{chunk}.adversarial.npz")
+
+
+def _saved_adversarial(state_path: Path | None, c: int, chunk: dict) -> torch.Tensor | None:
+    """A resumed chunk's saved images (n, C, H, W) float32 when they are the ones its state names
+    (by digest), else None (never saved, deleted, or changed)."""
+    if state_path is None or "adversarial_sha256" not in chunk:
+        return None
+    path = adversarial_chunk_path(state_path, c)
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            images = torch.from_numpy(saved["images"].copy())
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if len(images) != chunk["n"] or tensors_sha256({"images": images}) != chunk["adversarial_sha256"]:
+        return None
+    return images
 
 
 def chunk_index(chunk_size: int, n: int, chunk_ids: list[int]) -> torch.Tensor:

@@ -32,12 +32,16 @@ from energybench.energy.purification import purification_of, purify
 @dataclass
 class BPDAOutcome:
     """Per image (N,): right on the clean image; robust (no confirmed break); right on the final
-    iterate (the defence's prediction); and how many iterates were candidate breaks."""
+    iterate (the defence's prediction); and how many iterates were candidate breaks. `examples`
+    (N, C, H, W) float32 in [0, 1]: the iterate whose break was confirmed first, else the final
+    iterate; `example_correct` (N,): whether the defence was right on it when attacked."""
 
     clean_correct: torch.Tensor
     robust: torch.Tensor
     adv_correct: torch.Tensor
     candidates: torch.Tensor
+    examples: torch.Tensor
+    example_correct: torch.Tensor
 
 
 def bpda_eot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: PGDConfig, image_seeds: torch.Tensor,
@@ -61,6 +65,8 @@ def bpda_eot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: PGDConfig,
             x_adv = (x + start_delta(noise.to(x.device, x.dtype), cfg.eps, cfg.norm)).clamp_(0.0, 1.0)
         else:
             x_adv = x.clone()
+        broken = torch.zeros(n, dtype=torch.bool, device=x.device)  # a confirmed break was seen
+        examples = x_adv.detach().clone()  # the breaking iterate where there was one
         for step in range(cfg.steps + 1):
             set_detail(f"BPDA step {step}/{cfg.steps}")
             copies = x_adv.repeat(eot, *([1] * (x.dim() - 1)))
@@ -77,6 +83,8 @@ def bpda_eot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: PGDConfig,
                         confirmed = model(x_adv[suspect]).argmax(1) != y[suspect]
                     suspect[suspect.clone()] = confirmed
                 robust &= ~suspect
+                broken[suspect] = True
+                examples[suspect] = x_adv[suspect].detach()
             if step == cfg.steps:
                 break
             loss = F.cross_entropy(mean_logits, y, reduction="none").sum()
@@ -85,4 +93,5 @@ def bpda_eot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: PGDConfig,
             x_adv = project(ascent_step(x_adv.detach(), grad, cfg.step, cfg.norm), x, cfg.eps, cfg.norm, lower, upper)
         with torch.no_grad():
             adv_correct = wrong.logical_not() if purification is None else model(x_adv).argmax(1) == y
-    return BPDAOutcome(clean_correct, robust, adv_correct, candidates)
+    examples = torch.where(broken.view(-1, *([1] * (x.dim() - 1))), examples, x_adv.detach())
+    return BPDAOutcome(clean_correct, robust, adv_correct, candidates, examples.float(), adv_correct & ~broken)

@@ -63,7 +63,7 @@ from energybench.handles.reference import check_model_reference
               "or one at an L-inf eps beyond 16/255 (on a terminal it asks; in a script it is refused "
               "without this)")
 @click.option("--save-adversarial", is_flag=True,
-              help="write the PGD metrics' adversarial examples beside their records (<record>.adversarial.npz: "
+              help="write the attack metrics' (PGD, autoattack, bpda-eot) adversarial examples beside their records (<record>.adversarial.npz: "
                    "images as float32 in [0, 1], exactly as attacked, with each image's index); a record "
                    "kept without them is computed again")
 @click.option("--purify", "purify", type=click.IntRange(min=0), default=0, metavar="STEPS",

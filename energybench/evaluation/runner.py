@@ -78,8 +78,8 @@ def evaluate(
     accuracy metrics (clean, PGD, AutoAttack) do with images whose logits are NaN or infinite:
     'refuse' (stop with one line) or 'wrong' (count them wrong; the record says how many).
     `purification` (energybench.energy.purification): evaluate the model behind test-time Langevin
-    purification, part of every record's identity. `save_adversarial`: the PGD metrics write their
-    adversarial examples beside their records (<stem>.adversarial.npz)."""
+    purification, part of every record's identity. `save_adversarial`: the attack metrics (PGD,
+    autoattack, bpda-eot) write their adversarial examples beside their records (<stem>.adversarial.npz)."""
     check_call_arguments(n, batch_size, seed, data, train_data)
     _check_counts(n, batch_size, seed, nonfinite)
     check_model_reference(model)  # a missing file is told before any metric's own checks

@@ -94,7 +94,9 @@ def remove_shards(out_dir: Path, stem: str) -> None:
 
 
 def remove_saved_state(out_dir: Path, stem: str) -> None:
-    """--force: a metric's saved progress (AutoAttack's state, shards) is discarded first."""
+    """--force: a metric's saved progress (AutoAttack's state and its chunks' images, shards) is
+    discarded first."""
     remove_shards(out_dir, stem)
-    for f in Path(out_dir).glob(f"{stem}.state*.json"):
-        f.unlink(missing_ok=True)
+    for pattern in (f"{stem}.state*.json", f"{stem}.state*.adversarial.npz"):
+        for f in Path(out_dir).glob(pattern):
+            f.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from energybench.energy.energies import refuse_nonfinite
 from energybench.metrics.base import (
     EvalContext, Metric, MetricResult, Shard, binomial_stderr, register_metric,
 )
-from energybench.metrics.robustness import checks_record, settle_budget
+from energybench.metrics.robustness import ADVERSARIAL, checks_record, settle_budget, write_adversarial
 from energybench.records.outcomes import OutcomeLog, write_outcomes
 
 
@@ -74,6 +74,7 @@ class AutoAttackMetric(Metric):
     version = 3  # 3: per-image outcomes and diagnostics; 2: chunked runs (1: one run over all images)
     incidental_params = ("max_images", "chunk_size")  # max_images shows as the record's n
     shardable = True  # by chunk: chunk c on rank c mod world size
+    saves_adversarial = True  # the images AutoAttack returned (kept per chunk beside its state)
 
     def state_file(self, ctx: EvalContext) -> Path:
         """This process's resumable state: <stem>.state.json, or one file per rank under torchrun."""
@@ -91,13 +92,15 @@ class AutoAttackMetric(Metric):
                                 device=ctx.device, state_path=self.state_file(ctx), version=p.version,
                                 custom_attacks=p.attacks,
                                 chunk_size=p.chunk_size, key={"record": ctx.stem}, chunk_ids=mine,
-                                nonfinite=ctx.nonfinite, norm=p.norm)
-        log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite"))
+                                nonfinite=ctx.nonfinite, norm=p.norm, keep_adversarial=ctx.save_adversarial)
+        log = OutcomeLog(("grad_zero", "grad_nonfinite", "nonfinite", ADVERSARIAL))
         if mine:
             log.add(index=chunk_index(p.chunk_size, n, mine), clean_correct=result.clean_flags,
                     adv_correct=result.adv_flags, robust=result.robust_flags, loss=result.loss,
                     margin=result.margin, grad_zero=result.grad_zero, grad_nonfinite=result.grad_nonfinite,
                     nonfinite=result.nonfinite)
+            if result.adversarial is not None:
+                log.add(**{ADVERSARIAL: result.adversarial})
         meta = {"robust_after": result.robust_after, "warnings": result.warnings, "chunks": result.chunks,
                 "chunks_resumed": result.chunks_resumed, "probability_rows": result.probability_rows,
                 "state_file": self.state_file(ctx).name}
@@ -120,6 +123,7 @@ class AutoAttackMetric(Metric):
 
     def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
         c, meta = dict(shard.columns), shard.meta
+        adversarial = c.pop(ADVERSARIAL, None)
         counted_wrong = refuse_nonfinite(self.name, c["nonfinite"], ctx.nonfinite)
         for column in ("clean_correct", "adv_correct", "robust"):
             c[column] = c[column] & ~c["nonfinite"]
@@ -141,6 +145,10 @@ class AutoAttackMetric(Metric):
                                            "(its APGD adapts its step and restarts from the best point)"),
                   self._gradient_direction(randomized, meta)]
         states = [m["state_file"] for m in meta]
+        saved = {}
+        if adversarial is not None:
+            write_adversarial(ctx.artifact("adversarial.npz"), adversarial, c)
+            saved["adversarial"] = ctx.artifact("adversarial.npz").name
         acc = robust / n
         return MetricResult(acc, n, binomial_stderr(acc, n),
                             {"clean_accuracy": clean / n, "per_attack": {a: k / n for a, k in after.items()},
@@ -148,6 +156,6 @@ class AutoAttackMetric(Metric):
                              "chunks": sum(m["chunks"] for m in meta),
                              "chunks_resumed": sum(m["chunks_resumed"] for m in meta),
                              "state_file": states[0] if len(states) == 1 else states,
-                             "outcomes": ctx.artifact("outcomes.npz").name,
+                             "outcomes": ctx.artifact("outcomes.npz").name, **saved,
                              **({"nonfinite_counted_wrong": counted_wrong} if counted_wrong else {})},
                             checks_record(checks))

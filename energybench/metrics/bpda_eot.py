@@ -21,8 +21,11 @@ from energybench.attacks.bpda import bpda_eot
 from energybench.attacks.pgd import NORMS, PGDConfig
 from energybench.core.progress import progress
 from energybench.metrics.base import EvalContext, Metric, MetricResult, Shard, binomial_stderr, register_metric
-from energybench.metrics.robustness import checks_record, image_seeds
+from energybench.metrics.robustness import ADVERSARIAL, checks_record, image_seeds, write_adversarial
 from energybench.records.outcomes import OutcomeLog, write_outcomes
+
+
+EXAMPLE_CORRECT = "example_correct"  # (N,) bool: the defence was right on the saved example when attacked
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,14 @@ class BPDAEOT(Metric):
     Params = BPDAConfig
     norms = NORMS
     shardable = True
+    saves_adversarial = True  # each image's first confirmed break, else its final iterate
     uncounted = "the purification steps of every gradient and confirmation"
     # more steps and EOT copies tighten the same upper bound on robust accuracy: a table cell takes a
     # record at any value of them and prints them beside the number (a reproduction preset scales them)
     estimator_params = ("steps", "eot")
 
     def shard(self, ctx: EvalContext) -> Shard:
-        cfg, log, meta = self.params, OutcomeLog(("candidates",)), []
+        cfg, log, meta = self.params, OutcomeLog(("candidates", ADVERSARIAL, EXAMPLE_CORRECT)), []
         for x, y, offset in progress(ctx.batches(), desc=self.name, total=len(ctx.batch_offsets())):
             index = torch.arange(offset, offset + len(y))
             with ctx.batch_randomness(offset):  # the purification noise, per batch
@@ -65,6 +69,8 @@ class BPDAEOT(Metric):
                 out = bpda_eot(ctx.model, x, y, cfg, image_seeds(ctx.seed, index), cfg.any_iterate)
             log.add(index=index, clean_correct=out.clean_correct, adv_correct=out.adv_correct, robust=out.robust,
                     candidates=out.candidates)
+            if ctx.save_adversarial:
+                log.add(**{ADVERSARIAL: out.examples, EXAMPLE_CORRECT: out.example_correct})
         return Shard(log.columns(), meta)
 
     def finish(self, ctx: EvalContext, shard: Shard) -> MetricResult:
@@ -74,10 +80,14 @@ class BPDAEOT(Metric):
         randomized = next((diagnostics.from_record("randomized_forward", m["randomized_forward"])
                            for m in shard.meta if "randomized_forward" in m), None)
         checks = [] if randomized is None else [diagnostics.expected_randomness(randomized)]
-        outcomes = {k: v for k, v in c.items() if k != "candidates"}
+        outcomes = {k: v for k, v in c.items() if k not in ("candidates", ADVERSARIAL, EXAMPLE_CORRECT)}
         write_outcomes(ctx.artifact("outcomes.npz"), outcomes)
         acc = robust / n
         extra = {"clean_accuracy": clean / n, "outcomes": ctx.artifact("outcomes.npz").name,
                  "candidate_breaks": int((c["candidates"] > 0).sum()),
                  "unconfirmed_candidates": int(((c["candidates"] > 0) & c["robust"]).sum())}
+        if ADVERSARIAL in c:  # adv_correct of the saved file: the defence on the saved example
+            write_adversarial(ctx.artifact("adversarial.npz"), c[ADVERSARIAL],
+                              {"index": c["index"], "adv_correct": c[EXAMPLE_CORRECT].astype(bool)})
+            extra["adversarial"] = ctx.artifact("adversarial.npz").name
         return MetricResult(acc, n, binomial_stderr(acc, n), extra, checks_record(checks))

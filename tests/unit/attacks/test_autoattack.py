@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +86,40 @@ def test_custom_attack_lists_are_checked(values, message):
 
     with pytest.raises(RangeError, match=message):
         AutoAttackParams(**values)
+
+
+def test_saved_adversarial_images_are_pyautoattacks_own_and_survive_a_resume(trained_model, exact_test, exact_npz,
+                                                                           tmp_path):
+    """--save-adversarial on autoattack: the saved images are exactly the ones pyautoattack's own
+    run returns (same seed), inside the eps-ball and [0, 1], with the record's adv_correct; a
+    chunk whose saved images are deleted is attacked again and gives the same images."""
+    from pyautoattack import AutoAttack
+
+    from energybench.api import evaluate
+
+    eps, kwargs = 2 / 255, dict(version="custom", attacks="apgd-ce")
+    (record,) = evaluate(trained_model, str(exact_npz), ["autoattack"], n=16, out_dir=tmp_path, device="cpu",
+                         batch_size=8, eps=eps, chunk_size=8, save_adversarial=True, **kwargs)
+    saved = np.load(tmp_path / record["extra"]["adversarial"])
+    x, y = exact_test.images[:16].float() / 255, exact_test.labels[:16]
+    images = torch.from_numpy(saved["images"])
+    assert images.shape == (16, 3, 32, 32) and list(saved["index"]) == list(range(16))
+    assert (images - x).abs().max() <= eps + 1e-6 and images.min() >= 0 and images.max() <= 1
+    direct = []
+    for start in (0, 8):  # the metric attacks chunks of 8, each a fresh run with the same seed
+        adversary = AutoAttack(trained_model, norm="Linf", eps=eps, version="custom", attacks=["apgd-ce"],
+                               seed=0, device="cpu")
+        direct.append(adversary.run_standard_evaluation(x[start:start + 8], y[start:start + 8], batch_size=8)[0])
+    torch.testing.assert_close(images, torch.cat(direct), rtol=0, atol=0)
+    with torch.no_grad():
+        assert np.array_equal(saved["adv_correct"], (trained_model(images).argmax(1) == y).numpy())
+    assert saved["adv_correct"].sum() < 16, "the attack must break something for the check to mean anything"
+
+    chunk_file = next(tmp_path.glob("autoattack-*.state.chunk-1.adversarial.npz"))
+    chunk_file.unlink()
+    (tmp_path / record["extra"]["adversarial"]).unlink()  # the record is kept without its images
+    (third,) = evaluate(trained_model, str(exact_npz), ["autoattack"], n=16, out_dir=tmp_path, device="cpu",
+                        batch_size=8, eps=eps, chunk_size=8, save_adversarial=True, **kwargs)
+    assert third["value"] == record["value"] and third["extra"]["chunks_resumed"] == 1  # chunk 0's images were kept; chunk 1's attacked again
+    torch.testing.assert_close(torch.from_numpy(np.load(tmp_path / third["extra"]["adversarial"])["images"]), images,
+                               rtol=0, atol=0)

@@ -125,3 +125,38 @@ def test_purification_values_need_steps():
     with pytest.raises(UserError, match="purify_chains must be in"):
         energybench.evaluate(tiny_classifier(), (torch.zeros(2, 3, 4, 4, dtype=torch.uint8), [0, 1]),
                              purify=2, purify_chains=0)
+
+
+def test_saved_examples_are_pgds_without_purification_and_the_breaking_iterate_with_any_iterate(
+        exact_npz, tmp_path):
+    """--save-adversarial on bpda-eot: with eot 1, 20 steps and only the final iterate counted,
+    the saved images are PGD-20's own saved images; counting every iterate, each saved image of a
+    broken image is one the model gets wrong (the iterate that broke it, though the attack walked
+    on), every other is the final iterate, right, and all lie in the eps-ball."""
+    from energybench.data import load_split
+
+    ckpt = REPO / "checkpoints" / "pgd-at-smoke.pt"
+    kwargs = dict(data=str(exact_npz), n=40, batch_size=16, log=lambda m: None, save_adversarial=True)
+    pgd, bpda = evaluate(ckpt, ["pgd20", "bpda-eot"], out_dir=tmp_path / "final",
+                         overrides={"steps": 20, "eot": 1, "any_iterate": False}, **kwargs)
+    with np.load(tmp_path / "final" / pgd["extra"]["adversarial"]) as a, \
+            np.load(tmp_path / "final" / bpda["extra"]["adversarial"]) as b:
+        for key in ("images", "index", "adv_correct"):
+            assert np.array_equal(a[key], b[key]), key
+
+    (every,) = evaluate(ckpt, ["bpda-eot"], out_dir=tmp_path / "every", overrides={"steps": 20, "eot": 1}, **kwargs)
+    saved = np.load(tmp_path / "every" / every["extra"]["adversarial"])
+    test = load_split(exact_npz, "test").subset(40)
+    x, y = test.images.float() / 255, test.labels
+    images = torch.from_numpy(saved["images"])
+    assert (images - x).abs().max() <= 8 / 255 + 1e-6 and images.min() >= 0 and images.max() <= 1
+    from energybench.handles.checkpoint import load_model
+
+    with torch.no_grad():
+        right = (load_model(ckpt).model(images).argmax(1) == y).numpy()
+    outcomes = np.load(tmp_path / "every" / every["extra"]["outcomes"])
+    broken = outcomes["clean_correct"] & ~outcomes["robust"]
+    assert broken.any() and outcomes["robust"].any()
+    assert not right[broken].any() and right[outcomes["robust"]].all()
+    assert np.array_equal(saved["adv_correct"], right)
+    assert every["value"] <= pgd["value"]  # any iterate counted: at most PGD's final-iterate accuracy
