@@ -19,12 +19,13 @@ def train_seconds(run_dir: Path) -> float:
 
 
 def index_page(p: ReproductionPreset, runs: list[RunPlan], status: dict, rendered: dict, out_dir: Path,
-               made_by: str, seconds: dict, comparisons: list[str] = (),
+               made_by: list[str], seconds: dict, comparisons: list[str] = (),
                ordering_lines: list[str] = ()) -> str:
-    """The page; `made_by` is the command that made it, as the face that ran it words it."""
-    command = made_by
+    """The page; `made_by`: the commands that made it (each invocation into this folder), as the
+    face that ran them words them."""
+    commands = ", then ".join(f"`{c}`" for c in made_by)
     lines = [f"# Reproduction: preset `{p.name}`", "",
-             f"Made by `{command}` ({time.strftime('%Y-%m-%d')}). Re-running it resumes: finished "
+             f"Made by {commands} (last: {time.strftime('%Y-%m-%d')}). Re-running resumes: finished "
              "runs are not retrained, existing records are reused.", "",
              f"Scale: {p.summary}. Recipe preset `{p.recipe_preset}`"
              + (f" with `{' '.join(p.train_overrides)}`" if p.train_overrides else "")

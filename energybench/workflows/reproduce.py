@@ -11,9 +11,13 @@ Output folder:
     tables/<name>.{md,tex,csv}
     records/<run>/<metric>.json
     figures/<run>/       sample gallery and landscape / memorization figures
+    status.json          every run of every invocation into this folder, and the commands: a
+                         reproduction made in parts (--only, on several machines) is one report
 """
 
 from __future__ import annotations
+
+import json
 
 import shutil
 import time
@@ -59,6 +63,7 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     check_writable_dir(out_dir)
     check_writable_dir(runs_dir, "runs_dir")
     datalib.resolve_source(data.get("cifar10"))  # CIFAR-10 is required: a missing one is an error
+    earlier = earlier_status(out_dir / "status.json", preset)
     status: dict[str, dict] = {}
     for run, seed in jobs:
         log(f"== {run.name}: {run.recipe} on {run.dataset}, training seed {seed}")
@@ -67,18 +72,40 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     index = out_dir / "README.md"
     if not world.is_main:
         return index
+    # runs of earlier invocations into the same folder (e.g. other --only selections) stay in the report
+    status = {**earlier["runs"], **status}
+    seeds_listed = max(p.seeds, earlier["seeds"])
+    listed = [run for run, _ in seeded(plan(tables, None), seeds_listed) if run.name in status]
+    made_by = made_by or f"reproduce({preset!r}, only={only!r}, data={data.get('cifar10')!r})"
+    commands = list(dict.fromkeys(earlier["made_by"] + [made_by]))
     records = collect_records([out_dir / "records"]) if (out_dir / "records").exists() else []
     rendered = write_tables(records, out_dir / "tables", tables)
     ordering_lines = [line for name in tables for line in orderings(load_table(name), build(load_table(name), records))]
-    write_json_atomic({"preset": preset, "runs": status}, out_dir / "status.json")
+    write_json_atomic({"preset": preset, "seeds": seeds_listed, "made_by": commands, "runs": status},
+                      out_dir / "status.json")
     figure_records = collect_records([out_dir / "figures"]) if (out_dir / "figures").exists() else []
     comparisons = comparison_figures(records, figure_records, out_dir / "figures") if p.figures else []
     seconds = {"training": sum(s.get("train_seconds_total", 0.0) for s in status.values()),
                "evaluation": sum(r.get("wall_seconds") or 0.0 for r in records + figure_records)}
-    made_by = made_by or f"reproduce({preset!r}, only={only!r}, data={data.get('cifar10')!r})"
-    write_text_atomic(index_page(p, [run for run, _ in jobs], status, rendered, out_dir, made_by, seconds,
+    write_text_atomic(index_page(p, listed, status, rendered, out_dir, commands, seconds,
                                  comparisons, ordering_lines), index)
     return index
+
+
+def earlier_status(path: Path, preset: str) -> dict:
+    """What an earlier reproduction of the same preset wrote into this folder's status.json: its
+    runs, the seeds it listed and the commands that made it (empty when absent, unreadable or of
+    another preset: that report is then rewritten, not merged)."""
+    empty = {"runs": {}, "seeds": 1, "made_by": []}
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return empty
+    if not isinstance(saved, dict) or saved.get("preset") != preset or not isinstance(saved.get("runs"), dict):
+        return empty
+    made_by = saved.get("made_by", [])
+    return {"runs": saved["runs"], "seeds": saved.get("seeds", 1) if isinstance(saved.get("seeds"), int) else 1,
+            "made_by": [c for c in made_by if isinstance(c, str)] if isinstance(made_by, list) else []}
 
 
 def data_spec(run: RunPlan, data: dict) -> tuple[str | None, str]:

@@ -147,6 +147,39 @@ def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
     assert PRESETS["paper"].n_for("clean") is None and PRESETS["paper"].metric_params["autoattack"]["max_images"] == 10_000
 
 
+def test_a_reproduction_made_in_parts_is_one_report(tmp_path, jpeg_tar, monkeypatch):
+    """Two --only invocations into one folder: the second keeps the first's runs in status.json and
+    on the index page (in the plan's order), and names both commands; a folder of another preset
+    is rewritten, not merged. Training and evaluation are replaced by a stand-in status."""
+    import torch
+
+    from energybench.workflows import reproduce as rp
+
+    done = []
+
+    def stand_in(p, run, seed, run_dir, out_dir, data, device, inception_weights, log, world):
+        done.append(run.name)
+        return {"train_seconds_total": 60.0, "refused": {}, "evaluated": "last"}
+
+    monkeypatch.setattr(rp, "_reproduce_run", stand_in)
+    out, data = tmp_path / "out", {"cifar10": str(jpeg_tar)}
+    for only in ("normal", "pgd-at"):
+        index = rp.reproduce("ci", out, tmp_path / "runs", data, torch.device("cpu"), only=only,
+                             log=lambda m: None, made_by=f"energybench reproduce --only {only}")
+    assert done == ["normal", "normal-cifar100", "pgd-at"]
+    status = json.loads((out / "status.json").read_text())
+    assert set(status["runs"]) == {"pgd-at", "normal", "normal-cifar100"} and status["made_by"] == [
+        "energybench reproduce --only normal", "energybench reproduce --only pgd-at"]
+    page = index.read_text()
+    assert "`energybench reproduce --only normal`, then `energybench reproduce --only pgd-at`" in page
+    assert page.index("| pgd-at | pgd-at | cifar10 |") < page.index("| normal | normal | cifar10 |")  # plan order
+    assert "Compute: 3.0 minutes of training" in page
+    rp.reproduce("smoke", out, tmp_path / "runs", data, torch.device("cpu"), only="normal",
+                 log=lambda m: None, seeds=1, made_by="energybench reproduce --preset smoke --only normal")
+    status = json.loads((out / "status.json").read_text())
+    assert set(status["runs"]) == {"normal", "normal-cifar100"} and len(status["made_by"]) == 1
+
+
 @pytest.mark.slow
 def test_reproduce_draws_figures_writes_an_index_and_resumes(tmp_path, jpeg_tar, monkeypatch):
     import torch
