@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from energybench.cli.options import POSITIVE, echo
+from energybench.cli.options import POSITIVE, echo, registry_choice
 from energybench.core.errors import UserError
 
 
@@ -15,6 +15,9 @@ from energybench.core.errors import UserError
 @click.option("--preset", default="smoke", show_default=True, type=click.Choice(["ci", "smoke", "paper"]),
               help="ci, smoke (CPU) or paper (GPU)")
 @click.option("--only", default=None, help="comma-separated recipes to train and evaluate (default all)")
+@click.option("--table", "tables", multiple=True, type=registry_choice("tables"),
+              help="train, evaluate and render for these tables only (repeatable; default every table), "
+                   "e.g. --table purification --only jem,jeat")
 @click.option("--data", "data_spec", default="cifar10", show_default=True,
               help="CIFAR-10 source (name in the data home, folder, tar or npz)")
 @click.option("--data-cifar100", default="cifar100", show_default=True,
@@ -39,7 +42,7 @@ from energybench.core.errors import UserError
                    "partition, account, throttle (most tasks of an array at once, default 16)")
 @click.option("--job", "job_id", default=None, metavar="ID",
               help="run one job of the plan (with the plan's --preset, --only, --seeds, --out, --runs)")
-def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights, seeds,
+def reproduce(preset, only, tables, data_spec, data_cifar100, out_dir, runs_dir, device, inception_weights, seeds,
               make_plan, slurm, job_id):
     """Train the tables' models, evaluate them and render every table and figure with an index.
     Under torchrun, training is data parallel and evaluation split over the processes."""
@@ -54,6 +57,9 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
         resolve_source(data_cifar100)
     if slurm and not make_plan:
         raise UserError("--slurm sets the SLURM scripts of a plan; add --plan")
+    if tables and (make_plan or job_id is not None):
+        raise UserError("a plan and its jobs cover every table; leave --table out (it selects the tables of a "
+                        "run without --plan)")
     out_dir = out_dir or Path(f"reports/reproduce-{preset}")
     runs_dir = runs_dir or Path(f"runs/reproduce-{preset}")
     data = {"cifar10": data_spec, "cifar100": data_cifar100}
@@ -79,8 +85,9 @@ def reproduce(preset, only, data_spec, data_cifar100, out_dir, runs_dir, device,
                 echo(f"job {job_id}: done")
             return
         made_by = f"energybench reproduce --preset {preset}" + (f" --only {only}" if only else "") + \
-            f" --data {data_spec} --out {out_dir}"
-        index = run_reproduction(preset, out_dir, runs_dir, data, dev, only=only, inception_weights=inception_weights,
+            "".join(f" --table {t}" for t in tables) + f" --data {data_spec} --out {out_dir}"
+        index = run_reproduction(preset, out_dir, runs_dir, data, dev, only=only, tables=list(tables) or None,
+                                 inception_weights=inception_weights,
                                  log=say, seeds=seeds, world=world, made_by=made_by)
     if world.is_main:
         echo(f"index page: {index}")

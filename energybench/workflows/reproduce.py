@@ -28,7 +28,7 @@ import torch
 from energybench import data as datalib
 from energybench.core.atomic import check_writable_dir, write_json_atomic, write_text_atomic
 from energybench.core.distributed import World
-from energybench.core.errors import UserError, render_options
+from energybench.core.errors import UserError, option, render_options
 from energybench.energy.purification import PurificationConfig
 from energybench.evaluation.runner import evaluate
 from energybench.records.figures import read_raw, save
@@ -58,6 +58,10 @@ def reproduce(preset: str, out_dir: Path, runs_dir: Path, data: dict[str, str], 
     p = preset_of(preset, seeds)
     tables = tables or table_names()
     runs = [run for run, _ in seeded(plan(tables, parse_only(only)), 1)]
+    if not runs:
+        recipes = sorted({run.recipe for run in plan(tables, None)})
+        raise UserError(f"{option('only', only)} trains no model of the tables {', '.join(tables)}; they need "
+                        f"{', '.join(recipes)}")
     jobs = seeded(runs, p.seeds)
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     check_writable_dir(out_dir)

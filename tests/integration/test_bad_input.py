@@ -478,6 +478,9 @@ CASES = [
     # ---- reproduce
     ("reproduce-preset", ["reproduce", "--preset", "huge"], r"--preset.*'huge' is not one of"),
     ("reproduce-only", ["reproduce", "--only", "nope", "--data", "{tiny}", "--out", "{out}"], r"--only: unknown recipe\(s\) nope"),
+    ("reproduce-table", ["reproduce", "--table", "jeat-t9"], r"--table.*'jeat-t9' is not one of"),
+    ("reproduce-table-plan", ["reproduce", "--table", "purification", "--plan", "--out", "{out}"], r"a plan and its jobs cover every table; leave --table out"),
+    ("reproduce-table-only", ["reproduce", "--preset", "ci", "--table", "purification", "--only", "pgd-at", "--data", "{tiny}", "--out", "{out}", "--runs", "{out}-runs"], r"--only pgd-at trains no model of the tables purification; they need jeat, jem"),
     ("reproduce-data-missing", ["reproduce", "--preset", "ci", "--data", "{root}/none", "--out", "{out}", "--runs", "{out}-runs"], r"data not found"),
     ("reproduce-data-txt", ["reproduce", "--preset", "ci", "--data", "{txt}", "--out", "{out}", "--runs", "{out}-runs"], r"unsupported data file"),
     ("reproduce-cifar100-missing", ["reproduce", "--preset", "ci", "--data", "{tiny}", "--data-cifar100", "{root}/none", "--out", "{out}", "--runs", "{out}-runs"], r"data not found"),

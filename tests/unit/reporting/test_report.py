@@ -147,10 +147,11 @@ def test_reproduction_presets_are_valid_for_every_recipe_and_metric():
     assert PRESETS["paper"].n_for("clean") is None and PRESETS["paper"].metric_params["autoattack"]["max_images"] == 10_000
 
 
-def test_a_reproduction_made_in_parts_is_one_report(tmp_path, jpeg_tar, monkeypatch):
+def test_a_reproduction_made_in_parts_is_one_report(tmp_path, jpeg_tar, monkeypatch, run_cli):
     """Two --only invocations into one folder: the second keeps the first's runs in status.json and
     on the index page (in the plan's order), and names both commands; a folder of another preset
-    is rewritten, not merged. Training and evaluation are replaced by a stand-in status."""
+    is rewritten, not merged; --table trains and renders for the tables chosen. Training and
+    evaluation are replaced by a stand-in status."""
     import torch
 
     from energybench.workflows import reproduce as rp
@@ -174,6 +175,14 @@ def test_a_reproduction_made_in_parts_is_one_report(tmp_path, jpeg_tar, monkeypa
     assert "`energybench reproduce --only normal`, then `energybench reproduce --only pgd-at`" in page
     assert page.index("| pgd-at | pgd-at | cifar10 |") < page.index("| normal | normal | cifar10 |")  # plan order
     assert "Compute: 3.0 minutes of training" in page
+    code, _, err = run_cli("reproduce", "--preset", "ci", "--table", "purification", "--data", jpeg_tar, "--out", out,
+                           "--runs", tmp_path / "runs")
+    assert code == 0 and done[3:] == ["jem", "jeat"], err  # only the models of the chosen table
+    assert "--table purification" in json.loads((out / "status.json").read_text())["made_by"][-1]
+    from energybench.reporting.table_specs import load_table
+
+    page = index.read_text()
+    assert "| JEM + purification |" in page and load_table("jeat-t1")["title"] not in page
     rp.reproduce("smoke", out, tmp_path / "runs", data, torch.device("cpu"), only="normal",
                  log=lambda m: None, seeds=1, made_by="energybench reproduce --preset smoke --only normal")
     status = json.loads((out / "status.json").read_text())
