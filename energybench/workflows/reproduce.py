@@ -222,7 +222,8 @@ def draw_run_figures(ckpt: Path, run: RunPlan, run_dir: Path, dest: Path, device
 
 def comparison_figures(records: list[dict], figure_records: list[dict], dest: Path) -> list[str]:
     """Cross-recipe figures: every run's energy histogram side by side, and robust vs clean
-    accuracy (PGD-20 and AutoAttack at 8/255). Returns their paths relative to the report."""
+    accuracy (PGD-20 and AutoAttack at 8/255; a run behind purification is a point of its own).
+    Returns their paths relative to the report."""
 
     made = []
     hists = {Path(r["_file"]).parent.name: r for r in figure_records if r["metric"] == "energy-hist"}
@@ -232,7 +233,8 @@ def comparison_figures(records: list[dict], figure_records: list[dict], dest: Pa
     by_run: dict[str, dict] = {}  # run (its seeds pooled) -> metric -> values over seeds
     for r in records:
         if r["metric"] in ("clean", "pgd20", "autoattack") and abs(r["params"].get("eps", 8 / 255) - 8 / 255) < 1e-9:
-            point = by_run.setdefault(base_run_name(Path(r["_file"]).parent.name), {})
+            purified = " + purification" if (r.get("identity") or {}).get("purification") else ""
+            point = by_run.setdefault(base_run_name(Path(r["_file"]).parent.name) + purified, {})  # its own point
             point.setdefault(r["metric"], []).append(r["value"])
             point[f"n_{r['metric']}"] = r["n"]
     points = [{"name": name, **{k: (sum(v) / len(v) if isinstance(v, list) else v) for k, v in values.items()}}

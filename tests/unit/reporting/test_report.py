@@ -305,3 +305,26 @@ def test_your_own_models_get_a_table_of_their_own(tmp_path, run_cli, jpeg_tar):
     assert "–" in ours.split(" | ")[2] or "missing" in ours.split(" | ")[2]  # no pgd20 record of it
     spec = own_table(collect_records(results))
     assert {e["model_sha256"] for e in spec["entries"]} == {r["model"]["sha256"] for r in collect_records(results)}
+
+
+def test_the_robustness_comparison_never_pools_a_purified_model_with_the_plain_one(tmp_path, monkeypatch):
+    from energybench.workflows import reproduce as rp
+
+    drawn = []
+    monkeypatch.setattr(rp, "robustness_scatter", lambda points, data=None: drawn.append(points) or object())
+    monkeypatch.setattr(rp, "save", lambda fig, stem: [])
+
+    def record(run, metric, value, purification=None):
+        identity = {"purification": purification} if purification else {}
+        return {"_file": str(tmp_path / run / f"{metric}.json"), "metric": metric, "value": value, "n": 100,
+                "params": {}, "identity": identity, "data": {"label": "test"}}
+
+    purify = {"steps": 10, "chains": 20}
+    records = [record("jem", "clean", 0.30), record("jem", "pgd20", 0.10), record("jem-seed1", "clean", 0.32),
+               record("jem-seed1", "pgd20", 0.12), record("jem", "clean", 0.50, purify),
+               record("jem", "pgd20", 0.40, purify)]
+    rp.comparison_figures(records, [], tmp_path)
+    (points,) = drawn
+    by_name = {p["name"]: p for p in points}
+    assert by_name["jem"]["clean"] == pytest.approx(0.31) and by_name["jem"]["pgd20"] == pytest.approx(0.11)
+    assert by_name["jem + purification"]["clean"] == 0.50 and by_name["jem + purification"]["pgd20"] == 0.40
