@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from testkit import seeded_model, synthetic_npz
 
 pytestmark = pytest.mark.synthetic
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_show_config_output_is_a_config_file(tmp_path, run_cli):
@@ -41,11 +44,13 @@ def test_show_config_output_is_a_config_file(tmp_path, run_cli):
     (["train", "jeat", "--set", "params.eps=0.1"], "set as recipe.eps"),
     (["eval", "--ckpt", "x.pt", "--metric", "pgd-20"], "'pgd-20' is not one of"),
     (["eval", "--ckpt", "x.pt", "--suite", "robustness"], "'robustness' is not one of"),
-    (["eval", "--ckpt", "x.pt", "--metric", "energy-hist", "--param", "noise_scale=0.01"], "is now called noise"),
+    # an existing model: a missing file is refused first (handles.reference), before the protocol values
+    (["eval", "--ckpt", "{repo}/checkpoints/jem-smoke.pt", "--metric", "energy-hist", "--param", "noise_scale=0.01"],
+     "is now called noise"),
     (["report", "--table", "jeat-t9"], "'jeat-t9' is not one of"),
 ])
 def test_typos_and_old_names_are_refused_with_the_list_or_a_hint(run_cli, args, expected):
-    code, _, err = run_cli(*args)
+    code, _, err = run_cli(*[a.replace("{repo}", str(REPO)) for a in args])
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
 
 
