@@ -153,16 +153,26 @@ class AttackTrace:
     grad_nonfinite: torch.Tensor | None = None
 
     def record(self, step: int, loss: torch.Tensor, margin: torch.Tensor, grad: torch.Tensor) -> None:
-        self.losses.append(loss.detach().float().cpu())
-        self.margins.append(margin.detach().float().cpu())
+        """Kept on the attack's device (a copy to the host here would wait for the GPU at every
+        step); `finish` moves everything to the CPU once the attack is over."""
+        self.losses.append(loss.detach().float())
+        self.margins.append(margin.detach().float())
         if step == 0:
             flat = grad.detach().flatten(1)
-            self.grad_nonfinite = (~torch.isfinite(flat)).any(1).cpu()
-            self.grad_zero = (flat == 0).all(1).cpu()
+            self.grad_nonfinite = (~torch.isfinite(flat)).any(1)
+            self.grad_zero = (flat == 0).all(1)
+
+    def finish(self) -> "AttackTrace":
+        """Everything moved to the CPU (one transfer per tensor, after the attack)."""
+        self.losses = [t.cpu() for t in self.losses]
+        self.margins = [t.cpu() for t in self.margins]
+        if self.grad_zero is not None:
+            self.grad_zero, self.grad_nonfinite = self.grad_zero.cpu(), self.grad_nonfinite.cpu()
+        return self
 
     def margin_trajectory(self) -> torch.Tensor:
         """(steps, N) float32 on CPU."""
-        return torch.stack(self.margins) if self.margins else torch.empty(0)
+        return torch.stack(self.margins).cpu() if self.margins else torch.empty(0)
 
 
 def image_noise(shape: torch.Size, seeds: torch.Tensor, restart: int, norm: str = "Linf") -> torch.Tensor:
@@ -287,6 +297,8 @@ def pgd(
 
     with eval_mode(model), torch.enable_grad(), inner_loop(x.device):
         best = _single_run(model, x, y, cfg, generator, loss_fn, x_init, trace, noise(0))
+        if trace is not None:
+            trace.finish()
         if cfg.restarts == 1:
             return best
         with torch.no_grad():

@@ -15,9 +15,10 @@ import torch
 from energybench.training.config import GuardConfig
 
 
-def divergence_reason(loss: float, logits: torch.Tensor, stats: dict[str, float],
+def divergence_reason(loss: float, biggest_logit: float, stats: dict[str, float],
                       cfg: GuardConfig) -> str | None:
-    """Why a step counts as diverged, or None when it looks healthy."""
+    """Why a step counts as diverged, or None when it looks healthy. `biggest_logit`: the largest
+    |logit| of the step's batch (`largest_logit`), NaN when one is not finite."""
     if not math.isfinite(loss):
         return f"loss is {loss}"
     for key, value in stats.items():
@@ -25,9 +26,14 @@ def divergence_reason(loss: float, logits: torch.Tensor, stats: dict[str, float]
             return f"{key} is {value}"
         if key.startswith("gap_") and abs(value) > cfg.max_gap:
             return f"{key} = {value:.4g} exceeds the bound {cfg.max_gap:g}"
-    biggest = float(logits.detach().abs().max())
+    biggest = biggest_logit
     if not math.isfinite(biggest):
         return "logits are not finite"
     if biggest > cfg.max_abs_energy:
         return f"an energy reached {biggest:.4g}, beyond the bound {cfg.max_abs_energy:g}"
     return None
+
+
+def largest_logit(logits: torch.Tensor) -> torch.Tensor:
+    """max |logit| of logits (N, K) as a 0-dim tensor on their device (NaN if any is NaN)."""
+    return logits.detach().abs().max()

@@ -33,7 +33,7 @@ from energybench.handles.checkpoint import build_checkpoint, read_checkpoint, sa
 from energybench.models import create_model
 from energybench.training.config import TrainConfig, to_dict
 from energybench.training.dynamics import EnergyDynamics
-from energybench.training.guard import divergence_reason
+from energybench.training.guard import divergence_reason, largest_logit
 from energybench.training.optim import (
     frozen_running_stats, learning_rate, make_optimizer, sharpness_ascent, sharpness_restore,
 )
@@ -45,6 +45,18 @@ from energybench.training.splits import balanced_subset, split_holdout
 _INIT, _PERM, _STEP, _RECIPE, _PROBE, _ROBUST = 0, 1, 2, 3, 4, 6  # derive_seed streams (5: splits.HOLDOUT_STREAM)
 class _Diverged(Exception):
     pass
+
+
+def step_numbers(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                 stats: dict) -> tuple[float, int, float, dict[str, float]]:
+    """A step's loss, right answers, largest |logit| and the recipe's stats (0-dim tensors or
+    floats) as Python numbers, in one device-to-host transfer: each `.item()` on its own would make
+    the host wait for the GPU again. logits (N, K), y (N,)."""
+    logits = logits.detach()
+    keys = [key for key, value in stats.items() if torch.is_tensor(value)]
+    parts = [loss.detach(), (logits.argmax(1) == y).sum(), largest_logit(logits), *(stats[k].detach() for k in keys)]
+    values = torch.stack([part.double().reshape(()) for part in parts]).tolist()
+    return values[0], int(values[1]), values[2], {**stats, **dict(zip(keys, values[3:]))}
 
 
 @dataclass
@@ -298,8 +310,8 @@ class Trainer:
                 if self.world.enabled:  # each rank's attacks and SGLD draw their own noise
                     generator = make_generator(derive_seed(step_seed, self.world.rank), self.device)
                 loss_t, logits, stats = self.train_step(x, y, generator)
-                loss = loss_t.item()
-                reason = divergence_reason(loss, logits, stats, guard)
+                loss, correct, biggest, stats = step_numbers(loss_t, logits, y, stats)
+                reason = divergence_reason(loss, biggest, stats, guard)
                 if any_rank(reason is not None, self.world, self.device):
                     reason = reason or "another process diverged"
                     if not guard.enabled:
@@ -307,7 +319,6 @@ class Trainer:
                             f"{cfg.recipe}: training diverged at epoch {self.epoch + 1} step {step} "
                             f"({reason}); lower optim.lr or enable run.guard.enabled")
                     raise _Diverged(f"epoch {self.epoch + 1} step {step}: {reason}")
-                correct = int((logits.detach().argmax(1) == y).sum())
                 self.totals.add(loss, correct, len(y), stats)
                 self.totals.seconds += time.perf_counter() - start
                 self.step_in_epoch, self.global_step = step + 1, self.global_step + 1
@@ -389,7 +400,7 @@ class Trainer:
             probe = self.train_data.subset(min(64, len(self.train_data)))
             x = probe.float_images(self.device)
             with torch.no_grad(), eval_mode(self.model):
-                reason = divergence_reason(0.0, self.model(x), {}, self.cfg.run.guard)
+                reason = divergence_reason(0.0, float(largest_logit(self.model(x))), {}, self.cfg.run.guard)
         if any_rank(reason is not None, self.world, self.device):
             reason = reason or "another process's state"
             if not self.cfg.run.guard.enabled:

@@ -25,7 +25,8 @@ class StepOutput:
     """One training step's result.
 
     loss: scalar tensor to minimise; logits: (N, K) logits on the examples whose accuracy the
-    log reports; stats: extra floats to average over the epoch (e.g. energies); again: the same
+    log reports; stats: extra numbers to average over the epoch (e.g. energies), as detached 0-dim
+    tensors (the trainer copies them to the host with the loss in one transfer) or floats; again: the same
     loss at the model's current weights on the same examples (attack and sampler outputs reused,
     nothing drawn anew), which sharpness-aware updates (optim.sam_rho) evaluate at the perturbed
     weights; None for a recipe that does not offer it.
@@ -33,7 +34,7 @@ class StepOutput:
 
     loss: torch.Tensor
     logits: torch.Tensor
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor | float] = field(default_factory=dict)
     again: Callable[[], torch.Tensor] | None = None
 
 

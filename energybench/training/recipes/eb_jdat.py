@@ -153,10 +153,10 @@ class EBJDAT(Recipe):
         ce, ce_adv = F.cross_entropy(logits, y), F.cross_entropy(adv_logits, y)
         loss = (p.w_px * (e_data - e_sgld) + p.w_pyx * ce + p.w_pxadv * (e_data - e_adv)
                 + p.w_pyxadv * ce_adv)
-        stats = {"loss_pyx": ce.item(), "loss_pyx_adv": ce_adv.item(), "E_data": e_data.item(),
-                 "E_adv": e_adv.item(), "E_sgld": e_sgld.item(), "gap_px": (e_data - e_sgld).item(),
-                 "gap_pxadv": (e_data - e_adv).item(),
-                 "robust_acc": (adv_logits.argmax(1) == y).float().mean().item()}
+        stats = {"loss_pyx": ce.detach(), "loss_pyx_adv": ce_adv.detach(), "E_data": e_data.detach(),
+                 "E_adv": e_adv.detach(), "E_sgld": e_sgld.detach(), "gap_px": (e_data - e_sgld).detach(),
+                 "gap_pxadv": (e_data - e_adv).detach(),
+                 "robust_acc": (adv_logits.argmax(1) == y).float().mean().detach()}
         return StepOutput(loss, logits, stats)
 
     def state_dict(self):

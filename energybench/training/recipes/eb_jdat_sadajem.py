@@ -79,6 +79,6 @@ class EBJDATSADAJEM(SADAJEM):
         e_adv = marginal_energy(adv_logits).mean()
         gap_adv = marginal_energy(model(drawn["x_px"])).mean() - e_adv
         ce_adv = F.cross_entropy(adv_logits, y)
-        stats.update({"loss_pyx_adv": ce_adv.item(), "E_adv": e_adv.item(), "gap_pxadv": gap_adv.item(),
-                      "robust_acc": (adv_logits.argmax(1) == y).float().mean().item()})
+        stats.update({"loss_pyx_adv": ce_adv.detach(), "E_adv": e_adv.detach(), "gap_pxadv": gap_adv.detach(),
+                      "robust_acc": (adv_logits.argmax(1) == y).float().mean().detach()})
         return loss + p.w_pxadv * gap_adv + p.w_pyxadv * ce_adv, logits, stats

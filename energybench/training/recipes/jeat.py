@@ -72,8 +72,8 @@ class JEAT(Recipe):
         e_sgld = marginal_energy(model(x_sgld))
         p_y = (e_joint - e_adv).mean()
         p_x = e_adv.mean() - e_sgld.mean()
-        stats = {"loss_pyx": p_y.item(), "loss_px": p_x.item(), "E_adv": e_adv.mean().item(),
-                 "E_sgld": e_sgld.mean().item(), "gap_px": p_x.item()}
+        stats = {"loss_pyx": p_y.detach(), "loss_px": p_x.detach(), "E_adv": e_adv.mean().detach(),
+                 "E_sgld": e_sgld.mean().detach(), "gap_px": p_x.detach()}
         return StepOutput(p_y + p_x, logits, stats)
 
     def state_dict(self):

@@ -75,8 +75,8 @@ class JEM(Recipe):
         ce = F.cross_entropy(logits, y)
         gap = e_data - e_sgld
         loss = self.params.pyx_weight * ce + self.params.px_weight * gap
-        stats = {"loss_pyx": ce.item(), "E_data": e_data.item(), "E_sgld": e_sgld.item(),
-                 "gap_px": gap.item()}
+        stats = {"loss_pyx": ce.detach(), "E_data": e_data.detach(), "E_sgld": e_sgld.detach(),
+                 "gap_px": gap.detach()}
         return StepOutput(loss, logits, stats)
 
     def state_dict(self):

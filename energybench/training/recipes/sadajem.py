@@ -96,7 +96,7 @@ class SADAJEM(Recipe):
         e_q = marginal_energy(model(drawn["x_q"])).mean()
         ce = F.cross_entropy(logits, y)
         gap = e_data - e_q
-        stats = {"loss_pyx": ce.item(), "E_data": e_data.item(), "E_sgld": e_q.item(), "gap_px": gap.item()}
+        stats = {"loss_pyx": ce.detach(), "E_data": e_data.detach(), "E_sgld": e_q.detach(), "gap_px": gap.detach()}
         return p.px_weight * gap + p.pyx_weight * ce, logits, stats
 
     def loss(self, model, x, y, generator):

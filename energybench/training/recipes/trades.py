@@ -88,4 +88,4 @@ class Trades(Recipe):
         adv_logits = model(x_adv)
         robust = F.kl_div(F.log_softmax(adv_logits, 1), F.softmax(logits, 1), reduction="batchmean")
         loss = F.cross_entropy(logits, y) + self.params.beta * robust
-        return StepOutput(loss, logits, {"kl": robust.item()})
+        return StepOutput(loss, logits, {"kl": robust.detach()})

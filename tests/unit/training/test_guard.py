@@ -6,9 +6,10 @@ import torch
 
 from energybench.core.errors import UserError
 from energybench.training.config import GuardConfig, apply_overrides
-from energybench.training.guard import divergence_reason
+from energybench.training.guard import divergence_reason, largest_logit
 from energybench.training.recipes import preset_config
 from energybench.training.run import train
+from energybench.training.trainer import step_numbers
 
 
 def config(jpeg_tar, *extra):
@@ -21,12 +22,24 @@ def config(jpeg_tar, *extra):
 
 def test_divergence_reasons():
     cfg = GuardConfig(max_abs_energy=100, max_gap=10)
-    ok = torch.ones(2, 3)
+    ok = float(largest_logit(torch.ones(2, 3)))
     assert divergence_reason(1.0, ok, {}, cfg) is None
     assert "loss is nan" in divergence_reason(float("nan"), ok, {}, cfg)
-    assert "beyond the bound" in divergence_reason(1.0, ok * 1e3, {}, cfg)
+    assert "beyond the bound" in divergence_reason(1.0, float(largest_logit(-torch.ones(2, 3) * 1e3)), {}, cfg)
+    assert "logits are not finite" in divergence_reason(1.0, float(largest_logit(torch.tensor([[0.0, float("nan")]]))), {}, cfg)
     assert "gap_px" in divergence_reason(1.0, ok, {"gap_px": -50.0}, cfg)
     assert "E_sgld is inf" in divergence_reason(1.0, ok, {"E_sgld": float("inf")}, cfg)
+
+
+def test_step_numbers_match_the_separate_reads():
+    """One transfer gives what .item() on each would: loss, right answers, largest |logit| and the
+    tensor stats (float stats pass through)."""
+    torch.manual_seed(0)
+    logits, y = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    loss, stat = torch.nn.functional.cross_entropy(logits, y), logits.mean()
+    got = step_numbers(loss, logits, y, {"E": stat, "already": 0.5})
+    assert got == (loss.item(), int((logits.argmax(1) == y).sum()), logits.abs().max().item(),
+                   {"E": stat.item(), "already": 0.5})
 
 
 def test_provoked_divergence_rolls_back_lowers_lr_and_finishes(tmp_path, jpeg_tar):
