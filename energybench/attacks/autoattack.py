@@ -308,7 +308,8 @@ def run_autoattack(
     norm: str = "Linf",
     keep_adversarial: bool = False,
 ) -> AutoAttackResult:
-    """Standard AutoAttack in `norm` ('Linf' or 'L2') on x (N, C, H, W) float32 in [0, 1], y (N,) int64
+    """Standard AutoAttack in `norm` ('Linf' or 'L2') on x (N, C, H, W) float32 in [0, 1], y (N,) int64,
+    on any device (the model runs on `device`; the result's tensors are on the CPU)
     (or `version` plus/rand, or custom with the `custom_attacks` named, in their order).
 
     Chunks of `chunk_size` images (default `batch_size`) are attacked one after another (only
@@ -326,6 +327,7 @@ def run_autoattack(
     except ImportError:
         raise UserError("AutoAttack needs pyautoattack: pip install pyautoattack==0.2.0") from None
     check_eps(eps, "eps", norm)
+    x, y = x.cpu(), y.cpu()  # kept on the host between chunks; `device` runs the model
     chunk_size = chunk_size or batch_size
     key = dict(key or {}, eps=eps, seed=seed, version=version, chunk_size=chunk_size, n=len(y),
                state_version=STATE_VERSION, **({"norm": norm} if norm != "Linf" else {}),
