@@ -172,7 +172,7 @@ class AttackTrace:
 
     def margin_trajectory(self) -> torch.Tensor:
         """(steps, N) float32 on CPU."""
-        return torch.stack(self.margins).cpu() if self.margins else torch.empty(0)
+        return torch.stack(self.margins).cpu() if self.margins else torch.empty(0)  # .cpu(): also before finish
 
 
 def image_noise(shape: torch.Size, seeds: torch.Tensor, restart: int, norm: str = "Linf") -> torch.Tensor:

@@ -26,11 +26,10 @@ def divergence_reason(loss: float, biggest_logit: float, stats: dict[str, float]
             return f"{key} is {value}"
         if key.startswith("gap_") and abs(value) > cfg.max_gap:
             return f"{key} = {value:.4g} exceeds the bound {cfg.max_gap:g}"
-    biggest = biggest_logit
-    if not math.isfinite(biggest):
+    if not math.isfinite(biggest_logit):
         return "logits are not finite"
-    if biggest > cfg.max_abs_energy:
-        return f"an energy reached {biggest:.4g}, beyond the bound {cfg.max_abs_energy:g}"
+    if biggest_logit > cfg.max_abs_energy:
+        return f"an energy reached {biggest_logit:.4g}, beyond the bound {cfg.max_abs_energy:g}"
     return None
 
 
