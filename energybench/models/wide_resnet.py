@@ -42,18 +42,23 @@ class WideBasic(nn.Module):
         return out + self.shortcut(x)
 
 
+def stage_plan(depth: int, width: int, init: str) -> tuple[int, list[int]]:
+    """Blocks per stage and the channel widths [stem, stage 1, stage 2, stage 3] of WRN-depth-width,
+    after checking depth (6n+4) and init."""
+    if (depth - 4) % 6 != 0:
+        raise UserError(f"WideResNet depth must be 6n+4 (e.g. 16, 28, 34), got {depth}")
+    if init not in INITS:
+        raise UserError(f"unknown init {init!r} for wrn; use one of {', '.join(INITS)}")
+    return (depth - 4) // 6, [16, 16 * width, 32 * width, 64 * width]
+
+
 class WideResNet(nn.Module):
     """WRN-depth-width for 32x32 inputs; input (N, 3, 32, 32) in [0, 1] -> logits (N, num_classes)."""
 
     def __init__(self, depth=28, width=10, num_classes=10, batch_norm=True, act="relu",
                  dropout=0.0, normalize="cifar", init="kaiming"):
         super().__init__()
-        if (depth - 4) % 6 != 0:
-            raise UserError(f"WideResNet depth must be 6n+4 (e.g. 16, 22, 28), got {depth}")
-        if init not in INITS:
-            raise UserError(f"unknown init {init!r} for wrn; use one of {', '.join(INITS)}")
-        n = (depth - 4) // 6
-        widths = [16, 16 * width, 32 * width, 64 * width]
+        n, widths = stage_plan(depth, width, init)
         self.normalize = normalization(normalize)
         self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=True)
         layers, c_in = [], widths[0]
@@ -122,12 +127,7 @@ class TradesWideResNet(nn.Module):
     def __init__(self, depth=28, width=10, num_classes=10, batch_norm=True, act="relu",
                  dropout=0.0, normalize="none", init="kaiming"):
         super().__init__()
-        if (depth - 4) % 6 != 0:
-            raise UserError(f"WideResNet depth must be 6n+4 (e.g. 16, 28, 34), got {depth}")
-        if init not in INITS:
-            raise UserError(f"unknown init {init!r} for wrn; use one of {', '.join(INITS)}")
-        n = (depth - 4) // 6
-        widths = [16, 16 * width, 32 * width, 64 * width]
+        n, widths = stage_plan(depth, width, init)
         self.normalize = normalization(normalize, persistent=False)
         self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
         self.block1 = TradesStage(n, widths[0], widths[1], 1, batch_norm, act, dropout)
