@@ -28,6 +28,7 @@ def heartbeat_seconds() -> float:
 
 _RUNNING: list = []  # the progress displays now iterating, outermost first
 _HEARTBEAT: list[threading.Thread] = []
+_NEW_DISPLAY = threading.Event()  # wakes the heartbeat so it takes a new display's period at once
 
 
 def set_detail(text: str) -> None:
@@ -38,18 +39,24 @@ def set_detail(text: str) -> None:
 
 
 def _beat() -> None:
+    """The heartbeat thread: looks at the innermost display four times per period of the
+    displays now running (at most once a second), and at once when a display starts."""
     while True:
-        time.sleep(max(0.05, min(1.0, heartbeat_seconds() / 4)))
+        periods = [display.every for display in list(_RUNNING) if display.every > 0]
+        _NEW_DISPLAY.wait(max(0.05, min(1.0, min(periods, default=heartbeat_seconds()) / 4)))
+        _NEW_DISPLAY.clear()
         running = list(_RUNNING)
         if running:
             running[-1].heartbeat()
 
 
 def _start_heartbeat() -> None:
+    """Start the one heartbeat thread if it is not running; tell it a display has started."""
     if not _HEARTBEAT:
         thread = threading.Thread(target=_beat, name="energybench-heartbeat", daemon=True)
         _HEARTBEAT.append(thread)
         thread.start()
+    _NEW_DISPLAY.set()
 
 
 class LogLines:

@@ -141,6 +141,26 @@ def test_a_long_item_gets_heartbeats_that_say_where_it_is(monkeypatch, capsys):
     assert lines[-1].startswith("batches: 2/2 (100%)")
 
 
+def test_a_short_period_is_kept_even_while_the_heartbeat_waits_out_a_long_one(monkeypatch, capsys):
+    """The heartbeat thread is one per process: a display with a short period that starts while
+    the thread waits out a long period (up to 1 s) wakes it, so its first silent item is heard."""
+    import time
+
+    from energybench.core import progress as progress_module
+
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS_SECONDS", "30")
+    for _ in progress_module.progress(range(1), desc="long"):
+        time.sleep(0.1)  # the thread is running and waits in steps of a second
+    capsys.readouterr()
+    monkeypatch.setenv("ENERGYBENCH_PROGRESS_SECONDS", "0.2")
+    for _ in progress_module.progress(range(1), desc="short"):
+        progress_module.set_detail("step 1")
+        time.sleep(0.5)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("short: 0/1 (0%)") and "working on item 1: step 1" in line for line in lines), lines
+
+
 def test_an_evaluation_of_one_batch_is_not_silent(monkeypatch, capsys, exact_npz, tmp_path):
     """PGD on fewer images than one batch used to print nothing until the end: the heartbeat
     names the attack's step while it runs."""
@@ -156,7 +176,7 @@ def test_an_evaluation_of_one_batch_is_not_silent(monkeypatch, capsys, exact_npz
             self.linear = nn.Linear(3 * 32 * 32, 10)
 
         def forward(self, x):
-            time.sleep(0.02)
+            time.sleep(0.05)
             return self.linear(x.flatten(1))
 
     monkeypatch.setenv("ENERGYBENCH_PROGRESS", "1")
