@@ -146,8 +146,12 @@ def test_the_python_api_checks_its_arguments_before_any_work(kwargs, message, tm
     y = torch.from_numpy(rng.integers(0, 10, 8))
 
     class ReturnsTuple(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model  # a submodule, so the model moves to the evaluation's device with it
+
         def forward(self, images):
-            return model(images), 1
+            return self.inner(images), 1
 
     kwargs = dict(kwargs)
     data = {"three": (x, y, y), "dict": {"images": x}}.get(kwargs.pop("data", None), (x, y))
