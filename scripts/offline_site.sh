@@ -8,11 +8,11 @@
 #
 # It fetches wheels (binary only, no dependencies resolved: the list below is complete for an image
 # that already has torch, numpy, scipy, pandas, matplotlib, pillow, click, tqdm, pyyaml, requests,
-# pytest, hypothesis and scikit-image) for the target Python on x86-64 Linux, at the versions this
+# pytest, hypothesis, scikit-image and timm) for the target Python on x86-64 Linux, at the versions this
 # checkout's .venv holds (else the versions named below), and unpacks them into OUT, which then
 # works as a site folder on PYTHONPATH without pip. Package test folders are left out to keep it
-# small (about 11 MiB): with the
-# data (22 MiB) and the repository it fits a 64 MiB transfer.
+# small (about 13 MiB): with the data (22 MiB) and the repository without its reports it fits a
+# 64 MiB transfer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_python=3.12
@@ -30,6 +30,7 @@ packages=(
   pyautoattack==0.2.0 torch-fidelity==0.4.0 torchattacks==3.5.1 tomli-w==1.2.0
   import-linter==2.17 grimp==3.20 jsonschema==4.26.0 jsonschema-specifications==2025.9.1
   referencing==0.37.0 rpds-py==2026.9.1 robustbench==1.1.1 geotorch==0.4.0 gdown==5.1.0
+  beautifulsoup4==4.15.0 soupsieve==4.1.4
 )
 python=python3
 if [ -x .venv/bin/python ]; then python=.venv/bin/python; fi

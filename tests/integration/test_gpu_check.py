@@ -49,3 +49,31 @@ def test_tiny_dry_run_reports_every_part(tmp_path, jpeg_tar):
     for heading in ("## checkpoints", "## pgd", "## training", "## autoattack", "## syncs", "## tests"):
         assert heading in readme
     assert (out / "parts.log").read_text().count("==== ") == 5 and (out / "tests.log").exists()
+
+
+def test_synchronisations_are_counted_by_the_energybench_line_that_made_them(monkeypatch):
+    """CUDA's sync debug mode warns at each wait for the GPU; the check names the innermost
+    energybench line on the stack for each (here warnings stand in for CUDA's, on the CPU)."""
+    import importlib.util
+    import warnings
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    modes = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    namespace = {}
+    source = "import warnings\n\ndef wait():\n    warnings.warn('called a synchronizing CUDA operation')\n"
+    exec(compile(source, str(REPO / "energybench" / "attacks" / "pgd.py"), "exec"), namespace)
+
+    def work():
+        namespace["wait"]()
+        namespace["wait"]()
+        warnings.warn("called a synchronizing CUDA operation")  # outside the package
+        warnings.warn("an unrelated warning")
+
+    assert gpu_check.sync_sites(work) == {"energybench/attacks/pgd.py:4": 2, "outside energybench": 1}
+    assert gpu_check.count_syncs(namespace["wait"]) == 1
+    assert modes == ["warn", "default"] * 2
