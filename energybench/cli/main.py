@@ -7,6 +7,7 @@ stderr and exit status 2 (3: finished, but some metrics could not run here; 130:
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 
@@ -21,6 +22,7 @@ from energybench.cli.report import report
 from energybench.cli.reproduce import reproduce
 from energybench.cli.sample import sample
 from energybench.cli.train import train
+from energybench.core.torchrun import launched_by_torchrun
 from energybench.core.errors import SomeNotComputed, UserError
 
 
@@ -80,10 +82,41 @@ def main(argv=None):
             signal.signal(signal.SIGTERM, previous)
 
 
+def process_main() -> None:
+    """The process's entry point (`energybench`, `python -m energybench`, what torchrun starts).
+
+    Under torchrun a process that has finished its command, left the process group and written
+    its records ends with `os._exit`, not through the interpreter's teardown: there torch's C++
+    communication threads can still be letting go of their last work, and a thread that needs the
+    GIL once the interpreter is finalizing aborts the process (SIGABRT, "terminate called without
+    an active exception"), turning a finished job into a failed one. Python's multiprocessing ends
+    its worker processes the same way. faulthandler is on, so any abort names the Python lines
+    each thread was at."""
+    faulthandler.enable(all_threads=True)
+    try:
+        main()
+        status = 0
+    except SystemExit as exc:
+        status = _exit_status(exc.code)
+    if launched_by_torchrun():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
+def _exit_status(code) -> int:
+    """SystemExit's code as the process's exit status (None: 0; a message: printed, 1)."""
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)
+    return 1
+
+
 def _stopped_text(what: str) -> str:
     """One line for a stop from outside: under torchrun the usual reason is that another rank
     failed and torchrun ended the others."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_by_torchrun():
         return (f"energybench: rank {os.environ.get('RANK', '?')} stopped by torchrun (another process of "
                 f"the job failed or was stopped); run the same command again to resume: finished work is kept")
     return f"energybench: {what}"

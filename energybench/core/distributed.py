@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 
 from energybench.core.errors import UserError
+from energybench.core.runtime import resolve_device
+from energybench.core.torchrun import launched_by_torchrun
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,7 @@ class World:
 
 def init_world(device_name: str) -> tuple[World, torch.device]:
     """The process group from torchrun's environment (or a single process) and this rank's device."""
-    from energybench.core.runtime import resolve_device
-
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    if not launched_by_torchrun():
         return World(), resolve_device(device_name)
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -93,7 +92,8 @@ def joined(device_name: str) -> Iterator[tuple[World, torch.device]]:
     On success every rank meets at a barrier before the group is destroyed: a rank that tears
     gloo down while a peer still talks to it can abort in gloo's worker threads (SIGABRT). On an
     error the group is destroyed at once, so a peer blocked in a collective fails instead of
-    waiting for a barrier that pairs with nothing."""
+    waiting for a barrier that pairs with nothing. (The process then ends without the
+    interpreter's teardown: energybench.cli.main.process_main says why.)"""
     world, device = init_world(device_name)
     try:
         yield world, device
