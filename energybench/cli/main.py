@@ -22,8 +22,8 @@ from energybench.cli.report import report
 from energybench.cli.reproduce import reproduce
 from energybench.cli.sample import sample
 from energybench.cli.train import train
-from energybench.core.torchrun import launched_by_torchrun
 from energybench.core.errors import SomeNotComputed, UserError
+from energybench.core.torchrun import launched_by_torchrun
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
